@@ -1,0 +1,36 @@
+# Every target creates the project's virtualenv (.venv) when it is missing.
+# Data: MNIST_PAIRS_DATA (a folder holding MNIST/raw/) or the default ./data, where torchvision
+# downloads it when there is internet. A sibling ../shared/data is used when present.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+TORCH ?= torch==2.14.1 torchvision==0.29.1
+ARGS ?=
+
+ifeq ($(origin MNIST_PAIRS_DATA),undefined)
+  ifneq ($(wildcard ../shared/data/MNIST/raw),)
+    export MNIST_PAIRS_DATA := $(abspath ../shared/data)
+  endif
+endif
+
+.PHONY: venv train test test-slow clean
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet $(TORCH)
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+train: venv  ## one run: make train ARGS="model=cnn4_bn activation=tanh seed=3"
+	$(PY) -m mnist_pairs.train $(ARGS)
+
+test: venv  ## fast tests (synthetic data; no MNIST needed)
+	$(PY) -m pytest -m "not slow" -q $(ARGS)
+
+test-slow: venv  ## real MNIST and longer runs (skip when MNIST is not found)
+	$(PY) -m pytest -m slow -q $(ARGS)
+
+clean:
+	rm -rf outputs multirun .pytest_cache

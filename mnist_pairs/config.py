@@ -1,0 +1,83 @@
+"""One place for the allowed values of the configuration, checked before any work starts.
+
+Hydra already rejects unknown group choices (model=..., activation=..., device=...) with its list
+of options; this module checks the values inside the groups and the `_target_`s YAML may name."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from mnist_pairs.data import SCALES, SPLIT_SIZES
+
+ALLOWED_TARGET_PREFIXES = ("mnist_pairs.", "torch.nn.", "torch.optim.")
+DEVICE_TYPES = ("auto", "cpu", "cuda")
+MONITOR_MODES = ("batches", "train_mode_forward")
+
+
+class ConfigError(ValueError):
+    """A configuration value is not allowed; the message names key, value and what is allowed."""
+
+
+def _fail(key: str, value: Any, allowed: str) -> None:
+    raise ConfigError(f"{key}={value!r} is not allowed: {allowed}")
+
+
+def _positive_int(cfg: DictConfig, key: str, maximum: int | None = None) -> None:
+    value = OmegaConf.select(cfg, key)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1 or (maximum is not None and value > maximum):
+        _fail(key, value, f"an integer from 1 to {maximum}" if maximum else "a positive integer")
+
+
+def _targets(node: Any, path: str = "") -> Iterator[tuple[str, str]]:
+    if isinstance(node, DictConfig):
+        for key in node.keys():
+            child = node._get_node(key)
+            if key == "_target_":
+                yield f"{path}._target_".lstrip("."), str(node[key])
+            elif isinstance(child, (DictConfig, ListConfig)):
+                yield from _targets(child, f"{path}.{key}")
+    elif isinstance(node, ListConfig):
+        for i, item in enumerate(node):
+            yield from _targets(item, f"{path}[{i}]")
+
+
+def validate(cfg: DictConfig) -> None:
+    """Raise ConfigError on the first value that is not allowed."""
+    seed = cfg.seed
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        _fail("seed", seed, "an integer >= 0")
+    _positive_int(cfg, "train.epochs")
+    _positive_int(cfg, "train.batch_size")
+    _positive_int(cfg, "data.n_train", SPLIT_SIZES["train"] // 2)
+    _positive_int(cfg, "data.n_test", SPLIT_SIZES["test"] // 2)
+    if cfg.data.scale not in SCALES:
+        _fail("data.scale", cfg.data.scale, f"one of {', '.join(SCALES)}")
+    if cfg.train.monitor not in MONITOR_MODES:
+        _fail("train.monitor", cfg.train.monitor, f"one of {', '.join(MONITOR_MODES)}")
+    lr = cfg.optimizer.lr
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0:
+        _fail("optimizer.lr", lr, "a number > 0 (or a preset: lr=fcnn|fc_dropout|conv|resnet_siamese)")
+    aux = OmegaConf.select(cfg, "model.aux_weight", default=0.0)
+    if not isinstance(aux, (int, float)) or aux < 0:
+        _fail("model.aux_weight", aux, "a number >= 0")
+    if cfg.device.type not in DEVICE_TYPES:
+        _fail("device.type", cfg.device.type, f"one of {', '.join(DEVICE_TYPES)}")
+    if cfg.device.type == "cuda" and not torch.cuda.is_available():
+        _fail("device", "cuda", "cuda needs a visible CUDA GPU and this machine has none; use device=cpu or device=auto")
+    threads = cfg.device.threads
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 0:
+        _fail("device.threads", threads, "an integer >= 0 (0 = torch's default)")
+    for key, target in _targets(cfg):
+        if not target.startswith(ALLOWED_TARGET_PREFIXES):
+            _fail(key, target, f"targets must start with one of {', '.join(ALLOWED_TARGET_PREFIXES)}")
+
+
+def resolve_device(kind: str) -> torch.device:
+    """``auto`` picks CUDA when a GPU is visible, else the CPU."""
+    if kind == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(kind)

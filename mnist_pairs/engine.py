@@ -1,0 +1,138 @@
+"""The training loop: plain PyTorch on tensors already on the device (no DataLoader: indexing a
+1000-pair tensor costs far less than a DataLoader's per-epoch overhead)."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mnist_pairs.data import Pairs
+
+log = logging.getLogger(__name__)
+EVAL_CHUNK = 2000
+
+
+class DivergedError(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    epochs: int = 50
+    batch_size: int = 250
+    shuffle: bool = True
+    monitor: str = "batches"
+    eval_every_epoch: bool = True
+
+
+@dataclass
+class FitResult:
+    train_time_s: float
+    history: dict[str, list[float]] = field(default_factory=lambda: {"train_loss": [], "train_acc": [], "test_acc": []})
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for queued GPU work, so that wall-clock times measure the work itself."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def aux_weight(model: nn.Module) -> float:
+    """The model's auxiliary digit-loss weight (0 for models without digit outputs)."""
+    return float(getattr(model, "aux_weight", 0.0))
+
+
+def objective(model: nn.Module, x: torch.Tensor, target: torch.Tensor, digits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(loss to minimise, main cross-entropy, logits). The loss is
+    ``CE(logits) + aux_weight * (CE(digit 1) + CE(digit 2))`` for models with digit outputs."""
+    w = aux_weight(model)
+    if w > 0:
+        logits, d1, d2 = model(x, return_digits=True)
+        main = F.cross_entropy(logits, target)
+        loss = main + w * (F.cross_entropy(d1, digits[:, 0]) + F.cross_entropy(d2, digits[:, 1]))
+        return loss, main, logits
+    logits = model(x)
+    main = F.cross_entropy(logits, target)
+    return main, main, logits
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, pairs: Pairs, train_mode: bool = False) -> tuple[float, float]:
+    """(accuracy, mean cross-entropy) over all pairs, in eval mode unless ``train_mode``."""
+    was_training = model.training
+    model.train(train_mode)
+    correct, loss_sum = 0, torch.zeros((), device=pairs.x.device)
+    for start in range(0, len(pairs), EVAL_CHUNK):
+        x, y = pairs.x[start : start + EVAL_CHUNK], pairs.target[start : start + EVAL_CHUNK]
+        logits = model(x)
+        loss_sum += F.cross_entropy(logits, y, reduction="sum")
+        correct += int((logits.argmax(1) == y).sum())
+    model.train(was_training)
+    return correct / len(pairs), loss_sum.item() / len(pairs)
+
+
+def batch_order(n: int, settings: TrainSettings, generator: torch.Generator, device: torch.device) -> list[torch.Tensor]:
+    """Index tensors of one epoch's mini-batches: a fresh permutation, or the fixed consecutive
+    slices of the authors' ``input.split(batch_size)``."""
+    order = torch.randperm(n, generator=generator) if settings.shuffle else torch.arange(n)
+    return list(order.to(device).split(settings.batch_size))
+
+
+def fit(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    train: Pairs,
+    test: Pairs,
+    settings: TrainSettings,
+    generator: torch.Generator,
+    on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+) -> FitResult:
+    """Train for ``settings.epochs``; returns the per-epoch history and the training wall time.
+
+    The time runs from here (model and optimizer exist) to the end of the last epoch, with the
+    per-epoch test evaluation paused out of it, as PROTOCOL.md defines it."""
+    device = train.x.device
+    result = FitResult(train_time_s=0.0)
+    model.train()
+    synchronize(device)
+    started = time.perf_counter()
+    paused = 0.0
+    for epoch in range(settings.epochs):
+        loss_sum = torch.zeros((), device=device)
+        correct = torch.zeros((), device=device, dtype=torch.long)
+        for idx in batch_order(len(train), settings, generator, device):
+            x, y, d = train.x[idx], train.target[idx], train.digits[idx]
+            loss, main, logits = objective(model, x, y, d)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            loss_sum += main.detach() * len(idx)
+            correct += (logits.detach().argmax(1) == y).sum()
+        if settings.monitor == "train_mode_forward":
+            train_acc, train_loss = evaluate(model, train, train_mode=True)
+        else:
+            train_acc, train_loss = correct.item() / len(train), loss_sum.item() / len(train)
+        if not math.isfinite(train_loss):
+            raise DivergedError(f"training loss is {train_loss} at epoch {epoch + 1}")
+        row = {"train_loss": train_loss, "train_acc": train_acc}
+        if settings.eval_every_epoch:
+            synchronize(device)
+            pause = time.perf_counter()
+            row["test_acc"], _ = evaluate(model, test)
+            model.train()
+            synchronize(device)
+            paused += time.perf_counter() - pause
+        for key, value in row.items():
+            result.history[key].append(value)
+        if on_epoch is not None:
+            on_epoch(epoch + 1, row)
+    synchronize(device)
+    result.train_time_s = time.perf_counter() - started - paused
+    return result

@@ -1,0 +1,104 @@
+"""Weight-sharing nets: one branch maps each 14x14 image to 10 digit scores, a combiner maps the
+two score vectors to the 2 classes. The branch outputs feed the auxiliary digit loss."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from mnist_pairs.models.cnn import conv_output_size
+from mnist_pairs.models.layers import ActivationFactory
+
+
+class ConvBranch(nn.Module):
+    """conv, maxpool 2, act, conv, maxpool 2, act, flatten, Linear(hidden), act, Linear(n_digits)."""
+
+    def __init__(
+        self,
+        activation: ActivationFactory,
+        channels: Sequence[int] = (32, 64),
+        kernel: int = 3,
+        hidden: int = 100,
+        n_digits: int = 10,
+        input_size: int = 14,
+        in_channels: int = 1,
+        batchnorm: bool = False,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        width, size = in_channels, input_size
+        for out in channels:
+            layers += [nn.Conv2d(width, out, kernel), nn.MaxPool2d(2)]
+            if batchnorm:
+                layers.append(nn.BatchNorm2d(out))
+            layers.append(activation())
+            width, size = out, conv_output_size(size, kernel, 0) // 2
+        if size < 1:
+            raise ValueError(f"ConvBranch: channels {list(channels)} with kernel {kernel} leave no pixels")
+        layers += [nn.Flatten(), nn.Linear(width * size * size, hidden), activation()]
+        if dropout > 0:
+            layers.append(nn.Dropout(dropout))
+        layers.append(nn.Linear(hidden, n_digits))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class Siamese(nn.Module):
+    """Shared ``branch`` on image 1 and image 2; a combiner (Linear, or an MLP with
+    ``combiner_hidden``) on the concatenated digit scores (or their softmax).
+
+    ``aux_weight`` > 0 asks the training engine for the auxiliary digit loss;
+    ``forward(x, return_digits=True)`` returns ``(logits, digits_1, digits_2)`` for it."""
+
+    def __init__(
+        self,
+        branch: nn.Module,
+        activation: ActivationFactory,
+        n_digits: int = 10,
+        n_classes: int = 2,
+        combiner_hidden: Sequence[int] = (),
+        combiner_input: str = "logits",
+        combiner_dropout: float = 0.0,
+        swap_order: bool = False,
+        joint_branch_batch: bool = True,
+        aux_weight: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if combiner_input not in ("logits", "softmax"):
+            raise ValueError(f"combiner_input={combiner_input!r}: allowed are 'logits' and 'softmax'")
+        self.branch = branch
+        self.combiner_input = combiner_input
+        self.swap_order = swap_order
+        self.joint_branch_batch = joint_branch_batch
+        self.aux_weight = float(aux_weight)
+        layers: list[nn.Module] = []
+        width = 2 * n_digits
+        for size in combiner_hidden:
+            layers += [nn.Linear(width, size), activation()]
+            if combiner_dropout > 0:
+                layers.append(nn.Dropout(combiner_dropout))
+            width = size
+        layers.append(nn.Linear(width, n_classes))
+        self.combiner = nn.Sequential(*layers)
+
+    def digit_scores(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Branch outputs for image 1 and image 2 of each pair."""
+        first, second = x[:, 0:1], x[:, 1:2]
+        if self.joint_branch_batch:
+            both = self.branch(torch.cat([first, second], dim=0))
+            return both[: len(x)], both[len(x) :]
+        return self.branch(first), self.branch(second)
+
+    def forward(self, x: torch.Tensor, return_digits: bool = False):
+        d1, d2 = self.digit_scores(x)
+        pair = (d2, d1) if self.swap_order else (d1, d2)
+        features = torch.cat(pair, dim=1)
+        if self.combiner_input == "softmax":
+            features = features.view(len(x), 2, -1).softmax(dim=-1).flatten(1)
+        logits = self.combiner(features)
+        return (logits, d1, d2) if return_digits else logits

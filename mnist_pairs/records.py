@@ -1,0 +1,135 @@
+"""The run record: its schema (one place), the run's identity, and atomic reading and writing.
+
+A record is the single source of truth about a run; aggregation reads nothing else."""
+
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Literal, TypedDict
+
+try:
+    from typing import NotRequired
+except ImportError:  # Python 3.10
+    from typing_extensions import NotRequired
+
+RECORD_FILE = "record.json"
+SCHEMA_VERSION = 1
+Status = Literal["ok", "failed", "diverged"]
+
+# Keys that do not change a run's results: left out of its identity hash.
+NON_IDENTITY_KEYS = ("force", "output_root", "experiment_name", "data.root", "data.cache_dir", "data.download", "device")
+
+
+class Metrics(TypedDict):
+    train_acc: float
+    train_loss: float
+    test_acc: float
+    test_loss: float
+
+
+class History(TypedDict):
+    """Per-epoch lists, all of length ``epochs``; ``test_acc`` is empty when not monitored."""
+
+    train_loss: list[float]
+    train_acc: list[float]
+    test_acc: list[float]
+
+
+class RunRecord(TypedDict):
+    """One run. ``variant`` names the overridden keys beyond model/activation/seed (Hydra's
+    override_dirname, "" for none); ``config`` is the whole resolved config; ``metrics`` are the
+    final eval-mode accuracy and cross-entropy on all train and test pairs; ``train_time_s`` is
+    PROTOCOL.md's training wall time; failed runs also carry ``traceback``."""
+
+    schema_version: int
+    status: Status
+    error: str | None
+    model: str
+    activation: str
+    variant: str
+    seed: int
+    config_hash: str
+    config: dict[str, Any]
+    n_params: int
+    metrics: Metrics | None
+    history: History | None
+    train_time_s: float | None
+    device: str
+    device_name: str
+    versions: dict[str, str]
+    started_at: str
+    finished_at: str
+    traceback: NotRequired[str]
+
+
+REQUIRED_KEYS = RunRecord.__required_keys__
+
+
+def config_hash(config: dict[str, Any]) -> str:
+    """A short stable hash of the resolved config minus the NON_IDENTITY_KEYS."""
+    ident = json.loads(json.dumps(config, sort_keys=True, default=str))
+    for dotted in NON_IDENTITY_KEYS:
+        *parents, leaf = dotted.split(".")
+        node = ident
+        for p in parents:
+            node = node.get(p, {}) if isinstance(node, dict) else {}
+        if isinstance(node, dict):
+            node.pop(leaf, None)
+    return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def write_record(run_dir: Path, record: RunRecord) -> Path:
+    """Write ``record.json`` atomically: a temporary file in the same folder, fsync, rename.
+    A reader sees the old record or the new one, never a torn file."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / RECORD_FILE
+    fd, tmp = tempfile.mkstemp(prefix=".record-", suffix=".tmp", dir=run_dir)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(record, f, indent=1, sort_keys=True, allow_nan=True)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(run_dir, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+    return path
+
+
+class CorruptRecordError(ValueError):
+    """A record file that cannot be parsed or lacks required keys."""
+
+
+def read_record(path: Path) -> RunRecord:
+    """Parse a record, checking it has every key of the schema."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise CorruptRecordError(f"{path}: unreadable record ({error})") from None
+    if not isinstance(data, dict):
+        raise CorruptRecordError(f"{path}: a record must be a JSON object")
+    missing = REQUIRED_KEYS - data.keys()
+    if missing:
+        raise CorruptRecordError(f"{path}: missing keys {sorted(missing)}")
+    return data  # type: ignore[return-value]
+
+
+def finished_record(run_dir: Path) -> RunRecord | None:
+    """The run's record if the run finished (status ok, or diverged: a NaN loss is a result that
+    the same seed reproduces), else None (missing, failed or corrupt: redone on resume)."""
+    path = run_dir / RECORD_FILE
+    if not path.is_file():
+        return None
+    try:
+        record = read_record(path)
+    except CorruptRecordError:
+        return None
+    return record if record["status"] in ("ok", "diverged") else None

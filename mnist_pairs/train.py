@@ -1,0 +1,181 @@
+"""The train entrypoint: compose -> validate -> run -> record.
+
+    python -m mnist_pairs.train model=cnn4_bn activation=tanh seed=3
+    python -m mnist_pairs.train -m model=cnn4_bn activation=relu,tanh,leakyrelu seed=0,1,2
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+import sys
+import traceback
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import hydra
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+import mnist_pairs
+from mnist_pairs import records
+from mnist_pairs.config import ConfigError, resolve_device, validate
+from mnist_pairs.data import DataNotFoundError, make_pairs
+from mnist_pairs.engine import DivergedError, TrainSettings, evaluate, fit
+from mnist_pairs.seeding import generator, stream_seed
+
+log = logging.getLogger("mnist_pairs.train")
+
+
+def run_subdir(model: str, activation: str, seed: Any, variant: str = "") -> str:
+    """A run's directory below its experiment: model/activation[/variant]/seed=N. ``variant`` is
+    Hydra's override_dirname of the keys that are not already in the path."""
+    return "/".join(p for p in (model, activation, variant, f"seed={seed}") if p)
+
+
+OmegaConf.register_new_resolver("run_subdir", run_subdir, replace=True)
+
+
+def build_model(model_cfg: DictConfig) -> torch.nn.Module:
+    """Instantiate the model group's ``_target_`` (its ``name`` is a label, not an argument)."""
+    spec = OmegaConf.to_container(model_cfg, resolve=True)
+    spec.pop("name", None)
+    return instantiate(spec)
+
+
+def library_versions() -> dict[str, str]:
+    import numpy
+    import omegaconf
+    import torchvision
+
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "hydra": hydra.__version__,
+        "omegaconf": omegaconf.__version__,
+        "numpy": numpy.__version__,
+        "mnist_pairs": mnist_pairs.__version__,
+    }
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def train_settings(cfg: DictConfig) -> TrainSettings:
+    return TrainSettings(**OmegaConf.to_container(cfg.train, resolve=True))
+
+
+def run(cfg: DictConfig, run_dir: Path, variant: str = "") -> records.RunRecord:
+    """Train one run and write its record into ``run_dir``; skip it when ``run_dir`` already holds
+    a finished record of the same config (unless ``force``). Training errors and divergence are
+    recorded (status failed / diverged) and re-raised; config and data errors raise before any
+    work and write nothing."""
+    validate(cfg)
+    config = OmegaConf.to_container(cfg, resolve=True)
+    ident = records.config_hash(config)
+    done = records.finished_record(run_dir)
+    if done is not None and not cfg.force:
+        if done["config_hash"] != ident:
+            raise ConfigError(
+                f"{run_dir} holds a finished run of a different config (hash {done['config_hash']}, this one "
+                f"{ident}); choose another output_root/experiment_name, or force=true to replace it"
+            )
+        log.info("skip %s: finished record exists (force=true redoes it)", run_dir)
+        return done
+
+    device = resolve_device(cfg.device.type)
+    if cfg.device.threads:
+        torch.set_num_threads(cfg.device.threads)
+    train, test = make_pairs(
+        cfg.data.root, cfg.data.n_train, cfg.data.n_test, generator(cfg.seed, "data"),
+        scale=cfg.data.scale, download=cfg.data.download, cache_dir=cfg.data.cache_dir,
+    )  # fmt: skip
+    train, test = train.to(device), test.to(device)
+    torch.manual_seed(stream_seed(cfg.seed, "init"))  # initialisation and dropout masks
+    model = build_model(cfg.model).to(device)
+    optimizer = instantiate(cfg.optimizer)(model.parameters())
+    record: records.RunRecord = {
+        "schema_version": records.SCHEMA_VERSION,
+        "status": "failed",
+        "error": None,
+        "model": cfg.model.name,
+        "activation": cfg.activation.name,
+        "variant": variant,
+        "seed": cfg.seed,
+        "config_hash": ident,
+        "config": config,
+        "n_params": sum(p.numel() for p in model.parameters()),
+        "metrics": None,
+        "history": None,
+        "train_time_s": None,
+        "device": str(device),
+        "device_name": device_name(device),
+        "versions": library_versions(),
+        "started_at": now(),
+        "finished_at": "",
+    }
+    name = f"{cfg.model.name}/{cfg.activation.name} seed={cfg.seed}"
+    log.info("%s: %d parameters, %d/%d pairs, %s", name, record["n_params"], len(train), len(test), record["device_name"])
+
+    def log_epoch(epoch: int, row: dict[str, float]) -> None:
+        log.info("%s epoch %d/%d %s", name, epoch, cfg.train.epochs, " ".join(f"{k} {v:.4f}" for k, v in row.items()))
+
+    try:
+        result = fit(model, optimizer, train, test, train_settings(cfg), generator(cfg.seed, "shuffle"), log_epoch)
+        train_acc, train_loss = evaluate(model, train)
+        test_acc, test_loss = evaluate(model, test)
+        record.update(
+            status="ok", history=result.history, train_time_s=result.train_time_s,
+            metrics={"train_acc": train_acc, "train_loss": train_loss, "test_acc": test_acc, "test_loss": test_loss},
+        )  # fmt: skip
+    except DivergedError as error:
+        record.update(status="diverged", error=str(error))
+    except Exception as error:
+        record.update(status="failed", error="".join(traceback.format_exception_only(error)).strip())
+        record["traceback"] = traceback.format_exc()
+        raise
+    finally:
+        record["finished_at"] = now()
+        records.write_record(run_dir, record)
+    if record["status"] == "ok":
+        m = record["metrics"]
+        log.info("%s done: test_acc %.4f train_acc %.4f test_loss %.4f, %.2f s", name, m["test_acc"], m["train_acc"], m["test_loss"], record["train_time_s"])
+    else:
+        log.warning("%s diverged: %s", name, record["error"])
+    return record
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+def main(cfg: DictConfig) -> None:
+    hc = HydraConfig.get()
+    multirun = hc.mode == RunMode.MULTIRUN
+    try:
+        run(cfg, Path(hc.runtime.output_dir), variant=hc.job.override_dirname)
+    except (ConfigError, DataNotFoundError) as error:
+        sys.exit(f"error: {error}")  # one clear line, before any training
+    except Exception as error:
+        log.error("run failed (recorded in %s): %s", hc.runtime.output_dir, error)
+        if not multirun:
+            sys.exit(1)  # in a sweep, one crashed run must not stop the others
+
+
+if __name__ == "__main__":
+    main()
