@@ -13,7 +13,7 @@ ifeq ($(origin MNIST_PAIRS_DATA),undefined)
   endif
 endif
 
-.PHONY: venv train test test-slow clean
+.PHONY: venv train test test-slow smoke benchmark clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -34,3 +34,12 @@ test-slow: venv  ## real MNIST and longer runs (skip when MNIST is not found)
 
 clean:
 	rm -rf outputs multirun .pytest_cache
+
+# Experiments: one Hydra multirun (resumable: finished runs are skipped), then the aggregation.
+smoke: venv  ## the benchmark grid, small: 58 runs, about a minute
+	$(PY) -m mnist_pairs.train -m experiment=smoke $(ARGS)
+	$(PY) -m mnist_pairs.aggregate outputs/smoke
+
+benchmark: venv  ## the report's grid: 410 runs, 50 epochs
+	$(PY) -m mnist_pairs.train -m experiment=benchmark $(ARGS)
+	$(PY) -m mnist_pairs.aggregate outputs/benchmark

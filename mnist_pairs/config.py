@@ -72,6 +72,8 @@ def validate(cfg: DictConfig) -> None:
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 0:
         _fail("device.threads", threads, "an integer >= 0 (0 = torch's default)")
     for key, target in _targets(cfg):
+        if key.startswith("hydra."):
+            continue  # Hydra's own plugins (launcher, sweeper) are not instantiated by us
         if not target.startswith(ALLOWED_TARGET_PREFIXES):
             _fail(key, target, f"targets must start with one of {', '.join(ALLOWED_TARGET_PREFIXES)}")
 

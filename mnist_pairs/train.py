@@ -25,6 +25,7 @@ import mnist_pairs
 from mnist_pairs import records
 from mnist_pairs.config import ConfigError, resolve_device, validate
 from mnist_pairs.data import DataNotFoundError, make_pairs
+from mnist_pairs.progress import record_outcome
 from mnist_pairs.engine import DivergedError, TrainSettings, evaluate, fit
 from mnist_pairs.seeding import generator, stream_seed
 
@@ -76,7 +77,7 @@ def device_name(device: torch.device) -> str:
 
 
 def now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
 def train_settings(cfg: DictConfig) -> TrainSettings:
@@ -165,16 +166,21 @@ def run(cfg: DictConfig, run_dir: Path, variant: str = "") -> records.RunRecord:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> None:
+    started = now()
     hc = HydraConfig.get()
     multirun = hc.mode == RunMode.MULTIRUN
+    outcome = "failed"
     try:
-        run(cfg, Path(hc.runtime.output_dir), variant=hc.job.override_dirname)
+        record = run(cfg, Path(hc.runtime.output_dir), variant=hc.job.override_dirname)
+        outcome = "skipped" if record["finished_at"] < started else record["status"]  # an old record: skipped
     except (ConfigError, DataNotFoundError) as error:
         sys.exit(f"error: {error}")  # one clear line, before any training
     except Exception as error:
         log.error("run failed (recorded in %s): %s", hc.runtime.output_dir, error)
         if not multirun:
             sys.exit(1)  # in a sweep, one crashed run must not stop the others
+    if multirun and (line := record_outcome(Path(hc.sweep.dir), outcome)):
+        log.info(line)
 
 
 if __name__ == "__main__":
