@@ -6,6 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 TORCH ?= torch==2.14.1 torchvision==0.29.1
 ARGS ?=
+OUT ?= outputs
 
 ifeq ($(origin MNIST_PAIRS_DATA),undefined)
   ifneq ($(wildcard ../shared/data/MNIST/raw),)
@@ -37,9 +38,9 @@ clean:
 
 # Experiments: one Hydra multirun (resumable: finished runs are skipped), then the aggregation.
 smoke: venv  ## the benchmark grid, small: 58 runs, about a minute
-	$(PY) -m mnist_pairs.train -m experiment=smoke $(ARGS)
-	$(PY) -m mnist_pairs.aggregate outputs/smoke
+	$(PY) -m mnist_pairs.train -m experiment=smoke output_root=$(OUT) $(ARGS)
+	$(PY) -m mnist_pairs.aggregate $(OUT)/smoke
 
 benchmark: venv  ## the report's grid: 410 runs, 50 epochs
-	$(PY) -m mnist_pairs.train -m experiment=benchmark $(ARGS)
-	$(PY) -m mnist_pairs.aggregate outputs/benchmark
+	$(PY) -m mnist_pairs.train -m experiment=benchmark output_root=$(OUT) $(ARGS)
+	$(PY) -m mnist_pairs.aggregate $(OUT)/benchmark

@@ -94,7 +94,7 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
 def compare_with_published(summary: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFrame:
     """Per published row that we ran: both means and SDs, our difference with its 95% CI, Welch's
     p and the Holm-corrected p over all compared rows, and the verdict at alpha 0.05."""
-    merged = summary.merge(reference, on=["model", "activation"], suffixes=("", "_pub"))
+    merged = summary[summary["n"] > 0].merge(reference, on=["model", "activation"], suffixes=("", "_pub"))
     rows = []
     for _, r in merged.iterrows():
         test = welch(r["test_acc_mean"], r["test_acc_sd"], r["n"], r["test_acc_mean_pub"], r["test_acc_std"], r["n_pub"])

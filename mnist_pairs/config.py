@@ -71,11 +71,18 @@ def validate(cfg: DictConfig) -> None:
     threads = cfg.device.threads
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 0:
         _fail("device.threads", threads, "an integer >= 0 (0 = torch's default)")
+    if cfg.device.channels_last not in ("auto", True, False):
+        _fail("device.channels_last", cfg.device.channels_last, "auto, true or false")
     for key, target in _targets(cfg):
         if key.startswith("hydra."):
             continue  # Hydra's own plugins (launcher, sweeper) are not instantiated by us
         if not target.startswith(ALLOWED_TARGET_PREFIXES):
             _fail(key, target, f"targets must start with one of {', '.join(ALLOWED_TARGET_PREFIXES)}")
+
+
+def use_channels_last(setting: str | bool, model: torch.nn.Module) -> bool:
+    """``auto`` follows the model family's ``prefers_channels_last`` (plain CNNs are faster without)."""
+    return bool(getattr(model, "prefers_channels_last", False)) if setting == "auto" else bool(setting)
 
 
 def resolve_device(kind: str) -> torch.device:

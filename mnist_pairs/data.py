@@ -41,6 +41,9 @@ class Pairs:
     def to(self, device: torch.device | str) -> "Pairs":
         return Pairs(self.x.to(device), self.target.to(device), self.digits.to(device))
 
+    def channels_last(self) -> "Pairs":
+        return Pairs(self.x.contiguous(memory_format=torch.channels_last), self.target, self.digits)
+
 
 def _all_files(folder: Path, names: list[str]) -> bool:
     return all((folder / n).is_file() for n in names)

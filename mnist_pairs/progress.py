@@ -1,8 +1,10 @@
 """The progress line of a whole sweep: done / total, failures, elapsed, ETA.
 
-The sweeper writes ``<sweep_dir>/.progress/session.json`` (total number of jobs, start time) before
-launching; every job, in whichever worker process it ran, appends its outcome to the session's log
-(one short O_APPEND write, atomic on POSIX) and prints the line computed from that log."""
+The sweeper writes ``<sweep_dir>/.progress/session.json`` (the model of every job, the number of
+parallel workers, the start time) before launching; every job, in whichever worker process it ran,
+appends ``outcome model seconds`` to the session's log (one short O_APPEND write, atomic on POSIX)
+and prints the line computed from that log. The ETA weighs the remaining jobs by the mean time
+of finished jobs of the same model, since models differ in cost by 100x."""
 
 from __future__ import annotations
 
@@ -10,17 +12,18 @@ import json
 import os
 import time
 import uuid
+from collections import Counter
 from pathlib import Path
 
 PROGRESS_DIR = ".progress"
 OUTCOMES = ("ok", "failed", "diverged", "skipped")
 
 
-def start_session(sweep_dir: Path, total: int) -> str:
-    """Record a new sweep session; returns its id."""
+def start_session(sweep_dir: Path, models: list[str], workers: int = 1) -> str:
+    """Record a new sweep session of jobs with these ``models``; returns its id."""
     folder = sweep_dir / PROGRESS_DIR
     folder.mkdir(parents=True, exist_ok=True)
-    session = {"id": uuid.uuid4().hex[:12], "total": total, "started": time.time()}
+    session = {"id": uuid.uuid4().hex[:12], "models": models, "workers": max(1, workers), "started": time.time()}
     tmp = folder / "session.json.tmp"
     tmp.write_text(json.dumps(session))
     os.replace(tmp, folder / "session.json")
@@ -32,7 +35,22 @@ def _fmt(seconds: float) -> str:
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
 
 
-def record_outcome(sweep_dir: Path, outcome: str) -> str | None:
+def estimate_remaining(models: list[str], done: list[tuple[str, str, float]], workers: int) -> float | None:
+    """Seconds left: each remaining job costs the mean time of trained jobs of its model (or of
+    all trained jobs), shared among ``workers``. None before any job trained."""
+    trained = [(m, s) for outcome, m, s in done if outcome != "skipped"]
+    if not trained:
+        return None
+    overall = sum(s for _, s in trained) / len(trained)
+    per_model: dict[str, list[float]] = {}
+    for m, s in trained:
+        per_model.setdefault(m, []).append(s)
+    remaining = Counter(models) - Counter(m for _, m, _ in done)
+    work = sum(n * (sum(per_model[m]) / len(per_model[m]) if m in per_model else overall) for m, n in remaining.items())
+    return work / workers
+
+
+def record_outcome(sweep_dir: Path, outcome: str, model: str, seconds: float) -> str | None:
     """Append one job's outcome to the current session and return the progress line, or None when
     no session was started (a plain single run)."""
     if outcome not in OUTCOMES:
@@ -40,21 +58,20 @@ def record_outcome(sweep_dir: Path, outcome: str) -> str | None:
     folder = sweep_dir / PROGRESS_DIR
     try:
         session = json.loads((folder / "session.json").read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
+        session["id"], session["models"], session["workers"], session["started"]
+    except (OSError, json.JSONDecodeError, KeyError):
+        return None  # no session (a plain run) or one written by another version
     log_path = folder / f"{session['id']}.log"
     fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
-        os.write(fd, f"{outcome}\n".encode())
+        os.write(fd, f"{outcome} {model} {seconds:.3f}\n".encode())
     finally:
         os.close(fd)
-    outcomes = log_path.read_text().split()
-    counts = {o: outcomes.count(o) for o in OUTCOMES}
-    done, total = len(outcomes), session["total"]
-    trained = done - counts["skipped"]
-    elapsed = time.time() - session["started"]
-    eta = _fmt(elapsed / trained * (total - done)) if trained else "?"
+    done = [(o, m, float(s)) for o, m, s in (line.split() for line in log_path.read_text().splitlines() if line)]
+    counts = Counter(o for o, _, _ in done)
+    left = estimate_remaining(session["models"], done, session["workers"])
     return (
-        f"sweep {done}/{total} ({counts['ok']} ok, {counts['failed']} failed, {counts['diverged']} diverged, "
-        f"{counts['skipped']} already done) elapsed {_fmt(elapsed)} ETA {eta}"
+        f"sweep {len(done)}/{len(session['models'])} ({counts['ok']} ok, {counts['failed']} failed, "
+        f"{counts['diverged']} diverged, {counts['skipped']} already done) "
+        f"elapsed {_fmt(time.time() - session['started'])} ETA {'?' if left is None else _fmt(left)}"
     )

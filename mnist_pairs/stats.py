@@ -20,11 +20,14 @@ def t_interval(mean: float, sd: float, n: int, level: float = 0.95) -> tuple[flo
 def welch(mean1: float, sd1: float, n1: int, mean2: float, sd2: float, n2: int, level: float = 0.95) -> dict[str, float]:
     """Welch's unequal-variance t-test of mean1 - mean2 from aggregates: difference, its
     confidence interval, t, Welch-Satterthwaite degrees of freedom, two-sided p."""
+    diff = mean1 - mean2
+    undefined = {"diff": diff, "diff_ci_low": math.nan, "diff_ci_high": math.nan, "t": math.nan, "df": math.nan, "p": math.nan}
+    if n1 < 2 or n2 < 2:
+        return undefined
     v1, v2 = sd1**2 / n1, sd2**2 / n2
     se = math.sqrt(v1 + v2)
-    diff = mean1 - mean2
-    if n1 < 2 or n2 < 2 or se == 0:
-        return {"diff": diff, "diff_ci_low": math.nan, "diff_ci_high": math.nan, "t": math.nan, "df": math.nan, "p": math.nan}
+    if se == 0:
+        return undefined
     df = (v1 + v2) ** 2 / (v1**2 / (n1 - 1) + v2**2 / (n2 - 1))
     t = diff / se
     half = stats.t.ppf(0.5 + level / 2, df) * se

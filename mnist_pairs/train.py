@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import platform
 import sys
+import time
 import traceback
 from datetime import datetime, timezone
 from pathlib import Path
@@ -23,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 
 import mnist_pairs
 from mnist_pairs import records
-from mnist_pairs.config import ConfigError, resolve_device, validate
+from mnist_pairs.config import ConfigError, resolve_device, use_channels_last, validate
 from mnist_pairs.data import DataNotFoundError, make_pairs
 from mnist_pairs.progress import record_outcome
 from mnist_pairs.engine import DivergedError, TrainSettings, evaluate, fit
@@ -112,6 +113,9 @@ def run(cfg: DictConfig, run_dir: Path, variant: str = "") -> records.RunRecord:
     train, test = train.to(device), test.to(device)
     torch.manual_seed(stream_seed(cfg.seed, "init"))  # initialisation and dropout masks
     model = build_model(cfg.model).to(device)
+    if use_channels_last(cfg.device.channels_last, model):
+        model = model.to(memory_format=torch.channels_last)
+        train, test = train.channels_last(), test.channels_last()
     optimizer = instantiate(cfg.optimizer)(model.parameters())
     record: records.RunRecord = {
         "schema_version": records.SCHEMA_VERSION,
@@ -166,7 +170,7 @@ def run(cfg: DictConfig, run_dir: Path, variant: str = "") -> records.RunRecord:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> None:
-    started = now()
+    started, tic = now(), time.perf_counter()
     hc = HydraConfig.get()
     multirun = hc.mode == RunMode.MULTIRUN
     outcome = "failed"
@@ -179,7 +183,7 @@ def main(cfg: DictConfig) -> None:
         log.error("run failed (recorded in %s): %s", hc.runtime.output_dir, error)
         if not multirun:
             sys.exit(1)  # in a sweep, one crashed run must not stop the others
-    if multirun and (line := record_outcome(Path(hc.sweep.dir), outcome)):
+    if multirun and (line := record_outcome(Path(hc.sweep.dir), outcome, cfg.model.name, time.perf_counter() - tic)):
         log.info(line)
 
 

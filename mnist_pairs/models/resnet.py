@@ -33,6 +33,8 @@ class ResNet(nn.Module):
     features); ``pool='spatial'`` averages each channel over the image (the authors' code:
     ``channels`` features)."""
 
+    prefers_channels_last = True  # about 1.45x faster training on CPU
+
     def __init__(
         self,
         activation: ActivationFactory,

@@ -1,0 +1,102 @@
+"""Aggregation: tables, statistics, figures and the report from a folder of real run records."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from mnist_pairs import records
+from mnist_pairs.aggregate import aggregate, collect
+from mnist_pairs.reference import published
+from mnist_pairs.stats import holm, t_interval, welch
+from mnist_pairs.train import run
+from tests.conftest import CONF_DIR, MODELS, run_cli
+
+SMALL = ("data.n_train=100", "data.n_test=50", "train.epochs=2")
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory, synthetic_root):
+    """A results folder: 3 + 2 finished runs, a failed run, a corrupt record, a killed run."""
+    from hydra import compose, initialize_config_dir
+
+    root = tmp_path_factory.mktemp("results") / "exp"
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        for model, seeds in (("cnn3", (0, 1, 2)), ("siamese_cnn_aux", (0, 1))):
+            for seed in seeds:
+                cfg = compose("config", [f"model={model}", f"seed={seed}", f"data.root={synthetic_root}", "data.download=false", *SMALL])
+                run(cfg, root / model / "relu" / f"seed={seed}")
+        broken = compose("config", ["model=fcnn", "model.in_features=7", f"data.root={synthetic_root}", "data.download=false", *SMALL])
+        with pytest.raises(RuntimeError):
+            run(broken, root / "fcnn" / "relu" / "seed=0")
+    (root / "fcnn" / "tanh" / "seed=0").mkdir(parents=True)
+    (root / "fcnn" / "tanh" / "seed=0" / records.RECORD_FILE).write_text('{"model": "fcnn", "stat')
+    (root / "cnn3" / "relu" / "seed=3" / ".hydra").mkdir(parents=True)
+    return root
+
+
+def test_collect_reads_good_records_and_reports_bad_ones(results):
+    data = collect(results)
+    assert len(data.runs) == 6
+    assert data.runs["status"].value_counts().to_dict() == {"ok": 5, "failed": 1}
+    assert len(data.corrupt) == 1 and "fcnn/tanh/seed=0" in data.corrupt[0]
+    assert data.incomplete == ["cnn3/relu/seed=3"]
+    assert len(data.history) == 5 * 2  # 2 epochs of each finished run
+
+
+def test_aggregate_writes_consistent_tables_figures_and_report(results, tmp_path):
+    report, _ = aggregate(results, out=tmp_path)
+    summary = pd.read_csv(tmp_path / "tables" / "summary.csv", keep_default_na=False, na_values=[""])
+    runs = pd.read_csv(tmp_path / "tables" / "runs.csv")
+    assert len(runs) == 6
+    recs = [records.read_record(p) for p in results.glob("cnn3/relu/seed=*/record.json")]
+    accs = [r["metrics"]["test_acc"] for r in recs]
+    cnn3 = summary[summary["model"] == "cnn3"].iloc[0]
+    assert cnn3["n"] == 3 and cnn3["test_acc_mean"] == pytest.approx(np.mean(accs))
+    assert cnn3["test_acc_sd"] == pytest.approx(np.std(accs, ddof=1))
+    assert (cnn3["test_acc_ci_low"], cnn3["test_acc_ci_high"]) == pytest.approx(t_interval(np.mean(accs), np.std(accs, ddof=1), 3))
+    fcnn = summary[summary["model"] == "fcnn"].iloc[0]
+    assert fcnn["n"] == 0 and fcnn["n_failed"] == 1
+    for name in ("accuracy", "training_time", "convergence", "versus_published"):
+        png = tmp_path / "figures" / f"{name}.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+    text = report.read_text()
+    assert "5 ok, 1 failed, 0 diverged; 1 corrupt records; 1 run folders without a record" in text
+    assert "fcnn/relu/seed=0`: failed: RuntimeError" in text and "corrupt record:" in text
+    assert "![accuracy](figures/accuracy.png)" in text
+    comparison = pd.read_csv(tmp_path / "tables" / "published_comparison.csv")
+    assert set(comparison["model"]) == {"cnn3", "siamese_cnn_aux"}  # fcnn/relu has no finished run
+
+
+def test_aggregate_cli_on_an_empty_folder_is_one_clear_error(tmp_path):
+    done = run_cli(str(tmp_path), module="mnist_pairs.aggregate")
+    assert done.returncode != 0 and "error: no run records (record.json) under" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_welch_from_aggregates_matches_scipy_on_samples():
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(0.8, 0.02, 15), rng.normal(0.78, 0.05, 10)
+    ours = welch(a.mean(), a.std(ddof=1), 15, b.mean(), b.std(ddof=1), 10)
+    reference = stats.ttest_ind(a, b, equal_var=False)
+    assert ours["t"] == pytest.approx(reference.statistic) and ours["p"] == pytest.approx(reference.pvalue)
+    assert ours["diff_ci_low"] < ours["diff"] < ours["diff_ci_high"]
+    assert math.isnan(welch(0.8, 0.1, 1, 0.7, 0.1, 10)["p"])
+
+
+def test_holm_adjustment():
+    adjusted = holm([0.01, 0.04, 0.03, np.nan, 0.005])
+    assert adjusted[:3] == pytest.approx([0.03, 0.06, 0.06]) and adjusted[4] == pytest.approx(0.02)
+    assert math.isnan(adjusted[3])
+
+
+def test_published_reference_maps_to_our_models():
+    gpu = published("gpu")
+    assert len(gpu) == 12 + 7 + 7 and set(gpu["model"]) <= set(MODELS)  # ReLU: 12 models; Tanh, LeakyReLU: 7 basic
+    best = gpu[gpu["model"] == "siamese_resnet_aux"].iloc[0]
+    assert (best["test_acc_mean"], best["test_acc_std"], best["n"]) == (0.8693, 0.02521, 10)
+    with pytest.raises(ValueError, match="allowed are"):
+        published("tpu")
