@@ -16,6 +16,8 @@ from mnist_pairs.data import SCALES, SPLIT_SIZES
 ALLOWED_TARGET_PREFIXES = ("mnist_pairs.", "torch.nn.", "torch.optim.")
 DEVICE_TYPES = ("auto", "cpu", "cuda")
 MONITOR_MODES = ("batches", "train_mode_forward")
+AUX_SCHEDULES = ("weighted_sum", "alternating_full_batch")
+ZERO_GRAD_MODES = ("none", "zero")
 
 
 class ConfigError(ValueError):
@@ -33,8 +35,14 @@ def _positive_int(cfg: DictConfig, key: str, maximum: int | None = None) -> None
 
 
 def _targets(node: Any, path: str = "") -> Iterator[tuple[str, str]]:
+    """(dotted key, target) of every ``_target_`` below ``node``, outside Hydra's own ``hydra``
+    node (its launcher and sweeper are Hydra plugins, not instantiated by us)."""
+    if isinstance(node, (DictConfig, ListConfig)) and node._is_none():
+        return
     if isinstance(node, DictConfig):
         for key in node.keys():
+            if not path and key == "hydra":
+                continue
             child = node._get_node(key)
             if key == "_target_":
                 yield f"{path}._target_".lstrip("."), str(node[key])
@@ -58,6 +66,10 @@ def validate(cfg: DictConfig) -> None:
         _fail("data.scale", cfg.data.scale, f"one of {', '.join(SCALES)}")
     if cfg.train.monitor not in MONITOR_MODES:
         _fail("train.monitor", cfg.train.monitor, f"one of {', '.join(MONITOR_MODES)}")
+    if cfg.train.aux_schedule not in AUX_SCHEDULES:
+        _fail("train.aux_schedule", cfg.train.aux_schedule, f"one of {', '.join(AUX_SCHEDULES)}")
+    if cfg.train.zero_grad not in ZERO_GRAD_MODES:
+        _fail("train.zero_grad", cfg.train.zero_grad, f"one of {', '.join(ZERO_GRAD_MODES)}")
     lr = cfg.optimizer.lr
     if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0:
         _fail("optimizer.lr", lr, "a number > 0 (or a preset: lr=fcnn|fc_dropout|conv|resnet_siamese)")
@@ -74,8 +86,6 @@ def validate(cfg: DictConfig) -> None:
     if cfg.device.channels_last not in ("auto", True, False):
         _fail("device.channels_last", cfg.device.channels_last, "auto, true or false")
     for key, target in _targets(cfg):
-        if key.startswith("hydra."):
-            continue  # Hydra's own plugins (launcher, sweeper) are not instantiated by us
         if not target.startswith(ALLOWED_TARGET_PREFIXES):
             _fail(key, target, f"targets must start with one of {', '.join(ALLOWED_TARGET_PREFIXES)}")
 

@@ -81,7 +81,8 @@ def resolve_root(root: str | os.PathLike, cache_dir: str | os.PathLike | None = 
 
 def _missing_data_message(root: Path, download: bool, cause: BaseException | None) -> str:
     raw = root / "MNIST" / "raw"
-    why = f"download failed ({type(cause).__name__}: {cause})" if cause else "download=false"
+    first_line = str(cause).strip().splitlines()[0] if cause else ""
+    why = f"download failed: {type(cause).__name__}: {first_line}" if cause else "download=false"
     return (
         f"MNIST not found: looked for {', '.join(n for pair in RAW_FILES.values() for n in pair)} "
         f"(or their .gz) in {raw} ({why}). Point the project at a folder that holds MNIST/raw/ "

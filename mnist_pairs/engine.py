@@ -30,6 +30,8 @@ class TrainSettings:
     shuffle: bool = True
     monitor: str = "batches"
     eval_every_epoch: bool = True
+    aux_schedule: str = "weighted_sum"
+    zero_grad: str = "none"
 
 
 @dataclass
@@ -78,6 +80,27 @@ def evaluate(model: nn.Module, pairs: Pairs, train_mode: bool = False) -> tuple[
     return correct / len(pairs), loss_sum.item() / len(pairs)
 
 
+def step(optimizer: torch.optim.Optimizer, loss: torch.Tensor, zero_grad: str) -> None:
+    """One optimizer step. ``zero_grad='zero'`` keeps zero-filled gradients (the authors' code), so
+    that Adam also moves parameters the loss does not reach, by their momentum; ``'none'`` sets
+    them to None and Adam skips those parameters."""
+    optimizer.zero_grad(set_to_none=zero_grad == "none")
+    loss.backward()
+    optimizer.step()
+
+
+def alternating_full_batch_steps(model: nn.Module, optimizer: torch.optim.Optimizer, train: Pairs, zero_grad: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """The authors' auxiliary schedule, for one mini-batch iteration whose mini-batch it ignores:
+    a step on ``aux_weight * (CE(digit 1) + CE(digit 2))`` over the full training set, then a step
+    on the main loss over the full training set. Returns (main loss, logits) of the second."""
+    d1, d2 = model.digit_scores(train.x)
+    step(optimizer, aux_weight(model) * (F.cross_entropy(d1, train.digits[:, 0]) + F.cross_entropy(d2, train.digits[:, 1])), zero_grad)
+    logits = model(train.x)
+    main = F.cross_entropy(logits, train.target)
+    step(optimizer, main, zero_grad)
+    return main, logits
+
+
 def batch_order(n: int, settings: TrainSettings, generator: torch.Generator, device: torch.device) -> list[torch.Tensor]:
     """Index tensors of one epoch's mini-batches: a fresh permutation, or the fixed consecutive
     slices of the authors' ``input.split(batch_size)``."""
@@ -100,6 +123,7 @@ def fit(
     per-epoch test evaluation paused out of it, as PROTOCOL.md defines it."""
     device = train.x.device
     result = FitResult(train_time_s=0.0)
+    alternating = settings.aux_schedule == "alternating_full_batch" and aux_weight(model) > 0
     model.train()
     synchronize(device)
     started = time.perf_counter()
@@ -107,18 +131,22 @@ def fit(
     for epoch in range(settings.epochs):
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), device=device, dtype=torch.long)
+        seen = 0
         for idx in batch_order(len(train), settings, generator, device):
-            x, y, d = train.x[idx], train.target[idx], train.digits[idx]
-            loss, main, logits = objective(model, x, y, d)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            loss_sum += main.detach() * len(idx)
+            if alternating:
+                main, logits = alternating_full_batch_steps(model, optimizer, train, settings.zero_grad)
+                y = train.target
+            else:
+                x, y, d = train.x[idx], train.target[idx], train.digits[idx]
+                loss, main, logits = objective(model, x, y, d)
+                step(optimizer, loss, settings.zero_grad)
+            loss_sum += main.detach() * len(y)
             correct += (logits.detach().argmax(1) == y).sum()
+            seen += len(y)
         if settings.monitor == "train_mode_forward":
             train_acc, train_loss = evaluate(model, train, train_mode=True)
         else:
-            train_acc, train_loss = correct.item() / len(train), loss_sum.item() / len(train)
+            train_acc, train_loss = correct.item() / seen, loss_sum.item() / seen
         if not math.isfinite(train_loss):
             raise DivergedError(f"training loss is {train_loss} at epoch {epoch + 1}")
         row = {"train_loss": train_loss, "train_acc": train_acc}

@@ -55,19 +55,16 @@ class GridSweeper(BasicSweeper):
             jobs.extend(batch)
         return jobs
 
-    def model_of(self, job: Sequence[str]) -> str:
-        """The model a job trains (its override, else the config's default)."""
-        chosen = [o.split("=", 1)[1] for o in job if o.startswith("model=")]
-        return chosen[-1] if chosen else str(self.config.hydra.runtime.choices.get("model", "?"))
-
-    def validate_jobs(self, jobs: Sequence[Sequence[str]]) -> None:
-        """Compose and validate every job; exit with one line naming the first bad value.
+    def validate_jobs(self, jobs: Sequence[Sequence[str]]) -> List[str]:
+        """Compose and validate every job; exit with one line naming the first bad value. Returns
+        the model name of every job (for the progress estimate).
 
         Jobs that differ only in their seed share one composition (composing costs ~0.1 s)."""
         from mnist_pairs.config import ConfigError, validate
 
         assert self.hydra_context is not None and self.config is not None
         composed: Dict[tuple, Any] = {}
+        models: List[str] = []
         for overrides in jobs:
             rest = tuple(o for o in overrides if not o.startswith("seed="))
             seeds = [o.split("=", 1)[1] for o in overrides if o.startswith("seed=")]
@@ -80,6 +77,8 @@ class GridSweeper(BasicSweeper):
                 validate(cfg)
             except ConfigError as error:
                 sys.exit(f"error: {error} (job: {' '.join(overrides)})")
+            models.append(str(cfg.model.name))
+        return models
 
     def sweep(self, arguments: List[str]) -> Any:
         from mnist_pairs.progress import start_session
@@ -87,13 +86,12 @@ class GridSweeper(BasicSweeper):
         assert self.config is not None and self.launcher is not None
         jobs = self.job_overrides(arguments)
         tic = time.perf_counter()
-        self.validate_jobs(jobs)
+        models = self.validate_jobs(jobs)
         log.info("sweep of %d jobs validated in %.1f s", len(jobs), time.perf_counter() - tic)
         self.overrides = list(self.split_overrides_to_chunks(jobs, self.max_batch_size))
         sweep_dir = Path(self.config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
-        models = [self.model_of(job) for job in jobs]
         start_session(sweep_dir, models, workers=int(self.config.hydra.launcher.get("n_jobs") or 1))
         returns: List[Sequence[JobReturn]] = []
         initial_job_idx = 0
