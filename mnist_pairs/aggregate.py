@@ -92,9 +92,10 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def compare_with_published(summary: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFrame:
-    """Per published row that we ran: both means and SDs, our difference with its 95% CI, Welch's
-    p and the Holm-corrected p over all compared rows, and the verdict at alpha 0.05."""
-    merged = summary[summary["n"] > 0].merge(reference, on=["model", "activation"], suffixes=("", "_pub"))
+    """Per published row that we ran (base runs, no overridden keys): both means and SDs, our
+    difference with its 95% CI, Welch's p and the Holm-corrected p over all compared rows, the
+    verdict at alpha 0.05, and training-time ratios."""
+    merged = summary[(summary["n"] > 0) & (summary["variant"] == "")].merge(reference, on=["model", "activation"], suffixes=("", "_pub"))
     rows = []
     for _, r in merged.iterrows():
         test = welch(r["test_acc_mean"], r["test_acc_sd"], r["n"], r["test_acc_mean_pub"], r["test_acc_std"], r["n_pub"])
@@ -108,9 +109,41 @@ def compare_with_published(summary: pd.DataFrame, reference: pd.DataFrame) -> pd
     table = pd.DataFrame(rows)
     if table.empty:
         return table
+    table = add_time_ratios(table)
     table["p_holm"] = holm(table["p"].to_numpy())
     table["verdict"] = np.where(table["p_holm"].isna(), "n/a", np.where(table["p_holm"] < ALPHA, "differs", "consistent"))
     return table
+
+
+def add_time_ratios(comparison: pd.DataFrame, reference: tuple[str, str] = ("fcnn", "relu")) -> pd.DataFrame:
+    """Training time relative to the ``reference`` row, ours and published: absolute times of a
+    2019 laptop GPU cannot match, their ratios can."""
+    base = comparison[(comparison["model"] == reference[0]) & (comparison["activation"] == reference[1])]
+    if base.empty:
+        return comparison.assign(time_ratio=math.nan, pub_time_ratio=math.nan)
+    return comparison.assign(
+        time_ratio=comparison["time_s"] / base["time_s"].iloc[0],
+        pub_time_ratio=comparison["pub_time_s"] / base["pub_time_s"].iloc[0],
+    )
+
+
+def compare_variants(summary: pd.DataFrame) -> pd.DataFrame:
+    """Each variant (overridden keys) against the base runs of its model and activation in the
+    same folder: difference of mean test accuracy with its 95% CI and Welch's p, time ratio."""
+    base = summary[summary["variant"] == ""].set_index(["model", "activation"])
+    rows = []
+    for _, r in summary[summary["variant"] != ""].iterrows():
+        if (r["model"], r["activation"]) not in base.index:
+            continue
+        b = base.loc[(r["model"], r["activation"])]
+        test = welch(r["test_acc_mean"], r["test_acc_sd"], r["n"], b["test_acc_mean"], b["test_acc_sd"], b["n"])
+        rows.append({
+            "model": r["model"], "activation": r["activation"], "variant": r["variant"],
+            "base_n": b["n"], "base_mean": b["test_acc_mean"], "n": r["n"], "mean": r["test_acc_mean"],
+            "diff": test["diff"], "diff_ci_low": test["diff_ci_low"], "diff_ci_high": test["diff_ci_high"], "p": test["p"],
+            "time_ratio": r["time_mean_s"] / b["time_mean_s"],
+        })  # fmt: skip
+    return pd.DataFrame(rows)
 
 
 def markdown_table(df: pd.DataFrame, digits: int = 4) -> str:
@@ -126,7 +159,9 @@ def markdown_table(df: pd.DataFrame, digits: int = 4) -> str:
     return "\n".join(lines)
 
 
-def write_report(out: Path, name: str, data: Collected, summary: pd.DataFrame, comparison: pd.DataFrame, figs: dict[str, Path]) -> Path:
+def write_report(
+    out: Path, name: str, data: Collected, summary: pd.DataFrame, comparison: pd.DataFrame, variants: pd.DataFrame, figs: dict[str, Path]
+) -> Path:
     runs = data.runs
     status = runs["status"].value_counts()
     lines = [
@@ -165,7 +200,21 @@ def write_report(out: Path, name: str, data: Collected, summary: pd.DataFrame, c
             "",
             markdown_table(comparison[["model", "activation", "pub_n", "pub_mean", "pub_sd", "n", "mean", "sd",
                                        "diff", "diff_ci_low", "diff_ci_high", "p", "p_holm", "verdict"]]),
+            "",
+            "Training time relative to fcnn/relu (absolute times: a 2019 laptop GPU for the published ones):",
+            "",
+            markdown_table(comparison[["model", "activation", "pub_time_s", "time_s", "pub_time_ratio", "time_ratio"]]),
         ]  # fmt: skip
+    if not variants.empty:
+        lines += [
+            "",
+            "## Variants against their base runs",
+            "",
+            "Runs with overridden keys (the variant) against the runs of the same model and activation "
+            "without them: difference of mean test accuracy, 95% CI, Welch's p (uncorrected), time ratio.",
+            "",
+            markdown_table(variants),
+        ]
     problems = runs[runs["status"] != "ok"]
     if len(problems) or data.corrupt or data.incomplete:
         lines += ["", "## Runs that did not finish", ""]
@@ -186,12 +235,14 @@ def aggregate(results_dir: Path, out: Path | None = None, source: str = "gpu") -
         raise SystemExit(f"error: no run records (record.json) under {results_dir}" + (f"; corrupt: {data.corrupt}" if data.corrupt else ""))
     summary = summarize(data.runs)
     comparison = compare_with_published(summary, published(source))
+    variants = compare_variants(summary)
     tables = out / "tables"
     tables.mkdir(parents=True, exist_ok=True)
     data.runs.to_csv(tables / "runs.csv", index=False)
     data.history.to_csv(tables / "history.csv", index=False)
     summary.to_csv(tables / "summary.csv", index=False)
     comparison.to_csv(tables / "published_comparison.csv", index=False)
+    variants.to_csv(tables / "variants.csv", index=False)
     ok = data.runs[data.runs["status"] == "ok"]
     order = model_order(data.runs["model"])
     figs: dict[str, Path] = {}
@@ -202,7 +253,7 @@ def aggregate(results_dir: Path, out: Path | None = None, source: str = "gpu") -
         figs["convergence"] = figures.convergence(data.history, order, out / "figures" / "convergence.png")
     if not comparison.empty:
         figs["versus published"] = figures.versus_published(comparison, out / "figures" / "versus_published.png")
-    return write_report(out, results_dir.name, data, summary, comparison, figs), data
+    return write_report(out, results_dir.name, data, summary, comparison, variants, figs), data
 
 
 def main(argv: list[str] | None = None) -> None:
