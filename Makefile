@@ -14,7 +14,7 @@ ifeq ($(origin MNIST_PAIRS_DATA),undefined)
   endif
 endif
 
-.PHONY: venv train test test-slow smoke benchmark clean
+.PHONY: venv train test test-slow smoke benchmark bench clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -44,3 +44,6 @@ smoke: venv  ## the benchmark grid, small: 58 runs, about a minute
 benchmark: venv  ## the report's grid: 410 runs, 50 epochs
 	$(PY) -m mnist_pairs.train -m experiment=benchmark output_root=$(OUT) $(ARGS)
 	$(PY) -m mnist_pairs.aggregate $(OUT)/benchmark
+
+bench: venv  ## speed benchmark: s/run, FLOP, GFLOP/s vs matmul, grid time, pair scaling
+	$(PY) scripts/bench.py $(ARGS)
