@@ -4,7 +4,8 @@ The sweeper writes ``<sweep_dir>/.progress/session.json`` (the model of every jo
 parallel workers, the start time) before launching; every job, in whichever worker process it ran,
 appends ``outcome model seconds`` to the session's log (one short O_APPEND write, atomic on POSIX)
 and prints the line computed from that log. The ETA weighs the remaining jobs by the mean time
-of finished jobs of the same model, since models differ in cost by 100x."""
+of finished jobs of the same model, since models differ in cost by 100x; models not seen yet
+make it a range."""
 
 from __future__ import annotations
 
@@ -35,19 +36,29 @@ def _fmt(seconds: float) -> str:
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
 
 
-def estimate_remaining(models: list[str], done: list[tuple[str, str, float]], workers: int) -> float | None:
-    """Seconds left: each remaining job costs the mean time of trained jobs of its model (or of
-    all trained jobs), shared among ``workers``. None before any job trained."""
-    trained = [(m, s) for outcome, m, s in done if outcome != "skipped"]
-    if not trained:
-        return None
-    overall = sum(s for _, s in trained) / len(trained)
+def estimate_remaining(models: list[str], done: list[tuple[str, str, float]], workers: int) -> tuple[float, float] | None:
+    """Seconds left, as (low, high): each remaining job costs the mean time of the trained jobs of
+    its model; a model not trained yet costs between the cheapest and the dearest model seen so far
+    (low == high once every model has been seen). Shared among ``workers``. None before any job
+    trained."""
     per_model: dict[str, list[float]] = {}
-    for m, s in trained:
-        per_model.setdefault(m, []).append(s)
+    for outcome, m, seconds in done:
+        if outcome != "skipped":
+            per_model.setdefault(m, []).append(seconds)
+    if not per_model:
+        return None
+    means = {m: sum(v) / len(v) for m, v in per_model.items()}
     remaining = Counter(models) - Counter(m for _, m, _ in done)
-    work = sum(n * (sum(per_model[m]) / len(per_model[m]) if m in per_model else overall) for m, n in remaining.items())
-    return work / workers
+    known = sum(n * means[m] for m, n in remaining.items() if m in means)
+    unknown = sum(n for m, n in remaining.items() if m not in means)
+    return (known + unknown * min(means.values())) / workers, (known + unknown * max(means.values())) / workers
+
+
+def _eta(left: tuple[float, float] | None) -> str:
+    if left is None:
+        return "?"
+    low, high = left
+    return _fmt(low) if high - low < 1 else f"{_fmt(low)} to {_fmt(high)}"
 
 
 def record_outcome(sweep_dir: Path, outcome: str, model: str, seconds: float) -> str | None:
@@ -73,5 +84,5 @@ def record_outcome(sweep_dir: Path, outcome: str, model: str, seconds: float) ->
     return (
         f"sweep {len(done)}/{len(session['models'])} ({counts['ok']} ok, {counts['failed']} failed, "
         f"{counts['diverged']} diverged, {counts['skipped']} already done) "
-        f"elapsed {_fmt(time.time() - session['started'])} ETA {'?' if left is None else _fmt(left)}"
+        f"elapsed {_fmt(time.time() - session['started'])} ETA {_eta(left)}"
     )

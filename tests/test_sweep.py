@@ -99,3 +99,14 @@ def test_joblib_launcher_gives_the_same_numbers_as_sequential(tmp_path, syntheti
     assert sequential.returncode == 0, sequential.stderr
     par, seq = finished(tmp_path / "par" / "grid"), finished(tmp_path / "seq" / "grid")
     assert par.keys() == seq.keys() and all(par[k]["metrics"] == seq[k]["metrics"] for k in par)
+
+
+def test_eta_weighs_remaining_jobs_by_their_model():
+    from mnist_pairs.progress import estimate_remaining
+
+    models = ["big"] * 2 + ["small"] * 4 + ["new"]
+    done = [("ok", "big", 100.0), ("skipped", "small", 0.1), ("ok", "small", 2.0)]
+    low, high = estimate_remaining(models, done, workers=2)
+    assert (low, high) == pytest.approx(((100 + 2 * 2 + 2) / 2, (100 + 2 * 2 + 100) / 2))
+    assert estimate_remaining(models, done[:2][1:], workers=2) is None  # only a skipped job so far
+    assert estimate_remaining(models[:6], done, workers=1) == pytest.approx((104.0, 104.0))
