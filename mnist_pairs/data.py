@@ -4,9 +4,12 @@ target ``first <= second`` (equal digits are class 1)."""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import functools
 import os
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,6 +95,25 @@ def _missing_data_message(root: Path, download: bool, cause: BaseException | Non
     )
 
 
+@contextlib.contextmanager
+def _unpack_lock(root: Path) -> Iterator[None]:
+    """Serialise torchvision's unpacking (or download) across the worker processes of a sweep,
+    which otherwise read each other's half-written files. A no-op where the folder is read-only."""
+    lock_dir = root / "MNIST"
+    try:
+        lock_dir.mkdir(parents=True, exist_ok=True)
+        handle = open(lock_dir / ".unpack.lock", "a")
+    except OSError:
+        yield
+        return
+    with handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 @functools.lru_cache(maxsize=8)
 def load_split(root: str, split: str, download: bool = True, cache_dir: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Images of one split, 2x2 average pooled to [N, 14, 14] float32 in 0..255, and labels [N].
@@ -103,7 +125,8 @@ def load_split(root: str, split: str, download: bool = True, cache_dir: str | No
         raise ValueError(f"split={split!r}: allowed are {sorted(SPLIT_SIZES)}")
     where = resolve_root(root, cache_dir)
     try:
-        dataset = MNIST(str(where), train=(split == "train"), download=download)
+        with _unpack_lock(where):
+            dataset = MNIST(str(where), train=(split == "train"), download=download)
     except Exception as error:  # torchvision raises RuntimeError, URLError, OSError, ...
         raise DataNotFoundError(_missing_data_message(where, download, error if download else None)) from None
     images = F.avg_pool2d(dataset.data.unsqueeze(1).float(), kernel_size=2).squeeze(1)

@@ -21,10 +21,10 @@ $PY -c "import torch, hydra, sys; print('python', sys.version.split()[0], 'torch
   else timeout 150 $PY scripts/bench.py --device "$DEVICE" --repeats 2 --workers "$WORKERS"; fi
   for exp in benchmark replication; do
     echo "== sweep $exp"
-    start=$(date +%s.%N)
+    SECONDS=0
     timeout "${SWEEP_LIMIT:-200}" $PY -m mnist_pairs.train -m experiment=$exp device=$DEVICE hydra.launcher.n_jobs=$WORKERS \
       output_root="$OUT/runs" "${small[@]}" > "$OUT/sweep_$exp.log" 2>&1
-    echo "exit $? wall $(echo "$(date +%s.%N) - $start" | bc) s"
+    echo "exit $? wall ${SECONDS} s"
     grep "sweep " "$OUT/sweep_$exp.log" | tail -1
     $PY -m mnist_pairs.aggregate "$OUT/runs/$exp" 2>&1 | tail -1
   done
