@@ -87,9 +87,9 @@ def train_settings(cfg: DictConfig) -> TrainSettings:
 
 def run(cfg: DictConfig, run_dir: Path, variant: str = "") -> records.RunRecord:
     """Train one run and write its record into ``run_dir``; skip it when ``run_dir`` already holds
-    a finished record of the same config (unless ``force``). Training errors and divergence are
-    recorded (status failed / diverged) and re-raised; config and data errors raise before any
-    work and write nothing."""
+    a finished record of the same config (unless ``force``). A NaN loss is recorded as
+    ``diverged``; an error while building or training the model is recorded as ``failed`` and
+    re-raised; config and data errors raise before any work and write nothing."""
     validate(cfg)
     config = OmegaConf.to_container(cfg, resolve=True)
     ident = records.config_hash(config)
@@ -111,12 +111,6 @@ def run(cfg: DictConfig, run_dir: Path, variant: str = "") -> records.RunRecord:
         scale=cfg.data.scale, download=cfg.data.download, cache_dir=cfg.data.cache_dir,
     )  # fmt: skip
     train, test = train.to(device), test.to(device)
-    torch.manual_seed(stream_seed(cfg.seed, "init"))  # initialisation and dropout masks
-    model = build_model(cfg.model).to(device)
-    if use_channels_last(cfg.device.channels_last, model):
-        model = model.to(memory_format=torch.channels_last)
-        train, test = train.channels_last(), test.channels_last()
-    optimizer = instantiate(cfg.optimizer)(model.parameters())
     record: records.RunRecord = {
         "schema_version": records.SCHEMA_VERSION,
         "status": "failed",
@@ -127,7 +121,7 @@ def run(cfg: DictConfig, run_dir: Path, variant: str = "") -> records.RunRecord:
         "seed": cfg.seed,
         "config_hash": ident,
         "config": config,
-        "n_params": sum(p.numel() for p in model.parameters()),
+        "n_params": 0,
         "metrics": None,
         "history": None,
         "train_time_s": None,
@@ -138,12 +132,19 @@ def run(cfg: DictConfig, run_dir: Path, variant: str = "") -> records.RunRecord:
         "finished_at": "",
     }
     name = f"{cfg.model.name}/{cfg.activation.name} seed={cfg.seed}"
-    log.info("%s: %d parameters, %d/%d pairs, %s", name, record["n_params"], len(train), len(test), record["device_name"])
 
     def log_epoch(epoch: int, row: dict[str, float]) -> None:
         log.info("%s epoch %d/%d %s", name, epoch, cfg.train.epochs, " ".join(f"{k} {v:.4f}" for k, v in row.items()))
 
     try:
+        torch.manual_seed(stream_seed(cfg.seed, "init"))  # initialisation and dropout masks
+        model = build_model(cfg.model).to(device)
+        if use_channels_last(cfg.device.channels_last, model):
+            model = model.to(memory_format=torch.channels_last)
+            train, test = train.channels_last(), test.channels_last()
+        optimizer = instantiate(cfg.optimizer)(model.parameters())
+        record["n_params"] = sum(p.numel() for p in model.parameters())
+        log.info("%s: %d parameters, %d/%d pairs, %s", name, record["n_params"], len(train), len(test), record["device_name"])
         result = fit(model, optimizer, train, test, train_settings(cfg), generator(cfg.seed, "shuffle"), log_epoch)
         train_acc, train_loss = evaluate(model, train)
         test_acc, test_loss = evaluate(model, test)

@@ -174,3 +174,10 @@ def test_a_finished_run_of_another_config_is_never_overwritten(compose_cfg, synt
     with pytest.raises(ConfigError, match="holds a finished run of a different config"):
         run(small_cfg(compose_cfg, synthetic_root, "model=cnn4"), tmp_path)
     assert (tmp_path / records.RECORD_FILE).read_bytes() == before
+
+
+def test_a_model_that_cannot_be_built_gets_a_failed_record(compose_cfg, synthetic_root, tmp_path):
+    with pytest.raises(Exception, match="head='dense': allowed are 'linear' and 'conv'"):
+        run(small_cfg(compose_cfg, synthetic_root, "model=cnn3", "model.head=dense"), tmp_path)
+    record = records.read_record(tmp_path / records.RECORD_FILE)
+    assert record["status"] == "failed" and "head='dense'" in record["error"] and record["n_params"] == 0
