@@ -37,7 +37,7 @@ def accuracy(runs: pd.DataFrame, order: list[str], path: Path) -> Path:
     sns.pointplot(**common, dodge=0.8 - 0.8 / len(hue_order), errorbar="sd", markers="D", linestyle="none",
                   palette="dark", capsize=0.08, legend=False)  # fmt: skip
     ax.axhline(CHANCE, color="grey", linestyle=":", linewidth=1)
-    ax.text(len(order) - 0.5, CHANCE, " always class 1", va="bottom", ha="right", color="grey", fontsize=8)
+    ax.text(-0.45, CHANCE, "always class 1", va="bottom", ha="left", color="grey", fontsize=8)
     ax.set(xlabel="", ylabel="test accuracy", title="Test accuracy per run (dots); mean and 1 SD (diamonds)")
     ax.tick_params(axis="x", rotation=35)
     ax.legend(title="activation", loc="lower right")
