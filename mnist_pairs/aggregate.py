@@ -39,7 +39,8 @@ def collect(results_dir: Path) -> Collected:
     """Read every record under ``results_dir``. Corrupt records and run folders without a record
     (killed or still running) are listed, not fatal."""
     rows, history, corrupt = [], [], []
-    for path in sorted(results_dir.rglob(records.RECORD_FILE)):
+    record_paths = sorted(results_dir.rglob(records.RECORD_FILE))
+    for path in record_paths:
         try:
             rec = records.read_record(path)
         except records.CorruptRecordError as error:
@@ -54,7 +55,7 @@ def collect(results_dir: Path) -> Collected:
         })  # fmt: skip
         for epoch, values in enumerate(zip(*(rec["history"] or {}).values()), start=1):
             history.append({**{k: rec[k] for k in (*KEYS, "seed")}, "epoch": epoch, **dict(zip(rec["history"], values))})
-    with_record = {p.parent for p in results_dir.rglob(records.RECORD_FILE)}
+    with_record = {p.parent for p in record_paths}
     incomplete = sorted(str(d.parent.relative_to(results_dir)) for d in results_dir.rglob(".hydra") if d.parent not in with_record)
     runs = pd.DataFrame(rows, columns=[*KEYS, "seed", "status", "error", "n_params", "train_time_s", "device", "device_name",
                                        "test_acc", "train_acc", "test_loss", "train_loss", "path"])  # fmt: skip
