@@ -25,6 +25,7 @@ REPORT_ORDER = [
 ]  # fmt: skip
 KEYS = ["model", "activation", "variant"]
 ALPHA = 0.05
+LN2 = math.log(2)  # the cross-entropy of two equal logits: a collapsed (dead-logit) classifier
 
 
 @dataclass
@@ -69,8 +70,9 @@ def model_order(models: pd.Series) -> list[str]:
 
 
 def summarize(runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per model x activation x variant: counts by status, and over finished runs the mean,
-    SD (n-1) and 95% CI of test accuracy, train accuracy and time, and parameters."""
+    """One row per model x activation x variant: counts by status, finished runs whose classifier
+    collapsed (test loss ln 2: equal logits, as dead ReLU logits give), and over finished runs the
+    mean, SD (n-1) and 95% CI of test accuracy, train accuracy and time, and parameters."""
     out = []
     for key, group in runs.groupby(KEYS, sort=False):
         ok = group[group["status"] == "ok"]
@@ -80,6 +82,7 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
         out.append({
             **dict(zip(KEYS, key)), "n": n, "n_failed": int((group["status"] == "failed").sum()),
             "n_diverged": int((group["status"] == "diverged").sum()),
+            "n_collapsed": int(((ok["test_loss"] - LN2).abs() < 2e-3).sum()),
             "test_acc_mean": mean, "test_acc_sd": sd, "test_acc_ci_low": low, "test_acc_ci_high": high,
             "train_acc_mean": ok["train_acc"].mean(), "train_acc_sd": ok["train_acc"].std(ddof=1),
             "time_mean_s": ok["train_time_s"].mean(), "time_sd_s": ok["train_time_s"].std(ddof=1),
@@ -177,7 +180,8 @@ def write_report(
         "## Summary",
         "",
         "Test accuracy over finished runs: mean, SD (n-1) and 95% t confidence interval; time is the "
-        "training wall time of PROTOCOL.md (50 epochs unless the experiment says otherwise).",
+        "training wall time of PROTOCOL.md (50 epochs unless the experiment says otherwise); n_collapsed "
+        "counts finished runs whose test loss is ln 2 (equal logits: the dead-logit mode).",
         "",
         markdown_table(summary.drop(columns=["variant"]) if (summary["variant"] == "").all() else summary),
         "",

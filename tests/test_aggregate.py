@@ -33,6 +33,8 @@ def results(tmp_path_factory, synthetic_root):
         broken = compose("config", ["model=fcnn", "model.in_features=7", f"data.root={synthetic_root}", "data.download=false", *SMALL])
         with pytest.raises(RuntimeError):
             run(broken, root / "fcnn" / "relu" / "seed=0")
+    collapsed = records.read_record(root / "cnn3" / "relu" / "seed=2" / records.RECORD_FILE)  # as dead logits give
+    records.write_record(root / "cnn3" / "relu" / "seed=2", {**collapsed, "metrics": {**collapsed["metrics"], "test_loss": math.log(2)}})
     (root / "fcnn" / "tanh" / "seed=0").mkdir(parents=True)
     (root / "fcnn" / "tanh" / "seed=0" / records.RECORD_FILE).write_text('{"model": "fcnn", "stat')
     (root / "cnn3" / "relu" / "seed=3" / ".hydra").mkdir(parents=True)
@@ -56,7 +58,7 @@ def test_aggregate_writes_consistent_tables_figures_and_report(results, tmp_path
     recs = [records.read_record(p) for p in results.glob("cnn3/relu/seed=*/record.json")]
     accs = [r["metrics"]["test_acc"] for r in recs]
     cnn3 = summary[summary["model"] == "cnn3"].iloc[0]
-    assert cnn3["n"] == 3 and cnn3["test_acc_mean"] == pytest.approx(np.mean(accs))
+    assert cnn3["n"] == 3 and cnn3["test_acc_mean"] == pytest.approx(np.mean(accs)) and cnn3["n_collapsed"] == 1
     assert cnn3["test_acc_sd"] == pytest.approx(np.std(accs, ddof=1))
     assert (cnn3["test_acc_ci_low"], cnn3["test_acc_ci_high"]) == pytest.approx(t_interval(np.mean(accs), np.std(accs, ddof=1), 3))
     fcnn = summary[summary["model"] == "fcnn"].iloc[0]
