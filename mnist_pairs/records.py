@@ -122,6 +122,18 @@ def read_record(path: Path) -> RunRecord:
     return data  # type: ignore[return-value]
 
 
+def set_aside(run_dir: Path, old_hash: str) -> Path:
+    """Rename the run's record to ``record.superseded-<hash>.json`` (aggregation reads only
+    ``record.json``), so that a run of another config can take the folder without losing it."""
+    target = run_dir / f"record.superseded-{old_hash}.json"
+    n = 1
+    while target.exists():
+        n += 1
+        target = run_dir / f"record.superseded-{old_hash}-{n}.json"
+    os.replace(run_dir / RECORD_FILE, target)
+    return target
+
+
 def finished_record(run_dir: Path) -> RunRecord | None:
     """The run's record if the run finished (status ok, or diverged: a NaN loss is a result that
     the same seed reproduces), else None (missing, failed or corrupt: redone on resume)."""

@@ -87,7 +87,8 @@ def train_settings(cfg: DictConfig) -> TrainSettings:
 
 def run(cfg: DictConfig, run_dir: Path, variant: str = "") -> records.RunRecord:
     """Train one run and write its record into ``run_dir``; skip it when ``run_dir`` already holds
-    a finished record of the same config (unless ``force``). A NaN loss is recorded as
+    a finished record of the same config (unless ``force``); a finished record of another config
+    (a default changed since) is renamed aside, never overwritten, and the run is redone. A NaN loss is recorded as
     ``diverged``; an error while building or training the model is recorded as ``failed`` and
     re-raised; config and data errors raise before any work and write nothing."""
     validate(cfg)
@@ -95,13 +96,11 @@ def run(cfg: DictConfig, run_dir: Path, variant: str = "") -> records.RunRecord:
     ident = records.config_hash(config)
     done = records.finished_record(run_dir)
     if done is not None and not cfg.force:
-        if done["config_hash"] != ident:
-            raise ConfigError(
-                f"{run_dir} holds a finished run of a different config (hash {done['config_hash']}, this one "
-                f"{ident}); choose another output_root/experiment_name, or force=true to replace it"
-            )
-        log.info("skip %s: finished record exists (force=true redoes it)", run_dir)
-        return done
+        if done["config_hash"] == ident:
+            log.info("skip %s: finished record exists (force=true redoes it)", run_dir)
+            return done
+        kept = records.set_aside(run_dir, done["config_hash"])  # a changed config: redo, keep the old
+        log.warning("%s held a finished run of another config (hash %s, now %s): kept as %s", run_dir, done["config_hash"], ident, kept.name)
 
     device = resolve_device(cfg.device.type)
     if cfg.device.threads:

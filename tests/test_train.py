@@ -166,14 +166,13 @@ def test_missing_mnist_is_one_clear_error(tmp_path):
     assert "MNIST_PAIRS_DATA" in done.stderr
 
 
-def test_a_finished_run_of_another_config_is_never_overwritten(compose_cfg, synthetic_root, tmp_path):
-    run(small_cfg(compose_cfg, synthetic_root, "model=cnn3"), tmp_path)
+def test_a_finished_run_of_another_config_is_kept_aside_and_redone(compose_cfg, synthetic_root, tmp_path):
+    first = run(small_cfg(compose_cfg, synthetic_root, "model=cnn3"), tmp_path)
     before = (tmp_path / records.RECORD_FILE).read_bytes()
-    from mnist_pairs.config import ConfigError
-
-    with pytest.raises(ConfigError, match="holds a finished run of a different config"):
-        run(small_cfg(compose_cfg, synthetic_root, "model=cnn4"), tmp_path)
-    assert (tmp_path / records.RECORD_FILE).read_bytes() == before
+    second = run(small_cfg(compose_cfg, synthetic_root, "model=cnn3", "model.padding=1"), tmp_path)
+    (kept,) = tmp_path.glob("record.superseded-*.json")
+    assert kept.read_bytes() == before and kept.name == f"record.superseded-{first['config_hash']}.json"
+    assert records.read_record(tmp_path / records.RECORD_FILE)["config_hash"] == second["config_hash"] != first["config_hash"]
 
 
 def test_a_model_that_cannot_be_built_gets_a_failed_record(compose_cfg, synthetic_root, tmp_path):
