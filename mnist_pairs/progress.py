@@ -38,8 +38,8 @@ def _fmt(seconds: float) -> str:
 
 def estimate_remaining(models: list[str], done: list[tuple[str, str, float]], workers: int) -> tuple[float, float] | None:
     """Seconds left, as (low, high): each remaining job costs the mean time of the trained jobs of
-    its model; a model not trained yet costs between the cheapest and the dearest model seen so far
-    (low == high once every model has been seen). Shared among ``workers``. None before any job
+    its model; a job of a model not trained yet costs between nothing and the dearest model seen so
+    far (low == high once every model has been seen). Shared among ``workers``. None before any job
     trained."""
     per_model: dict[str, list[float]] = {}
     for outcome, m, seconds in done:
@@ -51,7 +51,7 @@ def estimate_remaining(models: list[str], done: list[tuple[str, str, float]], wo
     remaining = Counter(models) - Counter(m for _, m, _ in done)
     known = sum(n * means[m] for m, n in remaining.items() if m in means)
     unknown = sum(n for m, n in remaining.items() if m not in means)
-    return (known + unknown * min(means.values())) / workers, (known + unknown * max(means.values())) / workers
+    return known / workers, (known + unknown * max(means.values())) / workers
 
 
 def _eta(left: tuple[float, float] | None) -> str:

@@ -107,6 +107,6 @@ def test_eta_weighs_remaining_jobs_by_their_model():
     models = ["big"] * 2 + ["small"] * 4 + ["new"]
     done = [("ok", "big", 100.0), ("skipped", "small", 0.1), ("ok", "small", 2.0)]
     low, high = estimate_remaining(models, done, workers=2)
-    assert (low, high) == pytest.approx(((100 + 2 * 2 + 2) / 2, (100 + 2 * 2 + 100) / 2))
+    assert (low, high) == pytest.approx(((100 + 2 * 2) / 2, (100 + 2 * 2 + 100) / 2))
     assert estimate_remaining(models, done[:2][1:], workers=2) is None  # only a skipped job so far
     assert estimate_remaining(models[:6], done, workers=1) == pytest.approx((104.0, 104.0))
