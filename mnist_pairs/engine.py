@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import logging
 import math
 import time
 from collections.abc import Callable
@@ -15,7 +14,6 @@ from torch import nn
 
 from mnist_pairs.data import Pairs
 
-log = logging.getLogger(__name__)
 EVAL_CHUNK = 2000
 
 
