@@ -14,7 +14,7 @@ ifeq ($(origin MNIST_PAIRS_DATA),undefined)
   endif
 endif
 
-.PHONY: venv train test test-slow smoke benchmark bench clean
+.PHONY: venv train test test-slow test-slurm smoke benchmark bench clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,10 +28,14 @@ train: venv  ## one run: make train ARGS="model=cnn4_bn activation=tanh seed=3"
 	$(PY) -m mnist_pairs.train $(ARGS)
 
 test: venv  ## fast tests (synthetic data; no MNIST needed)
-	$(PY) -m pytest -m "not slow" -q $(ARGS)
+	$(PY) -m pytest -m "not slow and not slurm" -q $(ARGS)
 
 test-slow: venv  ## real MNIST and longer runs (skip when MNIST is not found)
-	$(PY) -m pytest -m slow -q $(ARGS)
+	$(PY) -m pytest -m "slow and not slurm" -q $(ARGS)
+
+test-slurm: venv  ## launcher=slurm on a real one-node SLURM cluster (root: installs and starts it, then stops it)
+	scripts/slurm_cluster.sh start
+	$(PY) -m pytest -m slurm -q $(ARGS); status=$$?; scripts/slurm_cluster.sh stop; exit $$status
 
 clean:
 	rm -rf outputs multirun .pytest_cache

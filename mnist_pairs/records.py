@@ -42,7 +42,8 @@ class RunRecord(TypedDict):
     """One run. ``variant`` names the overridden keys beyond model/activation/seed (Hydra's
     override_dirname, "" for none); ``config`` is the whole resolved config; ``metrics`` are the
     final eval-mode accuracy and cross-entropy on all train and test pairs; ``train_time_s`` is
-    PROTOCOL.md's training wall time; failed runs also carry ``traceback``."""
+    PROTOCOL.md's training wall time; ``host`` is the machine that ran it and ``slurm_job`` its SLURM
+    job (``<array job>_<task>``, only under SLURM); failed runs also carry ``traceback``."""
 
     schema_version: int
     status: Status
@@ -62,6 +63,8 @@ class RunRecord(TypedDict):
     versions: dict[str, str]
     started_at: str
     finished_at: str
+    host: NotRequired[str]
+    slurm_job: NotRequired[str]
     traceback: NotRequired[str]
 
 

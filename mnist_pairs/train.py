@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import platform
 import sys
 import time
@@ -81,6 +82,14 @@ def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
+def slurm_job() -> dict[str, str]:
+    """``{"slurm_job": "<array job>_<task>"}`` (or the plain job id) when SLURM runs this process."""
+    env = os.environ
+    if "SLURM_ARRAY_JOB_ID" in env:
+        return {"slurm_job": f"{env['SLURM_ARRAY_JOB_ID']}_{env['SLURM_ARRAY_TASK_ID']}"}
+    return {"slurm_job": env["SLURM_JOB_ID"]} if "SLURM_JOB_ID" in env else {}
+
+
 def train_settings(cfg: DictConfig) -> TrainSettings:
     return TrainSettings(**OmegaConf.to_container(cfg.train, resolve=True))
 
@@ -129,6 +138,8 @@ def run(cfg: DictConfig, run_dir: Path, variant: str = "") -> records.RunRecord:
         "versions": library_versions(),
         "started_at": now(),
         "finished_at": "",
+        "host": platform.node(),
+        **slurm_job(),
     }
     name = f"{cfg.model.name}/{cfg.activation.name} seed={cfg.seed}"
 

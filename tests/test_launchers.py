@@ -1,0 +1,71 @@
+"""The launcher group: every choice composes, none changes a run's identity, and the submitit
+launchers pack runs into jobs (launcher=slurm itself: tests/test_slurm.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from mnist_pairs import records
+from tests.conftest import CONF_DIR, run_cli
+
+LAUNCHERS = {
+    "basic": "hydra._internal.core_plugins.basic_launcher.BasicLauncher",
+    "joblib": "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher",
+    "submitit_local": "hydra_plugins.mnist_pairs_launcher.packed_launcher.PackedLocalLauncher",
+    "slurm": "hydra_plugins.mnist_pairs_launcher.packed_launcher.PackedSlurmLauncher",
+}
+
+
+def compose_with_hydra(*overrides: str):
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose(config_name="config", overrides=list(overrides), return_hydra_config=True)
+
+
+def test_launcher_group_matches_the_hydra_launchers():
+    assert {p.stem for p in (CONF_DIR / "launcher").glob("*.yaml")} == set(LAUNCHERS)
+
+
+@pytest.mark.parametrize("launcher", sorted(LAUNCHERS))
+def test_every_launcher_composes_and_leaves_the_run_identity_alone(launcher):
+    cfg = compose_with_hydra("model=cnn3", "seed=4", f"launcher={launcher}")
+    assert cfg.hydra.launcher._target_ == LAUNCHERS[launcher]
+    task = OmegaConf.to_container(cfg, resolve=False)
+    task.pop("hydra")
+    base = compose_with_hydra("model=cnn3", "seed=4")
+    base_task = OmegaConf.to_container(base, resolve=False)
+    base_task.pop("hydra")
+    assert records.config_hash(task) == records.config_hash(base_task)
+
+
+def test_slurm_keys_and_the_command_line_beats_the_preset():
+    cfg = compose_with_hydra("experiment=benchmark", "launcher=slurm", "device.threads=4")
+    launcher = cfg.hydra.launcher
+    assert launcher._target_ == LAUNCHERS["slurm"]
+    assert launcher.cpus_per_task == 4  # follows the torch threads of each run
+    for key in ("partition", "timeout_min", "gpus_per_node", "array_parallelism", "runs_per_job", "additional_parameters"):
+        assert key in launcher
+    assert compose_with_hydra("experiment=benchmark").hydra.launcher._target_ == LAUNCHERS["joblib"]
+
+
+def test_submitit_local_packs_runs_into_jobs(tmp_path: Path, synthetic_root: Path):
+    done = run_cli("-m", "model=cnn3", "seed=0,1,2", "launcher=submitit_local", "hydra.launcher.runs_per_job=2",
+                   f"data.root={synthetic_root}", "data.download=false", f"output_root={tmp_path}",
+                   "data.n_train=100", "data.n_test=50", "train.epochs=1")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "3 runs in 2 jobs" in done.stdout + done.stderr
+    found = sorted(tmp_path.rglob(records.RECORD_FILE))
+    assert [records.read_record(p)["status"] for p in found] == ["ok"] * 3
+    assert all(records.read_record(p)["host"] for p in found)
+    assert "launcher" not in str(found[0])  # the launcher is not part of the run's folder
+
+
+def test_bad_runs_per_job_is_refused(tmp_path: Path, synthetic_root: Path):
+    done = run_cli("-m", "model=cnn3", "launcher=submitit_local", "hydra.launcher.runs_per_job=0",
+                   f"data.root={synthetic_root}", f"output_root={tmp_path}")  # fmt: skip
+    assert done.returncode != 0
+    assert "hydra.launcher.runs_per_job must be a positive integer, got 0" in done.stderr
+    assert not list(tmp_path.rglob(records.RECORD_FILE))
