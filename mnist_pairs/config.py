@@ -18,6 +18,7 @@ DEVICE_TYPES = ("auto", "cpu", "cuda")
 MONITOR_MODES = ("batches", "train_mode_forward")
 AUX_SCHEDULES = ("weighted_sum", "alternating_full_batch")
 ZERO_GRAD_MODES = ("none", "zero")
+LR_SCHEDULES = ("none", "cosine", "onecycle")
 
 
 class ConfigError(ValueError):
@@ -32,6 +33,33 @@ def _positive_int(cfg: DictConfig, key: str, maximum: int | None = None) -> None
     value = OmegaConf.select(cfg, key)
     if isinstance(value, bool) or not isinstance(value, int) or value < 1 or (maximum is not None and value > maximum):
         _fail(key, value, f"an integer from 1 to {maximum}" if maximum else "a positive integer")
+
+
+def _number(cfg: DictConfig, key: str, low: float, high: float, high_open: bool = False) -> None:
+    value = OmegaConf.select(cfg, key)
+    ok = not isinstance(value, bool) and isinstance(value, (int, float)) and low <= value and (value < high if high_open else value <= high)
+    if not ok:
+        _fail(key, value, f"a number from {low} to {high}{' (excluded)' if high_open else ''}")
+
+
+def _validate_selection_and_augmentation(cfg: DictConfig) -> None:
+    """Validation split, early stopping, regularisation and augmentation keys."""
+    n_val = cfg.data.n_val
+    if isinstance(n_val, bool) or not isinstance(n_val, int) or not 0 <= n_val < cfg.data.n_train:
+        _fail("data.n_val", n_val, f"an integer from 0 to data.n_train - 1 = {cfg.data.n_train - 1}")
+    patience = cfg.train.early_stop_patience
+    if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
+        _fail("train.early_stop_patience", patience, "an integer >= 0 (0 = off)")
+    if patience > 0 and n_val == 0:
+        _fail("train.early_stop_patience", patience, "early stopping reads validation pairs: set data.n_val > 0 too (never the test pairs)")
+    if cfg.train.lr_schedule not in LR_SCHEDULES:
+        _fail("train.lr_schedule", cfg.train.lr_schedule, f"one of {', '.join(LR_SCHEDULES)}")
+    _number(cfg, "train.label_smoothing", 0.0, 1.0, high_open=True)
+    _number(cfg, "optimizer.weight_decay", 0.0, 1.0)
+    _number(cfg, "augment.rotate_deg", 0.0, 180.0)
+    _number(cfg, "augment.translate_px", 0.0, 7.0)
+    if not isinstance(cfg.augment.swap, bool):
+        _fail("augment.swap", cfg.augment.swap, "true or false")
 
 
 def _targets(node: Any, path: str = "") -> Iterator[tuple[str, str]]:
@@ -76,6 +104,7 @@ def validate(cfg: DictConfig) -> None:
     aux = OmegaConf.select(cfg, "model.aux_weight", default=0.0)
     if not isinstance(aux, (int, float)) or aux < 0:
         _fail("model.aux_weight", aux, "a number >= 0")
+    _validate_selection_and_augmentation(cfg)
     if cfg.device.type not in DEVICE_TYPES:
         _fail("device.type", cfg.device.type, f"one of {', '.join(DEVICE_TYPES)}")
     if cfg.device.type == "cuda" and not torch.cuda.is_available():

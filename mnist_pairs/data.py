@@ -142,6 +142,18 @@ def sample_pairs(images: torch.Tensor, labels: torch.Tensor, n: int, generator: 
     return Pairs(x=images[idx], target=(digits[:, 0] <= digits[:, 1]).long(), digits=digits)
 
 
+def split_validation(train: Pairs, n_val: int) -> tuple[Pairs, Pairs | None]:
+    """(training pairs, validation pairs): the last ``n_val`` of the (already random) training pairs
+    are held out for model selection, so the test pairs never have to be looked at."""
+    if n_val == 0:
+        return train, None
+    keep = len(train) - n_val
+    return (
+        Pairs(train.x[:keep], train.target[:keep], train.digits[:keep]),
+        Pairs(train.x[keep:], train.target[keep:], train.digits[keep:]),
+    )
+
+
 def scale_pixels(x: torch.Tensor, scale: str, mean: float, std: float) -> torch.Tensor:
     """``raw`` keeps 0..255 (the authors' inputs), ``unit`` maps to 0..1, ``standard`` subtracts
     the training split's mean pixel and divides by its SD."""

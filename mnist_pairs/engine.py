@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from collections.abc import Callable
@@ -30,12 +31,20 @@ class TrainSettings:
     eval_every_epoch: bool = True
     aux_schedule: str = "weighted_sum"
     zero_grad: str = "none"
+    label_smoothing: float = 0.0
+    lr_schedule: str = "none"
+    early_stop_patience: int = 0
+
+
+Augmenter = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
+"""(images, digits) of a mini-batch -> augmented (images, target, digits); see mnist_pairs.augment."""
 
 
 @dataclass
 class FitResult:
     train_time_s: float
     history: dict[str, list[float]] = field(default_factory=lambda: {"train_loss": [], "train_acc": [], "test_acc": []})
+    best_epoch: int | None = None  # with early stopping: the epoch (1-based) whose weights were kept
 
 
 def synchronize(device: torch.device) -> None:
@@ -49,18 +58,23 @@ def aux_weight(model: nn.Module) -> float:
     return float(getattr(model, "aux_weight", 0.0))
 
 
-def objective(model: nn.Module, x: torch.Tensor, target: torch.Tensor, digits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def objective(
+    model: nn.Module, x: torch.Tensor, target: torch.Tensor, digits: torch.Tensor, label_smoothing: float = 0.0
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(loss to minimise, main cross-entropy, logits). The loss is
-    ``CE(logits) + aux_weight * (CE(digit 1) + CE(digit 2))`` for models with digit outputs."""
+    ``CE(logits) + aux_weight * (CE(digit 1) + CE(digit 2))`` for models with digit outputs, each
+    cross-entropy with ``label_smoothing``; the main cross-entropy returned for monitoring is plain."""
     w = aux_weight(model)
+    smooth = {"label_smoothing": label_smoothing} if label_smoothing > 0 else {}
     if w > 0:
         logits, d1, d2 = model(x, return_digits=True)
-        main = F.cross_entropy(logits, target)
-        loss = main + w * (F.cross_entropy(d1, digits[:, 0]) + F.cross_entropy(d2, digits[:, 1]))
-        return loss, main, logits
-    logits = model(x)
-    main = F.cross_entropy(logits, target)
-    return main, main, logits
+        loss = F.cross_entropy(logits, target, **smooth)
+        loss = loss + w * (F.cross_entropy(d1, digits[:, 0], **smooth) + F.cross_entropy(d2, digits[:, 1], **smooth))
+    else:
+        logits = model(x)
+        loss = F.cross_entropy(logits, target, **smooth)
+    main = F.cross_entropy(logits.detach(), target) if smooth else loss
+    return loss, main, logits
 
 
 @torch.no_grad()
@@ -106,6 +120,16 @@ def batch_order(n: int, settings: TrainSettings, generator: torch.Generator, dev
     return list(order.to(device).split(settings.batch_size))
 
 
+def lr_scheduler(optimizer: torch.optim.Optimizer, settings: TrainSettings, steps: int) -> torch.optim.lr_scheduler.LRScheduler | None:
+    """A per-step schedule over the whole run (``steps`` optimizer steps): ``cosine`` decays the
+    learning rate to 0, ``onecycle`` warms up to it and anneals (its peak is ``optimizer.lr``)."""
+    if settings.lr_schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
+    if settings.lr_schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=[g["lr"] for g in optimizer.param_groups], total_steps=steps)
+    return None
+
+
 def fit(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -114,14 +138,23 @@ def fit(
     settings: TrainSettings,
     generator: torch.Generator,
     on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+    val: Pairs | None = None,
+    augment: Augmenter | None = None,
 ) -> FitResult:
     """Train for ``settings.epochs``; returns the per-epoch history and the training wall time.
 
     The time runs from here (model and optimizer exist) to the end of the last epoch, with the
-    per-epoch test evaluation paused out of it, as PROTOCOL.md defines it."""
+    per-epoch test evaluation paused out of it, as PROTOCOL.md defines it. With ``val`` pairs,
+    each epoch's validation accuracy is part of training (it is what early stopping reads):
+    ``early_stop_patience`` > 0 stops after that many epochs without a better validation accuracy
+    and restores the weights of the best epoch. The test pairs are never read for any decision."""
     device = train.x.device
     result = FitResult(train_time_s=0.0)
     alternating = settings.aux_schedule == "alternating_full_batch" and aux_weight(model) > 0
+    scheduler = lr_scheduler(optimizer, settings, settings.epochs * math.ceil(len(train) / settings.batch_size))
+    if val is not None:
+        result.history["val_acc"] = []
+    best_acc, best_state = -1.0, None
     model.train()
     synchronize(device)
     started = time.perf_counter()
@@ -136,8 +169,12 @@ def fit(
                 y = train.target
             else:
                 x, y, d = train.x[idx], train.target[idx], train.digits[idx]
-                loss, main, logits = objective(model, x, y, d)
+                if augment is not None:
+                    x, y, d = augment(x, d)
+                loss, main, logits = objective(model, x, y, d, settings.label_smoothing)
                 step(optimizer, loss, settings.zero_grad)
+            if scheduler is not None:
+                scheduler.step()
             loss_sum += main.detach() * len(y)
             correct += (logits.detach().argmax(1) == y).sum()
             seen += len(y)
@@ -148,6 +185,12 @@ def fit(
         if not math.isfinite(train_loss):
             raise DivergedError(f"training loss is {train_loss} at epoch {epoch + 1}")
         row = {"train_loss": train_loss, "train_acc": train_acc}
+        if val is not None:
+            row["val_acc"], _ = evaluate(model, val)
+            if row["val_acc"] > best_acc:
+                best_acc, result.best_epoch = row["val_acc"], epoch + 1
+                if settings.early_stop_patience > 0:
+                    best_state = copy.deepcopy(model.state_dict())
         if settings.eval_every_epoch:
             synchronize(device)
             pause = time.perf_counter()
@@ -159,6 +202,10 @@ def fit(
             result.history[key].append(value)
         if on_epoch is not None:
             on_epoch(epoch + 1, row)
+        if settings.early_stop_patience > 0 and epoch + 1 - result.best_epoch >= settings.early_stop_patience:
+            break
+    if best_state is not None:
+        model.load_state_dict(best_state)
     synchronize(device)
     result.train_time_s = time.perf_counter() - started - paused
     return result

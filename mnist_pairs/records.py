@@ -28,14 +28,18 @@ class Metrics(TypedDict):
     train_loss: float
     test_acc: float
     test_loss: float
+    val_acc: NotRequired[float]  # with data.n_val > 0: the held-out training pairs, for model selection
+    val_loss: NotRequired[float]
 
 
 class History(TypedDict):
-    """Per-epoch lists, all of length ``epochs``; ``test_acc`` is empty when not monitored."""
+    """Per-epoch lists, one entry per epoch run (``epochs``, fewer after early stopping);
+    ``test_acc`` is empty when not monitored; ``val_acc`` only with validation pairs."""
 
     train_loss: list[float]
     train_acc: list[float]
     test_acc: list[float]
+    val_acc: NotRequired[list[float]]
 
 
 class RunRecord(TypedDict):
@@ -63,6 +67,7 @@ class RunRecord(TypedDict):
     versions: dict[str, str]
     started_at: str
     finished_at: str
+    best_epoch: NotRequired[int]  # with validation pairs: the epoch of the best validation accuracy
     host: NotRequired[str]
     slurm_job: NotRequired[str]
     traceback: NotRequired[str]

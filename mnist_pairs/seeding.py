@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-STREAMS = {"data": 0, "init": 1, "shuffle": 2}
+STREAMS = {"data": 0, "init": 1, "shuffle": 2, "augment": 3}
 
 
 def stream_seed(seed: int, stream: str) -> int:

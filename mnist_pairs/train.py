@@ -26,9 +26,10 @@ from omegaconf import DictConfig, OmegaConf
 import mnist_pairs
 from mnist_pairs import records
 from mnist_pairs.config import ConfigError, resolve_device, use_channels_last, validate
-from mnist_pairs.data import DataNotFoundError, make_pairs
+from mnist_pairs.augment import AugmentSettings, augment
+from mnist_pairs.data import DataNotFoundError, make_pairs, split_validation
 from mnist_pairs.progress import record_outcome
-from mnist_pairs.engine import DivergedError, TrainSettings, evaluate, fit
+from mnist_pairs.engine import Augmenter, DivergedError, TrainSettings, evaluate, fit
 from mnist_pairs.seeding import generator, stream_seed
 
 log = logging.getLogger("mnist_pairs.train")
@@ -94,6 +95,22 @@ def train_settings(cfg: DictConfig) -> TrainSettings:
     return TrainSettings(**OmegaConf.to_container(cfg.train, resolve=True))
 
 
+def augmenter(cfg: DictConfig) -> Augmenter | None:
+    """The run's on-the-fly augmentation (its own random stream), or None for ``augment=none``."""
+    settings = AugmentSettings(**{k: v for k, v in OmegaConf.to_container(cfg.augment, resolve=True).items() if k != "name"})
+    if not settings.active:
+        return None
+    stream = generator(cfg.seed, "augment")
+    return lambda x, digits: augment(x, digits, settings, stream)
+
+
+def tuning_objective(record: records.RunRecord) -> float | None:
+    """What a tuning sweeper (experiment=tune) maximises: the validation accuracy, and nothing
+    computed from the test pairs. None without validation pairs or when the run did not finish."""
+    metrics = record["metrics"] or {}
+    return metrics.get("val_acc")
+
+
 def run(cfg: DictConfig, run_dir: Path, variant: str = "") -> records.RunRecord:
     """Train one run and write its record into ``run_dir``; skip it when ``run_dir`` already holds
     a finished record of the same config (unless ``force``); a finished record of another config
@@ -118,7 +135,9 @@ def run(cfg: DictConfig, run_dir: Path, variant: str = "") -> records.RunRecord:
         cfg.data.root, cfg.data.n_train, cfg.data.n_test, generator(cfg.seed, "data"),
         scale=cfg.data.scale, download=cfg.data.download, cache_dir=cfg.data.cache_dir,
     )  # fmt: skip
+    train, val = split_validation(train, cfg.data.n_val)
     train, test = train.to(device), test.to(device)
+    val = val.to(device) if val is not None else None
     record: records.RunRecord = {
         "schema_version": records.SCHEMA_VERSION,
         "status": "failed",
@@ -152,16 +171,19 @@ def run(cfg: DictConfig, run_dir: Path, variant: str = "") -> records.RunRecord:
         if use_channels_last(cfg.device.channels_last, model):
             model = model.to(memory_format=torch.channels_last)
             train, test = train.channels_last(), test.channels_last()
+            val = val.channels_last() if val is not None else None
         optimizer = instantiate(cfg.optimizer)(model.parameters())
         record["n_params"] = sum(p.numel() for p in model.parameters())
         log.info("%s: %d parameters, %d/%d pairs, %s", name, record["n_params"], len(train), len(test), record["device_name"])
-        result = fit(model, optimizer, train, test, train_settings(cfg), generator(cfg.seed, "shuffle"), log_epoch)
+        result = fit(model, optimizer, train, test, train_settings(cfg), generator(cfg.seed, "shuffle"), log_epoch,
+                     val=val, augment=augmenter(cfg))  # fmt: skip
         train_acc, train_loss = evaluate(model, train)
         test_acc, test_loss = evaluate(model, test)
-        record.update(
-            status="ok", history=result.history, train_time_s=result.train_time_s,
-            metrics={"train_acc": train_acc, "train_loss": train_loss, "test_acc": test_acc, "test_loss": test_loss},
-        )  # fmt: skip
+        metrics: records.Metrics = {"train_acc": train_acc, "train_loss": train_loss, "test_acc": test_acc, "test_loss": test_loss}
+        if val is not None:
+            metrics["val_acc"], metrics["val_loss"] = evaluate(model, val)
+            record["best_epoch"] = result.best_epoch
+        record.update(status="ok", history=result.history, train_time_s=result.train_time_s, metrics=metrics)
     except DivergedError as error:
         record.update(status="diverged", error=str(error))
     except Exception as error:
@@ -180,11 +202,12 @@ def run(cfg: DictConfig, run_dir: Path, variant: str = "") -> records.RunRecord:
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
-def main(cfg: DictConfig) -> None:
+def main(cfg: DictConfig) -> float | None:
+    """One run; returns its tuning objective (validation accuracy) for sweepers that optimise."""
     started, tic = now(), time.perf_counter()
     hc = HydraConfig.get()
     multirun = hc.mode == RunMode.MULTIRUN
-    outcome = "failed"
+    outcome, record = "failed", None
     try:
         record = run(cfg, Path(hc.runtime.output_dir), variant=hc.job.override_dirname)
         outcome = "skipped" if record["finished_at"] < started else record["status"]  # an old record: skipped
@@ -196,6 +219,7 @@ def main(cfg: DictConfig) -> None:
             sys.exit(1)  # in a sweep, one crashed run must not stop the others
     if multirun and (line := record_outcome(Path(hc.sweep.dir), outcome, cfg.model.name, time.perf_counter() - tic)):
         log.info(line)
+    return tuning_objective(record) if record is not None else None
 
 
 if __name__ == "__main__":

@@ -13,13 +13,16 @@ from mnist_pairs.models.layers import ActivationFactory
 
 
 class ConvBranch(nn.Module):
-    """conv, maxpool 2, act, conv, maxpool 2, act, flatten, Linear(hidden), act, Linear(n_digits)."""
+    """conv, maxpool 2, [BN], act, conv, maxpool 2, [BN], act, flatten, Linear(hidden), act,
+    [dropout], Linear(n_digits). The report's branch has kernel 3 and no padding; LeNet-style
+    branches use kernel 5 with padding 2 (14 -> 7 -> 3 pixels)."""
 
     def __init__(
         self,
         activation: ActivationFactory,
         channels: Sequence[int] = (32, 64),
         kernel: int = 3,
+        padding: int = 0,
         hidden: int = 100,
         n_digits: int = 10,
         input_size: int = 14,
@@ -31,11 +34,11 @@ class ConvBranch(nn.Module):
         layers: list[nn.Module] = []
         width, size = in_channels, input_size
         for out in channels:
-            layers += [nn.Conv2d(width, out, kernel), nn.MaxPool2d(2)]
+            layers += [nn.Conv2d(width, out, kernel, padding=padding), nn.MaxPool2d(2)]
             if batchnorm:
                 layers.append(nn.BatchNorm2d(out))
             layers.append(activation())
-            width, size = out, conv_output_size(size, kernel, 0) // 2
+            width, size = out, conv_output_size(size, kernel, padding) // 2
         if size < 1:
             raise ValueError(f"ConvBranch: channels {list(channels)} with kernel {kernel} leave no pixels")
         layers += [nn.Flatten(), nn.Linear(width * size * size, hidden), activation()]

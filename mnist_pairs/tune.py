@@ -1,0 +1,99 @@
+"""Turn a tuning sweep (experiment=tune / tune_lr) into a config the benchmark can use.
+
+The best run is read from the sweep's records by validation accuracy alone (the same objective
+the Optuna sweeper maximised; test metrics are never read here). Its config is compared with the
+plain composition of its model, and every key that differs (the tuned values and the training
+regime of the preset) is written to ``conf/tuned/<name>.yaml``, a ``# @package _global_`` file
+selected with ``tuned=<name>``.
+
+    python -m mnist_pairs.tune outputs/tune/siamese_lenet_mlp-none [--name NAME] [--out-dir conf/tuned]
+"""
+
+from __future__ import annotations
+
+import argparse
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from mnist_pairs import records
+
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+# Keys a tuned config never carries: where and how a run ran, and which seed.
+NOT_TUNED = {*records.NON_IDENTITY_KEYS, "seed"}
+
+
+def best_run(sweep_dir: Path) -> tuple[Path, records.RunRecord]:
+    """The finished run with the highest validation accuracy (ties: the earliest finished)."""
+    candidates = []
+    for path in sorted(sweep_dir.rglob(records.RECORD_FILE)):
+        rec = records.read_record(path)
+        val = (rec["metrics"] or {}).get("val_acc")
+        if rec["status"] == "ok" and val is not None:
+            candidates.append((-val, rec["finished_at"], path, rec))
+    if not candidates:
+        raise SystemExit(f"error: no finished run with a validation accuracy (data.n_val > 0) under {sweep_dir}")
+    _, _, path, rec = min(candidates, key=lambda c: c[:2])
+    return path.parent, rec
+
+
+def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(node, dict):
+        out: dict[str, Any] = {}
+        for key, value in node.items():
+            out.update(flatten(value, f"{prefix}{key}."))
+        return out if out or not prefix else {prefix[:-1]: {}}
+    return {prefix[:-1]: node}
+
+
+def tuned_values(config: dict[str, Any], model: str) -> dict[str, Any]:
+    """Dotted key -> value of every key where ``config`` differs from ``model=<model>`` alone.
+    Without early stopping the validation split is dropped: it only served the choice."""
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        base = OmegaConf.to_container(compose(config_name="config", overrides=[f"model={model}"]), resolve=True)
+    tuned, plain = flatten(config), flatten(base)
+    diff = {k: v for k, v in tuned.items() if plain.get(k, object()) != v and not any(k == n or k.startswith(f"{n}.") for n in NOT_TUNED)}
+    if not config["train"].get("early_stop_patience"):
+        diff.pop("data.n_val", None)
+    return diff
+
+
+def write_tuned(values: dict[str, Any], path: Path, header: str) -> Path:
+    """A ``# @package _global_`` YAML of the dotted ``values``."""
+    nested = OmegaConf.to_yaml(OmegaConf.from_dotlist([f"{k}={v!r}" if isinstance(v, str) else f"{k}={v}" for k, v in values.items()]))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(f"# @package _global_\n{header}{nested}")
+    tmp.replace(path)
+    return path
+
+
+def export(sweep_dir: Path, name: str | None = None, out_dir: Path = CONF_DIR / "tuned") -> Path:
+    run_dir, rec = best_run(sweep_dir)
+    n_runs = sum(1 for _ in sweep_dir.rglob(records.RECORD_FILE))
+    name = name or sweep_dir.name
+    values = tuned_values(rec["config"], rec["model"])
+    header = (
+        f"# Tuned by {sweep_dir} ({n_runs} runs) on {datetime.now(timezone.utc):%Y-%m-%d}: the run with the best\n"
+        f"# validation accuracy, {rec['metrics']['val_acc']:.4f} on {rec['config']['data']['n_val']} held-out training pairs\n"
+        f"# (seed {rec['seed']}; the test pairs were not used). Use: model={rec['model']} tuned={name}\n"
+    )
+    return write_tuned(values, out_dir / f"{name}.yaml", header)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("sweep_dir", type=Path, help="the tuning sweep's folder (outputs/tune/<model>-<augment>)")
+    parser.add_argument("--name", help="the tuned config's name (default: the folder's name)")
+    parser.add_argument("--out-dir", type=Path, default=CONF_DIR / "tuned", help="where <name>.yaml goes (default: conf/tuned)")
+    args = parser.parse_args(argv)
+    if not args.sweep_dir.is_dir():
+        raise SystemExit(f"error: sweep folder {args.sweep_dir} does not exist")
+    print(export(args.sweep_dir, args.name, args.out_dir))
+
+
+if __name__ == "__main__":
+    main()
