@@ -14,7 +14,7 @@ ifeq ($(origin MNIST_PAIRS_DATA),undefined)
   endif
 endif
 
-.PHONY: venv train test test-slow test-slurm smoke benchmark bench clean
+.PHONY: venv train test test-slow test-slurm smoke benchmark tune beyond bench clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -48,6 +48,16 @@ smoke: venv  ## the benchmark grid, small: 58 runs, about a minute
 benchmark: venv  ## the report's grid: 410 runs, 50 epochs
 	$(PY) -m mnist_pairs.train -m experiment=benchmark output_root=$(OUT) $(ARGS)
 	$(PY) -m mnist_pairs.aggregate $(OUT)/benchmark
+
+MODEL ?= siamese_lenet_mlp
+AUGMENT ?= none
+tune: venv  ## tune MODEL with AUGMENT on validation pairs (Optuna), then write conf/tuned/<MODEL>-<AUGMENT>.yaml
+	$(PY) -m mnist_pairs.train -m experiment=tune model=$(MODEL) augment=$(AUGMENT) output_root=$(OUT) $(ARGS)
+	$(PY) -m mnist_pairs.tune $(OUT)/tune/$(MODEL)-$(AUGMENT)
+
+beyond: venv  ## the tuned models of conf/tuned over 10 seeds, then aggregation
+	$(PY) -m mnist_pairs.train -m experiment=beyond output_root=$(OUT) $(ARGS)
+	$(PY) -m mnist_pairs.aggregate $(OUT)/beyond
 
 bench: venv  ## speed benchmark: s/run, FLOP, GFLOP/s vs matmul, grid time, pair scaling
 	$(PY) scripts/bench.py $(ARGS)

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from mnist_pairs import figures, records
-from mnist_pairs.reference import published
+from mnist_pairs.reference import PEERS, published
 from mnist_pairs.stats import holm, t_interval, welch
 
 REPORT_ORDER = [
@@ -131,6 +131,29 @@ def add_time_ratios(comparison: pd.DataFrame, reference: tuple[str, str] = ("fcn
     )
 
 
+def beyond_table(summary: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFrame:
+    """Our models beyond the report (tuned configs, or models the report does not have) next to the
+    report's published best and its ResNet, and the peers' claims (reference.PEERS)."""
+    ours = summary[summary["variant"].str.contains("tuned=") | ~summary["model"].isin(REPORT_ORDER)]
+    if ours.empty:
+        return pd.DataFrame()
+    rows = [
+        {"source": "ours", "model": r.model, "variant": r.variant, "n": r.n, "mean": r.test_acc_mean, "sd": r.test_acc_sd,
+         "ci_low": r.test_acc_ci_low, "ci_high": r.test_acc_ci_high}
+        for r in ours.itertuples()
+    ]  # fmt: skip
+    best = reference.loc[reference["test_acc_mean"].idxmax()]
+    resnet = reference[(reference["model"] == "resnet") & (reference["activation"] == "relu")]
+    for label, row in [("report (published best)", best), *[("report (published)", r) for _, r in resnet.iterrows()]]:
+        low, high = t_interval(row["test_acc_mean"], row["test_acc_std"], int(row["n"]))
+        rows.append({"source": label, "model": row["model"], "variant": "", "n": int(row["n"]), "mean": row["test_acc_mean"],
+                     "sd": row["test_acc_std"], "ci_low": low, "ci_high": high})  # fmt: skip
+    for peer in PEERS.itertuples():
+        rows.append({"source": peer.source, "model": "", "variant": "", "n": peer.n, "mean": peer.mean, "sd": peer.sd,
+                     "ci_low": math.nan, "ci_high": math.nan})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
 def compare_variants(summary: pd.DataFrame) -> pd.DataFrame:
     """Each variant (overridden keys) against the base runs of its model and activation in the
     same folder: difference of mean test accuracy with its 95% CI and Welch's p, time ratio."""
@@ -164,7 +187,8 @@ def markdown_table(df: pd.DataFrame, digits: int = 4) -> str:
 
 
 def write_report(
-    out: Path, name: str, data: Collected, summary: pd.DataFrame, comparison: pd.DataFrame, variants: pd.DataFrame, figs: dict[str, Path]
+    out: Path, name: str, data: Collected, summary: pd.DataFrame, comparison: pd.DataFrame, variants: pd.DataFrame,
+    figs: dict[str, Path], beyond: pd.DataFrame | None = None,
 ) -> Path:
     runs = data.runs
     status = runs["status"].value_counts()
@@ -220,6 +244,18 @@ def write_report(
             "",
             markdown_table(variants),
         ]
+    if beyond is not None and not beyond.empty:
+        lines += [
+            "",
+            "## Beyond the report",
+            "",
+            "Models the report does not have and tuned configs (`tuned=<name>`, chosen by experiment=tune on "
+            "validation pairs held out of the training pairs; the test pairs took no part in any choice), next "
+            "to the report's published numbers (1 SD, 95% t CI) and the claims of other public reports on this "
+            "task (PROTOCOL.md; their n is mostly not given).",
+            "",
+            markdown_table(beyond),
+        ]
     problems = runs[runs["status"] != "ok"]
     if len(problems) or data.corrupt or data.incomplete:
         lines += ["", "## Runs that did not finish", ""]
@@ -239,8 +275,10 @@ def aggregate(results_dir: Path, out: Path | None = None, source: str = "gpu") -
     if data.runs.empty:
         raise SystemExit(f"error: no run records (record.json) under {results_dir}" + (f"; corrupt: {data.corrupt}" if data.corrupt else ""))
     summary = summarize(data.runs)
-    comparison = compare_with_published(summary, published(source))
+    reference = published(source)
+    comparison = compare_with_published(summary, reference)
     variants = compare_variants(summary)
+    beyond = beyond_table(summary, reference)
     tables = out / "tables"
     tables.mkdir(parents=True, exist_ok=True)
     data.runs.to_csv(tables / "runs.csv", index=False)
@@ -248,6 +286,8 @@ def aggregate(results_dir: Path, out: Path | None = None, source: str = "gpu") -
     summary.to_csv(tables / "summary.csv", index=False)
     comparison.to_csv(tables / "published_comparison.csv", index=False)
     variants.to_csv(tables / "variants.csv", index=False)
+    if not beyond.empty:
+        beyond.to_csv(tables / "beyond.csv", index=False)
     ok = data.runs[data.runs["status"] == "ok"]
     order = model_order(data.runs["model"])
     figs: dict[str, Path] = {}
@@ -258,7 +298,7 @@ def aggregate(results_dir: Path, out: Path | None = None, source: str = "gpu") -
         figs["convergence"] = figures.convergence(data.history, order, out / "figures" / "convergence.png")
     if not comparison.empty:
         figs["versus published"] = figures.versus_published(comparison, out / "figures" / "versus_published.png")
-    return write_report(out, results_dir.name, data, summary, comparison, variants, figs), data
+    return write_report(out, results_dir.name, data, summary, comparison, variants, figs, beyond), data
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -19,6 +19,7 @@ MONITOR_MODES = ("batches", "train_mode_forward")
 AUX_SCHEDULES = ("weighted_sum", "alternating_full_batch")
 ZERO_GRAD_MODES = ("none", "zero")
 LR_SCHEDULES = ("none", "cosine", "onecycle")
+PRECISIONS = ("fp32", "bf16")
 
 
 class ConfigError(ValueError):
@@ -52,6 +53,8 @@ def _validate_selection_and_augmentation(cfg: DictConfig) -> None:
         _fail("train.early_stop_patience", patience, "an integer >= 0 (0 = off)")
     if patience > 0 and n_val == 0:
         _fail("train.early_stop_patience", patience, "early stopping reads validation pairs: set data.n_val > 0 too (never the test pairs)")
+    if cfg.train.precision not in PRECISIONS:
+        _fail("train.precision", cfg.train.precision, f"one of {', '.join(PRECISIONS)}")
     if cfg.train.lr_schedule not in LR_SCHEDULES:
         _fail("train.lr_schedule", cfg.train.lr_schedule, f"one of {', '.join(LR_SCHEDULES)}")
     _number(cfg, "train.label_smoothing", 0.0, 1.0, high_open=True)
@@ -60,6 +63,22 @@ def _validate_selection_and_augmentation(cfg: DictConfig) -> None:
     _number(cfg, "augment.translate_px", 0.0, 7.0)
     if not isinstance(cfg.augment.swap, bool):
         _fail("augment.swap", cfg.augment.swap, "true or false")
+
+
+def _validate_vectorize(cfg: DictConfig) -> None:
+    """device.vectorize trains several seeds at once; it supports what mnist_pairs.vectorize does."""
+    k = OmegaConf.select(cfg, "device.vectorize", default=1)
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        _fail("device.vectorize", k, "an integer >= 1 (1 = one seed per run)")
+    batch = OmegaConf.select(cfg, "device.seed_batch", default=None)
+    if batch is not None and (not isinstance(batch, ListConfig) or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in batch)):
+        _fail("device.seed_batch", batch, "null or a list of seeds (set by the grid sweeper)")
+    if k > 1 or (batch is not None and len(batch) > 1):
+        for key, value, off in [("train.early_stop_patience", cfg.train.early_stop_patience, 0),
+                                ("train.aux_schedule", cfg.train.aux_schedule, "weighted_sum"),
+                                ("train.monitor", cfg.train.monitor, "batches")]:  # fmt: skip
+            if value != off:
+                _fail(key, value, f"with device.vectorize > 1 only {off!r} (seeds trained at once)")
 
 
 def _targets(node: Any, path: str = "") -> Iterator[tuple[str, str]]:
@@ -88,6 +107,7 @@ def validate(cfg: DictConfig) -> None:
         _fail("seed", seed, "an integer >= 0")
     _positive_int(cfg, "train.epochs")
     _positive_int(cfg, "train.batch_size")
+    _positive_int(cfg, "train.eval_interval")
     _positive_int(cfg, "data.n_train", SPLIT_SIZES["train"] // 2)
     _positive_int(cfg, "data.n_test", SPLIT_SIZES["test"] // 2)
     if cfg.data.scale not in SCALES:
@@ -112,6 +132,7 @@ def validate(cfg: DictConfig) -> None:
     threads = cfg.device.threads
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 0:
         _fail("device.threads", threads, "an integer >= 0 (0 = torch's default)")
+    _validate_vectorize(cfg)
     if cfg.device.channels_last not in ("auto", True, False):
         _fail("device.channels_last", cfg.device.channels_last, "auto, true or false")
     for key, target in _targets(cfg):

@@ -29,11 +29,13 @@ class TrainSettings:
     shuffle: bool = True
     monitor: str = "batches"
     eval_every_epoch: bool = True
+    eval_interval: int = 1
     aux_schedule: str = "weighted_sum"
     zero_grad: str = "none"
     label_smoothing: float = 0.0
     lr_schedule: str = "none"
     early_stop_patience: int = 0
+    precision: str = "fp32"
 
 
 Augmenter = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
@@ -120,6 +122,20 @@ def batch_order(n: int, settings: TrainSettings, generator: torch.Generator, dev
     return list(order.to(device).split(settings.batch_size))
 
 
+def autocast(device: torch.device, settings: TrainSettings) -> torch.autocast:
+    """bf16 autocast of the training forward passes with ``precision=bf16`` (weights, optimizer
+    state and evaluation stay fp32), a no-op context otherwise."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=settings.precision == "bf16")
+
+
+def test_due(settings: TrainSettings, epoch: int) -> bool | None:
+    """Whether epoch ``epoch`` (1-based) ends with a test evaluation for the history: every
+    ``eval_interval`` epochs and at the last; None when the history has no test accuracy at all."""
+    if not settings.eval_every_epoch:
+        return None
+    return epoch % settings.eval_interval == 0 or epoch == settings.epochs
+
+
 def lr_scheduler(optimizer: torch.optim.Optimizer, settings: TrainSettings, steps: int) -> torch.optim.lr_scheduler.LRScheduler | None:
     """A per-step schedule over the whole run (``steps`` optimizer steps): ``cosine`` decays the
     learning rate to 0, ``onecycle`` warms up to it and anneals (its peak is ``optimizer.lr``)."""
@@ -165,13 +181,15 @@ def fit(
         seen = 0
         for idx in batch_order(len(train), settings, generator, device):
             if alternating:
-                main, logits = alternating_full_batch_steps(model, optimizer, train, settings.zero_grad)
+                with autocast(device, settings):
+                    main, logits = alternating_full_batch_steps(model, optimizer, train, settings.zero_grad)
                 y = train.target
             else:
                 x, y, d = train.x[idx], train.target[idx], train.digits[idx]
                 if augment is not None:
                     x, y, d = augment(x, d)
-                loss, main, logits = objective(model, x, y, d, settings.label_smoothing)
+                with autocast(device, settings):
+                    loss, main, logits = objective(model, x, y, d, settings.label_smoothing)
                 step(optimizer, loss, settings.zero_grad)
             if scheduler is not None:
                 scheduler.step()
@@ -191,7 +209,8 @@ def fit(
                 best_acc, result.best_epoch = row["val_acc"], epoch + 1
                 if settings.early_stop_patience > 0:
                     best_state = copy.deepcopy(model.state_dict())
-        if settings.eval_every_epoch:
+        due = test_due(settings, epoch + 1)
+        if due:
             synchronize(device)
             pause = time.perf_counter()
             row["test_acc"], _ = evaluate(model, test)
@@ -200,6 +219,8 @@ def fit(
             paused += time.perf_counter() - pause
         for key, value in row.items():
             result.history[key].append(value)
+        if due is False:
+            result.history["test_acc"].append(None)  # keeps the per-epoch lists aligned
         if on_epoch is not None:
             on_epoch(epoch + 1, row)
         if settings.early_stop_patience > 0 and epoch + 1 - result.best_epoch >= settings.early_stop_patience:

@@ -34,11 +34,12 @@ class Metrics(TypedDict):
 
 class History(TypedDict):
     """Per-epoch lists, one entry per epoch run (``epochs``, fewer after early stopping);
-    ``test_acc`` is empty when not monitored; ``val_acc`` only with validation pairs."""
+    ``test_acc`` is empty when not monitored, None at epochs between ``train.eval_interval``s;
+    ``val_acc`` only with validation pairs."""
 
     train_loss: list[float]
     train_acc: list[float]
-    test_acc: list[float]
+    test_acc: list[float | None]
     val_acc: NotRequired[list[float]]
 
 

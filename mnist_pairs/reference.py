@@ -36,3 +36,17 @@ def published(source: str = "gpu") -> pd.DataFrame:
     table["model"] = table["model"].map(AUTHORS_MODELS)
     table["activation"] = table["activation_nominal"].map(AUTHORS_ACTIVATIONS)
     return table.rename(columns={"n_runs": "n"}).reset_index(drop=True)
+
+
+# Other public course reports on this exact task (1000 training pairs, 1000 test pairs), as
+# PROTOCOL.md lists them: claimed mean test accuracy and SD (n where given). One of them tuned on
+# the test set; these are claims, not reproduced here.
+PEERS = pd.DataFrame(
+    [
+        ("peer: LeNet-style shared branch + aux loss + MLP head", 0.958, 0.006, None),
+        ("peer: the same with data augmentation", 0.980, 0.005, None),
+        ("peer: twin LeNet (BN, dropout) + MLP head, aux loss", 0.9497, 0.0090, 32),
+        ("peer: CNN with weight sharing + aux", 0.914, 0.015, None),
+    ],
+    columns=["source", "mean", "sd", "n"],
+)

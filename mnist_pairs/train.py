@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import platform
@@ -15,22 +16,24 @@ import traceback
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+from collections.abc import Callable, Sequence
 
 import hydra
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 import mnist_pairs
 from mnist_pairs import records
 from mnist_pairs.config import ConfigError, resolve_device, use_channels_last, validate
 from mnist_pairs.augment import AugmentSettings, augment
-from mnist_pairs.data import DataNotFoundError, make_pairs, split_validation
+from mnist_pairs.data import DataNotFoundError, Pairs, make_pairs, split_validation
 from mnist_pairs.progress import record_outcome
-from mnist_pairs.engine import Augmenter, DivergedError, TrainSettings, evaluate, fit
+from mnist_pairs.engine import Augmenter, DivergedError, FitResult, TrainSettings, evaluate, fit
 from mnist_pairs.seeding import generator, stream_seed
+from mnist_pairs.vectorize import StackedModels, fit_stacked
 
 log = logging.getLogger("mnist_pairs.train")
 
@@ -111,34 +114,45 @@ def tuning_objective(record: records.RunRecord) -> float | None:
     return metrics.get("val_acc")
 
 
-def run(cfg: DictConfig, run_dir: Path, variant: str = "") -> records.RunRecord:
-    """Train one run and write its record into ``run_dir``; skip it when ``run_dir`` already holds
-    a finished record of the same config (unless ``force``); a finished record of another config
-    (a default changed since) is renamed aside, never overwritten, and the run is redone. A NaN loss is recorded as
-    ``diverged``; an error while building or training the model is recorded as ``failed`` and
-    re-raised; config and data errors raise before any work and write nothing."""
-    validate(cfg)
+def finished_or_set_aside(cfg: DictConfig, run_dir: Path) -> tuple[dict[str, Any], str, records.RunRecord | None]:
+    """(resolved config, identity hash, the finished record to skip with or None). A finished
+    record of another config (a default changed since) is renamed aside, never overwritten."""
     config = OmegaConf.to_container(cfg, resolve=True)
     ident = records.config_hash(config)
     done = records.finished_record(run_dir)
     if done is not None and not cfg.force:
         if done["config_hash"] == ident:
             log.info("skip %s: finished record exists (force=true redoes it)", run_dir)
-            return done
-        kept = records.set_aside(run_dir, done["config_hash"])  # a changed config: redo, keep the old
+            return config, ident, done
+        kept = records.set_aside(run_dir, done["config_hash"])
         log.warning("%s held a finished run of another config (hash %s, now %s): kept as %s", run_dir, done["config_hash"], ident, kept.name)
+    return config, ident, None
 
-    device = resolve_device(cfg.device.type)
-    if cfg.device.threads:
-        torch.set_num_threads(cfg.device.threads)
+
+def load_pairs(cfg: DictConfig, device: torch.device) -> tuple[Pairs, Pairs | None, Pairs]:
+    """(train, validation or None, test) pairs of this seed, on ``device``."""
     train, test = make_pairs(
         cfg.data.root, cfg.data.n_train, cfg.data.n_test, generator(cfg.seed, "data"),
         scale=cfg.data.scale, download=cfg.data.download, cache_dir=cfg.data.cache_dir,
     )  # fmt: skip
     train, val = split_validation(train, cfg.data.n_val)
-    train, test = train.to(device), test.to(device)
-    val = val.to(device) if val is not None else None
-    record: records.RunRecord = {
+    return train.to(device), val.to(device) if val is not None else None, test.to(device)
+
+
+def init_model(cfg: DictConfig, device: torch.device, pairs: Sequence[Pairs | None]) -> tuple[torch.nn.Module, list[Pairs | None]]:
+    """This seed's freshly initialised model (its ``init`` stream, which also drives dropout), and
+    ``pairs`` in the memory format the model prefers."""
+    torch.manual_seed(stream_seed(cfg.seed, "init"))
+    model = build_model(cfg.model).to(device)
+    if use_channels_last(cfg.device.channels_last, model):
+        model = model.to(memory_format=torch.channels_last)
+        pairs = [p.channels_last() if p is not None else None for p in pairs]
+    return model, list(pairs)
+
+
+def new_record(cfg: DictConfig, config: dict[str, Any], ident: str, variant: str, device: torch.device) -> records.RunRecord:
+    """A record in its ``failed`` state, completed by ``complete_record`` when training ends."""
+    return {
         "schema_version": records.SCHEMA_VERSION,
         "status": "failed",
         "error": None,
@@ -160,66 +174,188 @@ def run(cfg: DictConfig, run_dir: Path, variant: str = "") -> records.RunRecord:
         "host": platform.node(),
         **slurm_job(),
     }
+
+
+def complete_record(record: records.RunRecord, model: torch.nn.Module, result: FitResult, train: Pairs, val: Pairs | None, test: Pairs) -> None:
+    """Final eval-mode metrics on all pairs, the history and the time: status ``ok``."""
+    train_acc, train_loss = evaluate(model, train)
+    test_acc, test_loss = evaluate(model, test)
+    metrics: records.Metrics = {"train_acc": train_acc, "train_loss": train_loss, "test_acc": test_acc, "test_loss": test_loss}
+    if val is not None:
+        metrics["val_acc"], metrics["val_loss"] = evaluate(model, val)
+        record["best_epoch"] = result.best_epoch
+    record.update(status="ok", history=result.history, train_time_s=result.train_time_s, metrics=metrics)
+
+
+def fail_record(record: records.RunRecord, error: BaseException) -> None:
+    record.update(status="failed", error="".join(traceback.format_exception_only(error)).strip())
+    record["traceback"] = traceback.format_exc()
+
+
+def log_done(record: records.RunRecord) -> None:
+    name = f"{record['model']}/{record['activation']} seed={record['seed']}"
+    if record["status"] == "ok":
+        m = record["metrics"]
+        log.info("%s done: test_acc %.4f train_acc %.4f test_loss %.4f, %.2f s", name, m["test_acc"], m["train_acc"], m["test_loss"], record["train_time_s"])
+    else:
+        log.warning("%s %s: %s", name, record["status"], record["error"])
+
+
+def epoch_logger(cfg: DictConfig) -> Callable[[int, dict[str, float]], None]:
     name = f"{cfg.model.name}/{cfg.activation.name} seed={cfg.seed}"
 
     def log_epoch(epoch: int, row: dict[str, float]) -> None:
         log.info("%s epoch %d/%d %s", name, epoch, cfg.train.epochs, " ".join(f"{k} {v:.4f}" for k, v in row.items()))
 
+    return log_epoch
+
+
+def run(cfg: DictConfig, run_dir: Path, variant: str = "") -> records.RunRecord:
+    """Train one run and write its record into ``run_dir``; skip it when ``run_dir`` already holds
+    a finished record of the same config (unless ``force``); a finished record of another config
+    (a default changed since) is renamed aside, never overwritten, and the run is redone. A NaN loss is recorded as
+    ``diverged``; an error while building or training the model is recorded as ``failed`` and
+    re-raised; config and data errors raise before any work and write nothing."""
+    validate(cfg)
+    config, ident, done = finished_or_set_aside(cfg, run_dir)
+    if done is not None:
+        return done
+    device = resolve_device(cfg.device.type)
+    if cfg.device.threads:
+        torch.set_num_threads(cfg.device.threads)
+    train, val, test = load_pairs(cfg, device)
+    record = new_record(cfg, config, ident, variant, device)
     try:
-        torch.manual_seed(stream_seed(cfg.seed, "init"))  # initialisation and dropout masks
-        model = build_model(cfg.model).to(device)
-        if use_channels_last(cfg.device.channels_last, model):
-            model = model.to(memory_format=torch.channels_last)
-            train, test = train.channels_last(), test.channels_last()
-            val = val.channels_last() if val is not None else None
+        model, (train, val, test) = init_model(cfg, device, (train, val, test))
         optimizer = instantiate(cfg.optimizer)(model.parameters())
         record["n_params"] = sum(p.numel() for p in model.parameters())
-        log.info("%s: %d parameters, %d/%d pairs, %s", name, record["n_params"], len(train), len(test), record["device_name"])
-        result = fit(model, optimizer, train, test, train_settings(cfg), generator(cfg.seed, "shuffle"), log_epoch,
+        log.info("%s/%s seed=%s: %d parameters, %d/%d pairs, %s", cfg.model.name, cfg.activation.name, cfg.seed,
+                 record["n_params"], len(train), len(test), record["device_name"])  # fmt: skip
+        result = fit(model, optimizer, train, test, train_settings(cfg), generator(cfg.seed, "shuffle"), epoch_logger(cfg),
                      val=val, augment=augmenter(cfg))  # fmt: skip
-        train_acc, train_loss = evaluate(model, train)
-        test_acc, test_loss = evaluate(model, test)
-        metrics: records.Metrics = {"train_acc": train_acc, "train_loss": train_loss, "test_acc": test_acc, "test_loss": test_loss}
-        if val is not None:
-            metrics["val_acc"], metrics["val_loss"] = evaluate(model, val)
-            record["best_epoch"] = result.best_epoch
-        record.update(status="ok", history=result.history, train_time_s=result.train_time_s, metrics=metrics)
+        complete_record(record, model, result, train, val, test)
     except DivergedError as error:
         record.update(status="diverged", error=str(error))
     except Exception as error:
-        record.update(status="failed", error="".join(traceback.format_exception_only(error)).strip())
-        record["traceback"] = traceback.format_exc()
+        fail_record(record, error)
         raise
     finally:
         record["finished_at"] = now()
         records.write_record(run_dir, record)
-    if record["status"] == "ok":
-        m = record["metrics"]
-        log.info("%s done: test_acc %.4f train_acc %.4f test_loss %.4f, %.2f s", name, m["test_acc"], m["train_acc"], m["test_loss"], record["train_time_s"])
-    else:
-        log.warning("%s diverged: %s", name, record["error"])
+    log_done(record)
     return record
+
+
+def seed_config(cfg: DictConfig, seed: int) -> DictConfig:
+    """``cfg`` with another seed (the other keys, the seed batch included, unchanged)."""
+    one = copy.deepcopy(cfg)
+    with open_dict(one):
+        one.seed = seed
+    return one
+
+
+def run_seed_batch(cfg: DictConfig, run_dirs: dict[int, Path], variant: str = "") -> list[records.RunRecord]:
+    """``run`` for several seeds of one config, trained at once (mnist_pairs.vectorize): one record
+    per seed in its own folder, of the same form as a run alone. Seeds with a finished record are
+    skipped; one seed left is simply ``run``."""
+    cfgs = {seed: seed_config(cfg, seed) for seed in run_dirs}
+    for one in cfgs.values():
+        validate(one)
+    out: dict[int, records.RunRecord] = {}
+    pending: dict[int, tuple[dict[str, Any], str]] = {}
+    for seed, one in cfgs.items():
+        config, ident, done = finished_or_set_aside(one, run_dirs[seed])
+        if done is not None:
+            out[seed] = done
+        else:
+            pending[seed] = (config, ident)
+    if len(pending) == 1:
+        (seed,) = pending
+        out[seed] = run(cfgs[seed], run_dirs[seed], variant)
+    elif pending:
+        out.update(train_seed_batch({s: cfgs[s] for s in pending}, pending, run_dirs, variant))
+    return [out[seed] for seed in run_dirs]
+
+
+def train_seed_batch(
+    cfgs: dict[int, DictConfig], identities: dict[int, tuple[dict[str, Any], str]], run_dirs: dict[int, Path], variant: str
+) -> dict[int, records.RunRecord]:
+    first = next(iter(cfgs.values()))
+    device = resolve_device(first.device.type)
+    if first.device.threads:
+        torch.set_num_threads(first.device.threads)
+    pairs = {seed: load_pairs(one, device) for seed, one in cfgs.items()}
+    recs = {seed: new_record(one, *identities[seed], variant, device) for seed, one in cfgs.items()}
+    try:
+        models = {}
+        for seed, one in cfgs.items():
+            models[seed], pairs[seed] = init_model(one, device, pairs[seed])
+            recs[seed]["n_params"] = sum(p.numel() for p in models[seed].parameters())
+        stacked = StackedModels(list(models.values()))
+        optimizer = instantiate(first.optimizer)(stacked.parameters())
+        loggers = [epoch_logger(one) for one in cfgs.values()]
+        log.info("%s/%s seeds %s trained at once: %d parameters each, %s", first.model.name, first.activation.name,
+                 list(cfgs), recs[next(iter(cfgs))]["n_params"], recs[next(iter(cfgs))]["device_name"])  # fmt: skip
+        results = fit_stacked(
+            stacked, optimizer, [p[0] for p in pairs.values()], [p[2] for p in pairs.values()], train_settings(first),
+            [generator(s, "shuffle") for s in cfgs], lambda k, epoch, row: loggers[k](epoch, row),
+            vals=[p[1] for p in pairs.values()], augment=[augmenter(one) for one in cfgs.values()],
+        )  # fmt: skip
+        for (seed, (train, val, test)), result in zip(pairs.items(), results):
+            if result.diverged:
+                recs[seed].update(status="diverged", error=result.diverged)
+            else:
+                complete_record(recs[seed], models[seed], result.fit, train, val, test)
+    except Exception as error:
+        for rec in recs.values():
+            fail_record(rec, error)
+        raise
+    finally:
+        for seed, rec in recs.items():
+            rec["finished_at"] = now()
+            records.write_record(run_dirs[seed], rec)
+    for rec in recs.values():
+        log_done(rec)
+    return recs
+
+
+def seed_batch_dirs(cfg: DictConfig, run_dir: Path) -> dict[int, Path]:
+    """Run folder per seed of the job: the job's own, or with ``device.seed_batch`` (set by the grid
+    sweeper for ``device.vectorize`` > 1) its ``seed=<n>`` siblings."""
+    seeds = list(cfg.device.get("seed_batch") or [cfg.seed])
+    if seeds[0] != cfg.seed or run_dir.name != f"seed={cfg.seed}":
+        raise ConfigError(f"device.seed_batch={seeds} is not allowed: it must start with seed={cfg.seed} and run folders must end in seed=<n>")
+    return {int(s): run_dir.parent / f"seed={s}" for s in seeds}
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> float | None:
-    """One run; returns its tuning objective (validation accuracy) for sweepers that optimise."""
+    """One job: one run, or a batch of seeds trained at once; returns the (first) run's tuning
+    objective (validation accuracy) for sweepers that optimise."""
     started, tic = now(), time.perf_counter()
     hc = HydraConfig.get()
     multirun = hc.mode == RunMode.MULTIRUN
-    outcome, record = "failed", None
+    run_dir = Path(hc.runtime.output_dir)
+    done: list[records.RunRecord] = []
     try:
-        record = run(cfg, Path(hc.runtime.output_dir), variant=hc.job.override_dirname)
-        outcome = "skipped" if record["finished_at"] < started else record["status"]  # an old record: skipped
+        dirs = seed_batch_dirs(cfg, run_dir)
+        if len(dirs) > 1:
+            done = run_seed_batch(cfg, dirs, variant=hc.job.override_dirname)
+        else:
+            done = [run(cfg, run_dir, variant=hc.job.override_dirname)]
     except (ConfigError, DataNotFoundError) as error:
         sys.exit(f"error: {error}")  # one clear line, before any training
     except Exception as error:
-        log.error("run failed (recorded in %s): %s", hc.runtime.output_dir, error)
+        log.error("run failed (recorded in %s): %s", run_dir, error)
         if not multirun:
             sys.exit(1)  # in a sweep, one crashed run must not stop the others
-    if multirun and (line := record_outcome(Path(hc.sweep.dir), outcome, cfg.model.name, time.perf_counter() - tic)):
-        log.info(line)
-    return tuning_objective(record) if record is not None else None
+    if multirun:
+        outcomes = [("skipped" if r["finished_at"] < started else r["status"]) for r in done] or ["failed"] * len(cfg.device.get("seed_batch") or [0])
+        for outcome in outcomes:  # an old record: skipped
+            line = record_outcome(Path(hc.sweep.dir), outcome, cfg.model.name, (time.perf_counter() - tic) / len(outcomes))
+        if line:
+            log.info(line)
+    return tuning_objective(done[0]) if done else None
 
 
 if __name__ == "__main__":

@@ -22,12 +22,14 @@ from omegaconf import OmegaConf
 from mnist_pairs import records
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
-# Keys a tuned config never carries: where and how a run ran, and which seed.
-NOT_TUNED = {*records.NON_IDENTITY_KEYS, "seed"}
+# Keys a tuned config never carries: where and how a run ran, which seed, and what it monitored.
+NOT_TUNED = {*records.NON_IDENTITY_KEYS, "seed", "train.eval_every_epoch", "train.eval_interval"}
 
 
 def best_run(sweep_dir: Path) -> tuple[Path, records.RunRecord]:
-    """The finished run with the highest validation accuracy (ties: the earliest finished)."""
+    """The finished run with the highest validation accuracy. Ties go to the trial the Optuna
+    sweeper reported (its optimization_results.yaml: the first trial with the best value), else
+    to the earliest finished."""
     candidates = []
     for path in sorted(sweep_dir.rglob(records.RECORD_FILE)):
         rec = records.read_record(path)
@@ -36,7 +38,14 @@ def best_run(sweep_dir: Path) -> tuple[Path, records.RunRecord]:
             candidates.append((-val, rec["finished_at"], path, rec))
     if not candidates:
         raise SystemExit(f"error: no finished run with a validation accuracy (data.n_val > 0) under {sweep_dir}")
-    _, _, path, rec = min(candidates, key=lambda c: c[:2])
+    candidates.sort(key=lambda c: c[:2])
+    best = [c for c in candidates if c[0] == candidates[0][0]]
+    results = sweep_dir / "optimization_results.yaml"
+    if results.is_file():
+        params = OmegaConf.load(results).get("best_params") or {}
+        chosen = [c for c in best if all(OmegaConf.select(OmegaConf.create(c[3]["config"]), k) == v for k, v in params.items())]
+        best = chosen or best
+    _, _, path, rec = best[0]
     return path.parent, rec
 
 
@@ -49,13 +58,17 @@ def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix[:-1]: node}
 
 
+def not_tuned(key: str) -> bool:
+    return any(key == n or key.startswith(f"{n}.") for n in NOT_TUNED)
+
+
 def tuned_values(config: dict[str, Any], model: str) -> dict[str, Any]:
     """Dotted key -> value of every key where ``config`` differs from ``model=<model>`` alone.
     Without early stopping the validation split is dropped: it only served the choice."""
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         base = OmegaConf.to_container(compose(config_name="config", overrides=[f"model={model}"]), resolve=True)
     tuned, plain = flatten(config), flatten(base)
-    diff = {k: v for k, v in tuned.items() if plain.get(k, object()) != v and not any(k == n or k.startswith(f"{n}.") for n in NOT_TUNED)}
+    diff = {k: v for k, v in tuned.items() if plain.get(k, object()) != v and not not_tuned(k)}
     if not config["train"].get("early_stop_patience"):
         diff.pop("data.n_val", None)
     return diff

@@ -1,38 +1,57 @@
 """Speed benchmark of the training engine: seconds per run, FLOP per run, achieved GFLOP/s as a
 fraction of the machine's measured fp32 matrix-multiply rate, the report grid's time
-(extrapolated from the per-run medians), and how time grows with the number of training pairs.
+(extrapolated from the per-run medians), how time grows with the number of training pairs, and,
+on request, vectorised seeds against sequential runs and bf16 against fp32 (speed and accuracy).
 
     python scripts/bench.py [--device cpu|cuda] [--threads 1] [--repeats 3] [--models fcnn,resnet]
+                            [--precision bf16] [--vectorize 10] [--precision-check 5]
 
-Runs the real framework (Hydra-composed configs, model families, engine.fit) on random pairs of the
-real shapes: timing does not depend on pixel values. Prints figures; asserts nothing."""
+Runs the real framework (Hydra-composed configs, model families, engine.fit, vectorize.fit_stacked)
+on random pairs of the real shapes: timing does not depend on pixel values. --precision-check
+trains on real MNIST (MNIST_PAIRS_DATA). Prints figures; asserts nothing."""
 
 from __future__ import annotations
 
 import argparse
 import statistics
+import tempfile
 import time
+from collections import Counter
+from itertools import product
 from pathlib import Path
 
 import torch
 from hydra import compose, initialize_config_dir
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from torch.utils.flop_counter import FlopCounterMode
 
 from mnist_pairs.config import resolve_device, use_channels_last
 from mnist_pairs.data import Pairs
-from mnist_pairs.engine import TrainSettings, evaluate, fit, objective, synchronize
+from mnist_pairs.engine import TrainSettings, autocast, evaluate, fit, objective, synchronize
 from mnist_pairs.seeding import generator
-from mnist_pairs.train import build_model
+from mnist_pairs.stats import welch
+from mnist_pairs.train import build_model, run, seed_config
+from mnist_pairs.vectorize import StackedModels, fit_stacked
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
-GRID = {  # runs per model in the report's grid (make benchmark)
-    **{m: 45 for m in ("fcnn", "fcnn_dropout", "fcnn_bn", "fcnn_bn_dropout", "cnn3", "cnn4", "cnn3_bn", "cnn4_bn")},
-    **{m: 10 for m in ("resnet", "siamese_cnn", "siamese_cnn_aux", "siamese_resnet", "siamese_resnet_aux")},
-}
 
 
-def random_pairs(n: int, device: torch.device, channels_last: bool) -> Pairs:
-    g = torch.Generator().manual_seed(n)
+def benchmark_grid() -> Counter:
+    """Runs per model in the benchmark preset (conf/experiment/benchmark.yaml), read from its grids."""
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("config", ["experiment=benchmark"], return_hydra_config=True)
+    parser = OverridesParser.create()
+    runs: Counter = Counter()
+    for grid in cfg.hydra.sweeper.grids:
+        values = [[str(v) for v in parser.parse_override(f"{k}={v}").sweep_iterator()] if "," in str(v) or "(" in str(v) else [str(v)]
+                  for k, v in grid.items()]  # fmt: skip
+        for combo in product(*values):
+            runs[dict(zip(grid.keys(), combo))["model"]] += 1
+    return runs
+
+
+def random_pairs(n: int, device: torch.device, channels_last: bool, seed: int = 0) -> Pairs:
+    g = torch.Generator().manual_seed(n + 100_003 * seed)
     digits = torch.randint(0, 10, (n, 2), generator=g)
     x = torch.rand(n, 2, 14, 14, generator=g) * 255
     pairs = Pairs(x, (digits[:, 0] <= digits[:, 1]).long(), digits).to(device)
@@ -52,19 +71,19 @@ def matmul_rate(device: torch.device, size: int = 1024, repeats: int = 20) -> fl
     return 2 * size**3 * repeats / (time.perf_counter() - tic) / 1e9
 
 
-def one_run(model_name: str, device: torch.device, n_train: int, epochs: int, channels_last: str = "auto") -> tuple[float, float]:
+def one_run(model_name: str, device: torch.device, n_train: int, epochs: int, precision: str = "fp32") -> tuple[float, float]:
     """(seconds, FLOP) of one run: ``epochs`` of training plus the final train and test evaluation."""
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose("config", [f"model={model_name}"])
     torch.manual_seed(0)
     model = build_model(cfg.model).to(device)
-    cl = use_channels_last(channels_last, model)
+    cl = use_channels_last("auto", model)
     if cl:
         model = model.to(memory_format=torch.channels_last)
     train, test = random_pairs(n_train, device, cl), random_pairs(1000, device, cl)
-    settings = TrainSettings(epochs=epochs, batch_size=250, eval_every_epoch=False)
+    settings = TrainSettings(epochs=epochs, batch_size=250, eval_every_epoch=False, precision=precision)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.optimizer.lr)
-    with FlopCounterMode(display=False) as step_counter:  # one training step (forward and backward)
+    with FlopCounterMode(display=False) as step_counter, autocast(device, settings):  # one training step
         loss, _, _ = objective(model, train.x[:250], train.target[:250], train.digits[:250])
         loss.backward()
     with FlopCounterMode(display=False) as eval_counter:  # one evaluation of 1000 pairs
@@ -81,37 +100,103 @@ def one_run(model_name: str, device: torch.device, n_train: int, epochs: int, ch
     return time.perf_counter() - tic, flop
 
 
+def seeds_at_once(model_name: str, device: torch.device, k: int, epochs: int) -> tuple[float, float]:
+    """(seconds for K seeds one after another, seconds for the same K seeds vectorised)."""
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("config", [f"model={model_name}"])
+    settings = TrainSettings(epochs=epochs, batch_size=250, eval_every_epoch=False)
+
+    def models_and_data() -> tuple[list[torch.nn.Module], list[Pairs]]:
+        models, data = [], []
+        for seed in range(k):
+            torch.manual_seed(seed)
+            model = build_model(cfg.model).to(device)
+            cl = use_channels_last("auto", model)
+            models.append(model.to(memory_format=torch.channels_last) if cl else model)
+            data.append(random_pairs(1000, device, cl, seed))
+        return models, data
+
+    models, data = models_and_data()
+    synchronize(device)
+    tic = time.perf_counter()
+    for seed, (model, train) in enumerate(zip(models, data)):
+        fit(model, torch.optim.Adam(model.parameters(), lr=cfg.optimizer.lr), train, train, settings, generator(seed, "shuffle"))
+    synchronize(device)
+    sequential = time.perf_counter() - tic
+    models, data = models_and_data()
+    stacked = StackedModels(models)
+    synchronize(device)
+    tic = time.perf_counter()
+    fit_stacked(stacked, torch.optim.Adam(stacked.parameters(), lr=cfg.optimizer.lr), data, data, settings,
+                [generator(seed, "shuffle") for seed in range(k)])  # fmt: skip
+    synchronize(device)
+    return sequential, time.perf_counter() - tic
+
+
+def precision_check(models: list[str], n_seeds: int, device: str) -> None:
+    """Real-MNIST test accuracy of bf16 against fp32 over ``n_seeds`` seeds (report protocol)."""
+    print(f"bf16 against fp32 on real MNIST, {n_seeds} seeds each (mean test accuracy, SD; Welch's p; s/run):")
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in models:
+            acc, secs = {}, {}
+            for precision in ("fp32", "bf16"):
+                with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+                    cfg = compose("config", [f"model={name}", f"train.precision={precision}", f"device={device}", "device.threads=0"])
+                recs = [run(seed_config(cfg, s), Path(tmp) / name / precision / f"seed={s}") for s in range(n_seeds)]
+                acc[precision] = [r["metrics"]["test_acc"] for r in recs]
+                secs[precision] = statistics.median(r["train_time_s"] for r in recs)
+            m = {p: (statistics.mean(v), statistics.stdev(v)) for p, v in acc.items()}
+            w = welch(m["bf16"][0], m["bf16"][1], n_seeds, m["fp32"][0], m["fp32"][1], n_seeds)
+            print(f"  {name:20s} fp32 {m['fp32'][0]:.4f} ({m['fp32'][1]:.4f})  bf16 {m['bf16'][0]:.4f} ({m['bf16'][1]:.4f})  "
+                  f"diff {w['diff']:+.4f} [{w['diff_ci_low']:+.4f}, {w['diff_ci_high']:+.4f}]  p {w['p']:.2f}  "
+                  f"s/run {secs['fp32']:.2f} -> {secs['bf16']:.2f}")  # fmt: skip
+
+
 def main() -> None:
+    grid_runs = benchmark_grid()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"])
     parser.add_argument("--threads", type=int, default=1, help="torch threads (the benchmark preset's workers use 1)")
     parser.add_argument("--workers", type=int, default=2, help="parallel workers assumed for the grid extrapolation")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=50)
-    parser.add_argument("--models", default=",".join(GRID))
-    parser.add_argument("--scaling", default="cnn3_bn,resnet", help="models timed at 1k, 4k, 16k training pairs")
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
+    parser.add_argument("--models", default=",".join(grid_runs))
+    parser.add_argument("--scaling", default="cnn3_bn,resnet", help="models timed at 1k, 4k, 16k training pairs ('' = none)")
+    parser.add_argument("--vectorize", type=int, default=0, help="K > 1: also time K seeds vectorised against sequential")
+    parser.add_argument("--vectorize-models", default="cnn3_bn,siamese_cnn_aux,resnet")
+    parser.add_argument("--precision-check", type=int, default=0, metavar="SEEDS", help="bf16 against fp32 accuracy on real MNIST")
+    parser.add_argument("--precision-models", default="cnn3_bn,siamese_cnn_aux")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     peak = matmul_rate(device)
-    print(f"device {device} threads {args.threads}: fp32 matmul {peak:.1f} GFLOP/s (1024x1024, measured now)")
+    print(f"device {device} threads {args.threads}: fp32 matmul {peak:.1f} GFLOP/s (1024x1024, measured now); precision {args.precision}")
     print(f"{'model':20s} {'s/run':>8s} {'GFLOP/run':>10s} {'GFLOP/s':>8s} {'of matmul':>9s}")
     per_run = {}
-    for name in args.models.split(","):
-        one_run(name, device, 1000, 1)  # warm-up
+    for name in [m for m in args.models.split(",") if m]:
+        one_run(name, device, 1000, 1, args.precision)  # warm-up
         times, flop = [], 0.0
         for _ in range(args.repeats):
-            seconds, flop = one_run(name, device, 1000, args.epochs)
+            seconds, flop = one_run(name, device, 1000, args.epochs, args.precision)
             times.append(seconds)
         per_run[name] = statistics.median(times)
         rate = flop / per_run[name] / 1e9
         print(f"{name:20s} {per_run[name]:8.2f} {flop / 1e9:10.1f} {rate:8.1f} {rate / peak:9.0%}")
-    grid = sum(GRID.get(m, 0) * s for m, s in per_run.items())
-    print(f"report grid ({sum(GRID[m] for m in per_run if m in GRID)} runs): {grid:.0f} s of runs, "
-          f"extrapolated {grid / args.workers / 60:.1f} min on {args.workers} workers (job overhead not included)")
-    for name in args.scaling.split(","):
-        row = [f"{n // 1000}k: {one_run(name, device, n, max(1, args.epochs // 5))[0] * 5:.1f} s" for n in (1000, 4000, 16000)]
+    grid = sum(grid_runs.get(m, 0) * s for m, s in per_run.items())
+    print(f"benchmark grid ({sum(grid_runs[m] for m in per_run if m in grid_runs)} of {sum(grid_runs.values())} runs): "
+          f"{grid:.0f} s of runs, extrapolated {grid / args.workers / 60:.1f} min on {args.workers} workers "
+          "(per-epoch test evaluation and job overhead not included)")  # fmt: skip
+    for name in [m for m in args.scaling.split(",") if m]:
+        row = [f"{n // 1000}k: {one_run(name, device, n, max(1, args.epochs // 5), args.precision)[0] * 5:.1f} s" for n in (1000, 4000, 16000)]
         print(f"scaling {name} (s/run, from {max(1, args.epochs // 5)} epochs x 5): " + ", ".join(row))
+    if args.vectorize > 1:
+        print(f"vectorised seeds: {args.vectorize} seeds of {args.epochs} epochs, one after another vs at once (torch.func.vmap)")
+        for name in [m for m in args.vectorize_models.split(",") if m]:
+            sequential, together = seeds_at_once(name, device, args.vectorize, args.epochs)
+            print(f"  {name:20s} sequential {sequential:7.2f} s  vectorised {together:7.2f} s  speed-up {sequential / together:.2f}x")
+    if args.precision_check:
+        precision_check([m for m in args.precision_models.split(",") if m], args.precision_check, args.device)
 
 
 if __name__ == "__main__":

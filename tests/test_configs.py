@@ -25,16 +25,20 @@ EXPECTED_PARAMS = {
     "siamese_cnn_aux": 45_568,
     "siamese_resnet": 45_380,
     "siamese_resnet_aux": 45_380,
+    # beyond the report (issue 6): LeNet-style branch with BN + dropout, MLP head on the digit distributions
+    "siamese_lenet_mlp": 128_908,  # conv5 32 (832) + BN + conv5 64 (51,264) + BN + 576->128->10 + 20->64->2
+    "siamese_resnet_mlp": 45_260,  # the report's ResNet branch with BN and a spatial mean + 20->64->2
 }
 EXPECTED_LR = {
     "fcnn": 1e-3, "fcnn_bn": 1e-3, "fcnn_dropout": 2e-4, "fcnn_bn_dropout": 2e-4,
     "cnn3": 4e-4, "cnn4": 4e-4, "cnn3_bn": 4e-4, "cnn4_bn": 4e-4,
     "resnet": 5e-3, "siamese_cnn": 5e-3, "siamese_cnn_aux": 5e-3, "siamese_resnet": 5e-3, "siamese_resnet_aux": 5e-3,
+    "siamese_lenet_mlp": 1e-3, "siamese_resnet_mlp": 5e-3,
 }  # fmt: skip
 ACTIVATION_TYPES = {"relu": nn.ReLU, "tanh": nn.Tanh, "leakyrelu": nn.LeakyReLU}
 
 
-def test_the_report_models_are_all_there():
+def test_the_report_models_and_ours_are_all_there():
     assert set(MODELS) == set(EXPECTED_PARAMS)
     assert set(ACTIVATIONS) == set(ACTIVATION_TYPES)
 
@@ -111,6 +115,13 @@ def test_siamese_shares_one_branch_and_can_swap_the_order(compose_cfg):
         ("seed=-1", "seed=-1"),
         ("model.aux_weight=-1", "model.aux_weight=-1"),
         ("+model.extra._target_=os.system", "model.extra._target_='os.system'"),
+        ("data.n_val=1000", "data.n_val=1000"),
+        ("train.early_stop_patience=5", "train.early_stop_patience=5"),  # without data.n_val
+        ("train.lr_schedule=step", "train.lr_schedule='step'"),
+        ("train.label_smoothing=1.0", "train.label_smoothing=1.0"),
+        ("optimizer.weight_decay=-1", "optimizer.weight_decay=-1"),
+        ("augment.rotate_deg=-3", "augment.rotate_deg=-3"),
+        ("augment.translate_px=9", "augment.translate_px=9"),
     ],
 )
 def test_bad_values_name_key_value_and_what_is_allowed(compose_cfg, override, key):

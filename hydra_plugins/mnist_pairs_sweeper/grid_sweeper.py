@@ -11,7 +11,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import yaml
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
@@ -55,9 +55,9 @@ class GridSweeper(BasicSweeper):
             jobs.extend(batch)
         return jobs
 
-    def validate_jobs(self, jobs: Sequence[Sequence[str]]) -> List[str]:
+    def validate_jobs(self, jobs: Sequence[Sequence[str]]) -> Tuple[List[str], List[int]]:
         """Compose and validate every job; exit with one line naming the first bad value. Returns
-        the model name of every job (for the progress estimate).
+        the model name of every job (for the progress estimate) and its ``device.vectorize``.
 
         Jobs that differ only in their seed share one composition (composing costs ~0.1 s)."""
         from mnist_pairs.config import ConfigError, validate
@@ -65,6 +65,7 @@ class GridSweeper(BasicSweeper):
         assert self.hydra_context is not None and self.config is not None
         composed: Dict[tuple, Any] = {}
         models: List[str] = []
+        vectorize: List[int] = []
         for overrides in jobs:
             rest = tuple(o for o in overrides if not o.startswith("seed="))
             seeds = [o.split("=", 1)[1] for o in overrides if o.startswith("seed=")]
@@ -78,7 +79,29 @@ class GridSweeper(BasicSweeper):
             except ConfigError as error:
                 sys.exit(f"error: {error} (job: {' '.join(overrides)})")
             models.append(str(cfg.model.name))
-        return models
+            vectorize.append(int(OmegaConf.select(cfg, "device.vectorize", default=1)))
+        return models, vectorize
+
+    @staticmethod
+    def pack_seeds(jobs: Sequence[Sequence[str]], vectorize: Sequence[int]) -> List[List[str]]:
+        """Jobs that differ only in their seed, packed by ``device.vectorize`` = K into jobs of K
+        seeds: the first seed's overrides plus ``device.seed_batch=[...]`` (mnist_pairs.train
+        trains them at once and writes each seed's record in its own folder)."""
+        groups: Dict[tuple, List[Tuple[List[str], str, int]]] = {}
+        for overrides, k in zip(jobs, vectorize):
+            rest = tuple(o for o in overrides if not o.startswith("seed="))
+            seed = next((o.split("=", 1)[1] for o in overrides if o.startswith("seed=")), None)
+            groups.setdefault(rest, []).append((list(overrides), seed, k))
+        packed: List[List[str]] = []
+        for members in groups.values():
+            k = members[0][2]
+            if k == 1 or members[0][1] is None:
+                packed.extend(m[0] for m in members)
+                continue
+            for i in range(0, len(members), k):
+                chunk = members[i : i + k]
+                packed.append(chunk[0][0] + [f"device.seed_batch=[{','.join(m[1] for m in chunk)}]"])
+        return packed
 
     def sweep(self, arguments: List[str]) -> Any:
         from mnist_pairs.progress import start_session
@@ -86,8 +109,11 @@ class GridSweeper(BasicSweeper):
         assert self.config is not None and self.launcher is not None
         jobs = self.job_overrides(arguments)
         tic = time.perf_counter()
-        models = self.validate_jobs(jobs)
-        log.info("sweep of %d jobs validated in %.1f s", len(jobs), time.perf_counter() - tic)
+        models, vectorize = self.validate_jobs(jobs)
+        log.info("sweep of %d runs validated in %.1f s", len(jobs), time.perf_counter() - tic)
+        if max(vectorize) > 1:
+            jobs = self.pack_seeds(jobs, vectorize)
+            log.info("device.vectorize: %d runs in %d jobs of several seeds each", len(models), len(jobs))
         self.overrides = list(self.split_overrides_to_chunks(jobs, self.max_batch_size))
         sweep_dir = Path(self.config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
