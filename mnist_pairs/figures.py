@@ -63,7 +63,8 @@ def convergence(history: pd.DataFrame, order: list[str], path: Path) -> Path:
     palette = dict(zip(models, sns.color_palette("tab20", len(models))))
     fig, axes = plt.subplots(1, 2, figsize=(14, 5.5))
     for ax, column, label in ((axes[0], "test_acc", "test accuracy"), (axes[1], "train_loss", "training loss (log)")):
-        sns.lineplot(data=data, x="epoch", y=column, hue="model", hue_order=models, palette=palette,
+        # test accuracy may be sparse (train.eval_interval): drop the epochs without one so the points connect
+        sns.lineplot(data=data.dropna(subset=[column]), x="epoch", y=column, hue="model", hue_order=models, palette=palette,
                      errorbar="sd", ax=ax, legend=ax is axes[1])  # fmt: skip
         ax.set(ylabel=label, title=f"{label}: mean and 1 SD over seeds")
     axes[1].set_yscale("log")

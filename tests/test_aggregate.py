@@ -102,3 +102,30 @@ def test_published_reference_maps_to_our_models():
     assert (best["test_acc_mean"], best["test_acc_std"], best["n"]) == (0.8693, 0.02521, 10)
     with pytest.raises(ValueError, match="allowed are"):
         published("tpu")
+
+
+def test_beyond_section_sets_our_models_beside_the_report_and_the_peers(tmp_path, synthetic_root):
+    from hydra import compose, initialize_config_dir
+
+    from mnist_pairs.aggregate import beyond_table, summarize
+    from mnist_pairs.reference import PEERS
+
+    root = tmp_path / "beyond"
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        for seed in (0, 1):
+            cfg = compose("config", ["model=siamese_lenet_mlp", f"seed={seed}", f"data.root={synthetic_root}", "data.download=false",
+                                     "train.eval_interval=2", *SMALL])  # fmt: skip
+            run(cfg, root / "siamese_lenet_mlp" / "relu" / f"seed={seed}")
+    data = collect(root)
+    assert data.history["test_acc"].isna().sum() == 2  # epoch 1 of 2 has no test pass with eval_interval=2
+    table = beyond_table(summarize(data.runs), published())
+    ours = table[table["source"] == "ours"]
+    assert list(ours["model"]) == ["siamese_lenet_mlp"] and ours["n"].iloc[0] == 2
+    assert ours["mean"].iloc[0] == pytest.approx(data.runs["test_acc"].mean())
+    best = table[table["source"] == "report (published best)"].iloc[0]
+    assert (best["model"], best["mean"]) == ("siamese_resnet_aux", 0.8693)
+    assert table[table["source"] == "report (published)"]["mean"].tolist() == [0.7571]  # the report's ResNet
+    assert set(PEERS["source"]) <= set(table["source"])
+    report, _ = aggregate(root)
+    assert "## Beyond the report" in report.read_text() and (root / "tables" / "beyond.csv").is_file()
+    assert beyond_table(summarize(collect(root).runs.assign(model="cnn3")), published()).empty  # report models alone: no section

@@ -52,7 +52,7 @@ def test_slurm_keys_and_the_command_line_beats_the_preset():
 
 
 def test_submitit_local_packs_runs_into_jobs(tmp_path: Path, synthetic_root: Path):
-    done = run_cli("-m", "model=cnn3", "seed=0,1,2", "launcher=submitit_local", "hydra.launcher.runs_per_job=2",
+    done = run_cli("-m", "model=cnn3", "seed=0,1,2", "launcher=submitit_local", "hydra.launcher.jobs=null", "hydra.launcher.runs_per_job=2",
                    f"data.root={synthetic_root}", "data.download=false", f"output_root={tmp_path}",
                    "data.n_train=100", "data.n_test=50", "train.epochs=1")  # fmt: skip
     assert done.returncode == 0, done.stderr
@@ -61,6 +61,12 @@ def test_submitit_local_packs_runs_into_jobs(tmp_path: Path, synthetic_root: Pat
     assert [records.read_record(p)["status"] for p in found] == ["ok"] * 3
     assert all(records.read_record(p)["host"] for p in found)
     assert "launcher" not in str(found[0])  # the launcher is not part of the run's folder
+    before = {p: p.read_bytes() for p in found}
+    dealt = run_cli("-m", "model=cnn3", "seed=0,1,2,3,4", "launcher=submitit_local", f"data.root={synthetic_root}", "data.download=false",
+                    f"output_root={tmp_path}", "data.n_train=100", "data.n_test=50", "train.epochs=1")  # fmt: skip
+    assert dealt.returncode == 0 and "5 runs in 2 jobs" in dealt.stdout + dealt.stderr  # the preset: jobs=2
+    after = {p: p.read_bytes() for p in tmp_path.rglob(records.RECORD_FILE)}
+    assert len(after) == 5 and all(after[p] == before[p] for p in before)  # the 3 finished runs were skipped
 
 
 def test_bad_runs_per_job_is_refused(tmp_path: Path, synthetic_root: Path):

@@ -2,7 +2,7 @@
 several runs packed into one job, and no run lost silently.
 
 hydra-submitit-launcher submits one job per run and stops at the first job that did not finish,
-while the others go on unwatched. Here ``runs_per_job`` runs share one job (one Python start and
+while the others go on unwatched. Here ``runs_per_job`` runs (or all runs dealt into ``jobs``) share one job (one Python start and
 one MNIST read for all of them: a run of a small model takes seconds, a job start several), the
 launcher waits for every job, and then names each job that did not finish (cancelled, pre-empted,
 failed, timed out), its SLURM state and the runs it held. Those runs have no finished record, so
@@ -11,7 +11,7 @@ the same command redoes exactly them (mnist_pairs.train skips runs with a finish
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, List, Sequence, Tuple
+from typing import Any, List, Optional, Sequence, Tuple
 
 from hydra.core.config_store import ConfigStore
 from hydra.core.singleton import Singleton
@@ -30,11 +30,20 @@ class UnfinishedJobsError(RuntimeError):
 
 
 class PackedSubmititLauncher(BaseSubmititLauncher):
-    def __init__(self, runs_per_job: int = 1, **params: Any) -> None:
-        if not isinstance(runs_per_job, int) or runs_per_job < 1:
-            raise ValueError(f"hydra.launcher.runs_per_job must be a positive integer, got {runs_per_job!r}")
+    def __init__(self, runs_per_job: int = 1, jobs: Optional[int] = None, **params: Any) -> None:
+        for key, value in (("runs_per_job", runs_per_job), ("jobs", 1 if jobs is None else jobs)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"hydra.launcher.{key} must be a positive integer, got {value!r}")
         super().__init__(**params)
         self.runs_per_job = runs_per_job
+        self.jobs = jobs
+
+    def packs(self, params: List[JobParams]) -> List[List[JobParams]]:
+        """Consecutive runs, ``runs_per_job`` to a job; or, with ``jobs``, the runs dealt round-robin
+        into that many jobs (balanced: sweeps list their slow runs first)."""
+        if self.jobs:
+            return [params[i :: self.jobs] for i in range(min(self.jobs, len(params)))]
+        return [params[i : i + self.runs_per_job] for i in range(0, len(params), self.runs_per_job)]
 
     def run_pack(self, pack: Sequence[JobParams]) -> List[JobReturn]:
         """Runs one job's share of the sweep, one after another, in this process."""
@@ -69,7 +78,7 @@ class PackedSubmititLauncher(BaseSubmititLauncher):
         for idx, overrides in enumerate(job_overrides, start=initial_job_idx):
             log.info(f"\t#{idx} : {' '.join(filter_overrides(overrides))}")
             params.append((list(overrides), "hydra.sweep.dir", idx, f"job_id_for_{idx}", Singleton.get_state()))
-        packs = [params[i : i + self.runs_per_job] for i in range(0, len(params), self.runs_per_job)]
+        packs = self.packs(params)
         executor = self.make_executor()
         jobs = executor.map_array(self.run_pack, packs)
         log.info(f"Submitit '{self._EXECUTOR}': {len(params)} runs in {len(jobs)} jobs ({jobs[0].job_id.split('_')[0]}), results in {sweep_dir}")
@@ -108,12 +117,14 @@ class PackedLocalLauncher(PackedSubmititLauncher):
 class PackedSlurmConf(SlurmQueueConf):
     _target_: str = "hydra_plugins.mnist_pairs_launcher.packed_launcher.PackedSlurmLauncher"
     runs_per_job: int = 1
+    jobs: Optional[int] = None
 
 
 @dataclass
 class PackedLocalConf(LocalQueueConf):
     _target_: str = "hydra_plugins.mnist_pairs_launcher.packed_launcher.PackedLocalLauncher"
     runs_per_job: int = 1
+    jobs: Optional[int] = None
 
 
 ConfigStore.instance().store(group="hydra/launcher", name="packed_slurm", node=PackedSlurmConf, provider="mnist_pairs")
