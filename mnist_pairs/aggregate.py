@@ -51,7 +51,7 @@ def collect(results_dir: Path) -> Collected:
         rows.append({
             **{k: rec[k] for k in ("model", "activation", "variant", "seed", "status", "error", "n_params",
                                    "train_time_s", "device", "device_name")},
-            **{k: metrics.get(k, math.nan) for k in ("test_acc", "train_acc", "test_loss", "train_loss")},
+            **{k: metrics.get(k, math.nan) for k in ("test_acc", "train_acc", "test_loss", "train_loss", "val_acc")},
             "path": str(path.parent.relative_to(results_dir)),
         })  # fmt: skip
         for epoch, values in enumerate(zip(*(rec["history"] or {}).values()), start=1):
@@ -59,7 +59,7 @@ def collect(results_dir: Path) -> Collected:
     with_record = {p.parent for p in record_paths}
     incomplete = sorted(str(d.parent.relative_to(results_dir)) for d in results_dir.rglob(".hydra") if d.parent not in with_record)
     runs = pd.DataFrame(rows, columns=[*KEYS, "seed", "status", "error", "n_params", "train_time_s", "device", "device_name",
-                                       "test_acc", "train_acc", "test_loss", "train_loss", "path"])  # fmt: skip
+                                       "test_acc", "train_acc", "test_loss", "train_loss", "val_acc", "path"])  # fmt: skip
     return Collected(runs, pd.DataFrame(history), corrupt, incomplete)
 
 
@@ -87,6 +87,8 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
             "train_acc_mean": ok["train_acc"].mean(), "train_acc_sd": ok["train_acc"].std(ddof=1),
             "time_mean_s": ok["train_time_s"].mean(), "time_sd_s": ok["train_time_s"].std(ddof=1),
             "n_params": int(group["n_params"].iloc[0]),
+            # with data.n_val > 0: what model selection may read (the test columns are for reporting only)
+            "val_acc_mean": ok["val_acc"].mean(), "val_acc_sd": ok["val_acc"].std(ddof=1),
         })  # fmt: skip
     summary = pd.DataFrame(out)
     if summary.empty:
@@ -186,6 +188,12 @@ def markdown_table(df: pd.DataFrame, digits: int = 4) -> str:
     return "\n".join(lines)
 
 
+def shown_summary(summary: pd.DataFrame) -> pd.DataFrame:
+    """The summary without the columns that say nothing here (no variants, no validation pairs)."""
+    empty = [c for c in ("val_acc_mean", "val_acc_sd") if summary[c].isna().all()]
+    return summary.drop(columns=empty + (["variant"] if (summary["variant"] == "").all() else []))
+
+
 def write_report(
     out: Path, name: str, data: Collected, summary: pd.DataFrame, comparison: pd.DataFrame, variants: pd.DataFrame,
     figs: dict[str, Path], beyond: pd.DataFrame | None = None,
@@ -207,7 +215,7 @@ def write_report(
         "training wall time of PROTOCOL.md (50 epochs unless the experiment says otherwise); n_collapsed "
         "counts finished runs whose test loss is ln 2 (equal logits: the dead-logit mode).",
         "",
-        markdown_table(summary.drop(columns=["variant"]) if (summary["variant"] == "").all() else summary),
+        markdown_table(shown_summary(summary)),
         "",
         "## Figures",
         "",
