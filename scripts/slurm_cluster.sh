@@ -35,7 +35,7 @@ wait_for() {  # wait_for SECONDS DESCRIPTION COMMAND...: poll COMMAND until it s
 install_packages() {
     local missing=()
     for p in "${PACKAGES[@]}"; do
-        dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+        [[ $(dpkg-query -W -f='${Status}' "$p" 2>/dev/null) == "install ok installed" ]] || missing+=("$p")
     done
     ((${#missing[@]} == 0)) && return 0
     log "installing ${missing[*]}"
