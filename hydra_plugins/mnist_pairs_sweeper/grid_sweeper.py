@@ -118,7 +118,9 @@ class GridSweeper(BasicSweeper):
         sweep_dir = Path(self.config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
-        start_session(sweep_dir, models, workers=int(self.config.hydra.launcher.get("n_jobs") or 1))
+        launcher = self.config.hydra.launcher  # runs at once: joblib's n_jobs, or the submitit launchers' jobs
+        workers = launcher.get("n_jobs") or launcher.get("jobs") or min(int(launcher.get("array_parallelism") or 1), len(jobs))
+        start_session(sweep_dir, models, workers=int(workers))
         returns: List[Sequence[JobReturn]] = []
         initial_job_idx = 0
         while not self.is_done():
