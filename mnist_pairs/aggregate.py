@@ -69,6 +69,26 @@ def model_order(models: pd.Series) -> list[str]:
     return [m for m in REPORT_ORDER if m in present] + sorted(present - set(REPORT_ORDER))
 
 
+def figure_label(model: str, variant: str) -> str:
+    """A model's name in figures: with its variant's keys below it, one per line, when it has one."""
+    return model if not variant else model + "\n" + variant.replace(",", "\n")
+
+
+def apart_by_variant(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` with ``model`` relabelled by ``figure_label``, so that figures show each variant
+    apart instead of pooling its runs with the base runs of the same model."""
+    if table.empty:
+        return table
+    return table.assign(model=[figure_label(m, v) for m, v in zip(table["model"], table["variant"])])
+
+
+def variant_order(runs: pd.DataFrame) -> list[str]:
+    """Figure labels in the report's model order, each model's variants after its base runs."""
+    rank = {m: i for i, m in enumerate(model_order(runs["model"]))}
+    cells = sorted({(m, v) for m, v in zip(runs["model"], runs["variant"])}, key=lambda c: (rank[c[0]], c[1]))
+    return [figure_label(m, v) for m, v in cells]
+
+
 def summarize(runs: pd.DataFrame) -> pd.DataFrame:
     """One row per model x activation x variant: counts by status, finished runs whose classifier
     collapsed (test loss ln 2: equal logits, as dead ReLU logits give), and over finished runs the
@@ -297,13 +317,13 @@ def aggregate(results_dir: Path, out: Path | None = None, source: str = "gpu") -
     if not beyond.empty:
         beyond.to_csv(tables / "beyond.csv", index=False)
     ok = data.runs[data.runs["status"] == "ok"]
-    order = model_order(data.runs["model"])
+    ok, history, order = apart_by_variant(ok), apart_by_variant(data.history), variant_order(data.runs)
     figs: dict[str, Path] = {}
     if not ok.empty:
         figs["accuracy"] = figures.accuracy(ok, order, out / "figures" / "accuracy.png")
         figs["training time"] = figures.training_time(ok, order, out / "figures" / "training_time.png")
-    if not data.history.empty:
-        figs["convergence"] = figures.convergence(data.history, order, out / "figures" / "convergence.png")
+    if not history.empty:
+        figs["convergence"] = figures.convergence(history, order, out / "figures" / "convergence.png")
     if not comparison.empty:
         figs["versus published"] = figures.versus_published(comparison, out / "figures" / "versus_published.png")
     return write_report(out, results_dir.name, data, summary, comparison, variants, figs, beyond), data

@@ -129,3 +129,11 @@ def test_beyond_section_sets_our_models_beside_the_report_and_the_peers(tmp_path
     report, _ = aggregate(root)
     assert "## Beyond the report" in report.read_text() and (root / "tables" / "beyond.csv").is_file()
     assert beyond_table(summarize(collect(root).runs.assign(model="cnn3")), published()).empty  # report models alone: no section
+
+
+def test_figures_keep_variants_apart():
+    from mnist_pairs.aggregate import apart_by_variant, variant_order
+
+    runs = pd.DataFrame({"model": ["cnn3", "cnn3", "fcnn", "zeta"], "variant": ["a=1,b=2", "", "", ""]})
+    assert list(apart_by_variant(runs)["model"]) == ["cnn3\na=1\nb=2", "cnn3", "fcnn", "zeta"]
+    assert variant_order(runs) == ["fcnn", "cnn3", "cnn3\na=1\nb=2", "zeta"]  # report order, variants after their base
