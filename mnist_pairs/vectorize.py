@@ -23,12 +23,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
 from mnist_pairs.data import Pairs
-from mnist_pairs.engine import Augmenter, FitResult, TrainSettings, autocast, aux_weight, batch_order, evaluate, lr_scheduler, synchronize, test_due
+from mnist_pairs.engine import Augmenter, FitResult, TrainSettings, autocast, aux_weight, batch_order, evaluate, lr_scheduler, objective, synchronize, test_due
 
 
 class StackedModels:
@@ -47,21 +46,11 @@ class StackedModels:
         self.base.train(mode)
 
     def losses(self, x: torch.Tensor, target: torch.Tensor, digits: torch.Tensor, label_smoothing: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Per seed: (loss to minimise [K], main cross-entropy [K], logits [K, B, 2]); the same
-        objective as mnist_pairs.engine.objective, seed by seed."""
-        smooth = {"label_smoothing": label_smoothing} if label_smoothing > 0 else {}
-        w = self.aux_weight
+        """Per seed: (loss to minimise [K], main cross-entropy [K], logits [K, B, 2]): engine.objective,
+        seed by seed."""
 
         def one(params, buffers, x, target, digits):
-            if w > 0:
-                logits, d1, d2 = functional_call(self.base, (params, buffers), (x,), {"return_digits": True})
-                loss = F.cross_entropy(logits, target, **smooth)
-                loss = loss + w * (F.cross_entropy(d1, digits[:, 0], **smooth) + F.cross_entropy(d2, digits[:, 1], **smooth))
-            else:
-                logits = functional_call(self.base, (params, buffers), (x,))
-                loss = F.cross_entropy(logits, target, **smooth)
-            main = F.cross_entropy(logits.detach(), target) if smooth else loss
-            return loss, main, logits
+            return objective(_Bound(self.base, params, buffers, self.aux_weight), x, target, digits, label_smoothing)
 
         return vmap(one, randomness="different")(self.params, self.buffers, x, target, digits)
 
@@ -74,6 +63,21 @@ class StackedModels:
         for name, value in self.buffers.items():
             model.get_buffer(name).copy_(value[k])
         return model
+
+
+@dataclass
+class _Bound:
+    """The stack's architecture called with one seed's parameters and buffers, as engine.objective
+    calls a model (``aux_weight`` included)."""
+
+    base: nn.Module
+    params: dict[str, torch.Tensor]
+    buffers: dict[str, torch.Tensor]
+    aux_weight: float
+
+    def __call__(self, x: torch.Tensor, return_digits: bool = False):
+        kwargs = {"return_digits": True} if return_digits else {}
+        return functional_call(self.base, (self.params, self.buffers), (x,), kwargs)
 
 
 @dataclass
