@@ -136,6 +136,15 @@ def test_due(settings: TrainSettings, epoch: int) -> bool | None:
     return epoch % settings.eval_interval == 0 or epoch == settings.epochs
 
 
+def append_epoch(history: dict[str, list], row: dict[str, float], test_was_due: bool | None) -> None:
+    """One epoch's row into the history; None for the test accuracy of an epoch between
+    ``eval_interval``s, so that the per-epoch lists stay aligned."""
+    for key, value in row.items():
+        history[key].append(value)
+    if test_was_due is False:
+        history["test_acc"].append(None)
+
+
 def lr_scheduler(optimizer: torch.optim.Optimizer, settings: TrainSettings, steps: int) -> torch.optim.lr_scheduler.LRScheduler | None:
     """A per-step schedule over the whole run (``steps`` optimizer steps): ``cosine`` decays the
     learning rate to 0, ``onecycle`` warms up to it and anneals (its peak is ``optimizer.lr``)."""
@@ -217,10 +226,7 @@ def fit(
             model.train()
             synchronize(device)
             paused += time.perf_counter() - pause
-        for key, value in row.items():
-            result.history[key].append(value)
-        if due is False:
-            result.history["test_acc"].append(None)  # keeps the per-epoch lists aligned
+        append_epoch(result.history, row, due)
         if on_epoch is not None:
             on_epoch(epoch + 1, row)
         if settings.early_stop_patience > 0 and epoch + 1 - result.best_epoch >= settings.early_stop_patience:

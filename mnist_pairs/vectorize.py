@@ -27,7 +27,9 @@ from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
 from mnist_pairs.data import Pairs
-from mnist_pairs.engine import Augmenter, FitResult, TrainSettings, autocast, aux_weight, batch_order, evaluate, lr_scheduler, objective, synchronize, test_due
+from mnist_pairs.engine import (
+    Augmenter, FitResult, TrainSettings, append_epoch, autocast, aux_weight, batch_order, evaluate, lr_scheduler, objective, synchronize, test_due,
+)  # fmt: skip
 
 
 class StackedModels:
@@ -158,10 +160,7 @@ def fit_stacked(
                     row["test_acc"], _ = evaluate(model, tests[k])
                     synchronize(device)
                     paused += time.perf_counter() - pause
-            for key, value in row.items():
-                r.fit.history[key].append(value)
-            if due is False:
-                r.fit.history["test_acc"].append(None)
+            append_epoch(r.fit.history, row, due)
             if on_epoch is not None:
                 on_epoch(k, epoch + 1, row)
     synchronize(device)
