@@ -129,6 +129,13 @@ def finished_or_set_aside(cfg: DictConfig, run_dir: Path) -> tuple[dict[str, Any
     return config, ident, None
 
 
+def set_up_device(cfg: DictConfig) -> torch.device:
+    """The run's device, and its torch thread count (``device.threads``; 0 keeps torch's)."""
+    if cfg.device.threads:
+        torch.set_num_threads(cfg.device.threads)
+    return resolve_device(cfg.device.type)
+
+
 def load_pairs(cfg: DictConfig, device: torch.device) -> tuple[Pairs, Pairs | None, Pairs]:
     """(train, validation or None, test) pairs of this seed, on ``device``."""
     train, test = make_pairs(
@@ -220,9 +227,7 @@ def run(cfg: DictConfig, run_dir: Path, variant: str = "") -> records.RunRecord:
     config, ident, done = finished_or_set_aside(cfg, run_dir)
     if done is not None:
         return done
-    device = resolve_device(cfg.device.type)
-    if cfg.device.threads:
-        torch.set_num_threads(cfg.device.threads)
+    device = set_up_device(cfg)
     train, val, test = load_pairs(cfg, device)
     record = new_record(cfg, config, ident, variant, device)
     try:
@@ -280,10 +285,8 @@ def run_seed_batch(cfg: DictConfig, run_dirs: dict[int, Path], variant: str = ""
 def train_seed_batch(
     cfgs: dict[int, DictConfig], identities: dict[int, tuple[dict[str, Any], str]], run_dirs: dict[int, Path], variant: str
 ) -> dict[int, records.RunRecord]:
-    first = next(iter(cfgs.values()))
-    device = resolve_device(first.device.type)
-    if first.device.threads:
-        torch.set_num_threads(first.device.threads)
+    first_seed, first = next(iter(cfgs.items()))
+    device = set_up_device(first)
     pairs = {seed: load_pairs(one, device) for seed, one in cfgs.items()}
     recs = {seed: new_record(one, *identities[seed], variant, device) for seed, one in cfgs.items()}
     try:
@@ -295,7 +298,7 @@ def train_seed_batch(
         optimizer = instantiate(first.optimizer)(stacked.parameters())
         loggers = [epoch_logger(one) for one in cfgs.values()]
         log.info("%s/%s seeds %s trained at once: %d parameters each, %s", first.model.name, first.activation.name,
-                 list(cfgs), recs[next(iter(cfgs))]["n_params"], recs[next(iter(cfgs))]["device_name"])  # fmt: skip
+                 list(cfgs), recs[first_seed]["n_params"], recs[first_seed]["device_name"])  # fmt: skip
         results = fit_stacked(
             stacked, optimizer, [p[0] for p in pairs.values()], [p[2] for p in pairs.values()], train_settings(first),
             [generator(s, "shuffle") for s in cfgs], lambda k, epoch, row: loggers[k](epoch, row),
@@ -350,8 +353,9 @@ def main(cfg: DictConfig) -> float | None:
         if not multirun:
             sys.exit(1)  # in a sweep, one crashed run must not stop the others
     if multirun:
-        outcomes = [("skipped" if r["finished_at"] < started else r["status"]) for r in done] or ["failed"] * len(cfg.device.get("seed_batch") or [0])
-        for outcome in outcomes:  # an old record: skipped
+        # an old record: skipped; a batch that raised: every seed failed
+        outcomes = [("skipped" if r["finished_at"] < started else r["status"]) for r in done] or ["failed"] * len(dirs)
+        for outcome in outcomes:
             line = record_outcome(Path(hc.sweep.dir), outcome, cfg.model.name, (time.perf_counter() - tic) / len(outcomes))
         if line:
             log.info(line)
