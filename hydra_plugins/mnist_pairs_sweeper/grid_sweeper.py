@@ -34,6 +34,14 @@ class GridSweeperConf:
 ConfigStore.instance().store(group="hydra/sweeper", name="grid", node=GridSweeperConf, provider="mnist_pairs")
 
 
+def split_seed(overrides: Sequence[str]) -> Tuple[tuple, Optional[str]]:
+    """(the job's overrides but its seed, the seed's value or None): jobs with the same first part
+    differ only in their seed."""
+    rest = tuple(o for o in overrides if not o.startswith("seed="))
+    seeds = [o.split("=", 1)[1] for o in overrides if o.startswith("seed=")]
+    return rest, (seeds[-1] if seeds else None)
+
+
 class GridSweeper(BasicSweeper):
     def __init__(
         self,
@@ -67,13 +75,12 @@ class GridSweeper(BasicSweeper):
         models: List[str] = []
         vectorize: List[int] = []
         for overrides in jobs:
-            rest = tuple(o for o in overrides if not o.startswith("seed="))
-            seeds = [o.split("=", 1)[1] for o in overrides if o.startswith("seed=")]
+            rest, seed = split_seed(overrides)
             if rest not in composed:
                 composed[rest] = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
             cfg = composed[rest]
-            if seeds:
-                cfg.seed = yaml.safe_load(seeds[-1])
+            if seed is not None:
+                cfg.seed = yaml.safe_load(seed)
             try:
                 validate(cfg)
             except ConfigError as error:
@@ -89,8 +96,7 @@ class GridSweeper(BasicSweeper):
         trains them at once and writes each seed's record in its own folder)."""
         groups: Dict[tuple, List[Tuple[List[str], str, int]]] = {}
         for overrides, k in zip(jobs, vectorize):
-            rest = tuple(o for o in overrides if not o.startswith("seed="))
-            seed = next((o.split("=", 1)[1] for o in overrides if o.startswith("seed=")), None)
+            rest, seed = split_seed(overrides)
             groups.setdefault(rest, []).append((list(overrides), seed, k))
         packed: List[List[str]] = []
         for members in groups.values():
