@@ -30,10 +30,22 @@ def _fail(key: str, value: Any, allowed: str) -> None:
     raise ConfigError(f"{key}={value!r} is not allowed: {allowed}")
 
 
-def _positive_int(cfg: DictConfig, key: str, maximum: int | None = None) -> None:
+def _int(cfg: DictConfig, key: str, low: int, high: int | None = None, allowed: str | None = None) -> int:
+    """The integer at ``key``, checked to lie in [low, high]; ``allowed`` words the error."""
     value = OmegaConf.select(cfg, key)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1 or (maximum is not None and value > maximum):
-        _fail(key, value, f"an integer from 1 to {maximum}" if maximum else "a positive integer")
+    if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
+        _fail(key, value, allowed or (f"an integer from {low} to {high}" if high is not None else f"an integer >= {low}"))
+    return value
+
+
+def _positive_int(cfg: DictConfig, key: str, maximum: int | None = None) -> None:
+    _int(cfg, key, 1, maximum, None if maximum else "a positive integer")
+
+
+def _choice(cfg: DictConfig, key: str, choices: tuple[str, ...]) -> None:
+    value = OmegaConf.select(cfg, key)
+    if value not in choices:
+        _fail(key, value, f"one of {', '.join(choices)}")
 
 
 def _number(cfg: DictConfig, key: str, low: float, high: float, high_open: bool = False) -> None:
@@ -45,18 +57,12 @@ def _number(cfg: DictConfig, key: str, low: float, high: float, high_open: bool 
 
 def _validate_selection_and_augmentation(cfg: DictConfig) -> None:
     """Validation split, early stopping, regularisation and augmentation keys."""
-    n_val = cfg.data.n_val
-    if isinstance(n_val, bool) or not isinstance(n_val, int) or not 0 <= n_val < cfg.data.n_train:
-        _fail("data.n_val", n_val, f"an integer from 0 to data.n_train - 1 = {cfg.data.n_train - 1}")
-    patience = cfg.train.early_stop_patience
-    if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
-        _fail("train.early_stop_patience", patience, "an integer >= 0 (0 = off)")
+    n_val = _int(cfg, "data.n_val", 0, cfg.data.n_train - 1, f"an integer from 0 to data.n_train - 1 = {cfg.data.n_train - 1}")
+    patience = _int(cfg, "train.early_stop_patience", 0, allowed="an integer >= 0 (0 = off)")
     if patience > 0 and n_val == 0:
         _fail("train.early_stop_patience", patience, "early stopping reads validation pairs: set data.n_val > 0 too (never the test pairs)")
-    if cfg.train.precision not in PRECISIONS:
-        _fail("train.precision", cfg.train.precision, f"one of {', '.join(PRECISIONS)}")
-    if cfg.train.lr_schedule not in LR_SCHEDULES:
-        _fail("train.lr_schedule", cfg.train.lr_schedule, f"one of {', '.join(LR_SCHEDULES)}")
+    _choice(cfg, "train.precision", PRECISIONS)
+    _choice(cfg, "train.lr_schedule", LR_SCHEDULES)
     _number(cfg, "train.label_smoothing", 0.0, 1.0, high_open=True)
     _number(cfg, "optimizer.weight_decay", 0.0, 1.0)
     _number(cfg, "augment.rotate_deg", 0.0, 180.0)
@@ -67,9 +73,7 @@ def _validate_selection_and_augmentation(cfg: DictConfig) -> None:
 
 def _validate_vectorize(cfg: DictConfig) -> None:
     """device.vectorize trains several seeds at once; it supports what mnist_pairs.vectorize does."""
-    k = OmegaConf.select(cfg, "device.vectorize", default=1)
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        _fail("device.vectorize", k, "an integer >= 1 (1 = one seed per run)")
+    k = _int(cfg, "device.vectorize", 1, allowed="an integer >= 1 (1 = one seed per run)")
     batch = OmegaConf.select(cfg, "device.seed_batch", default=None)
     if batch is not None and (not isinstance(batch, ListConfig) or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in batch)):
         _fail("device.seed_batch", batch, "null or a list of seeds (set by the grid sweeper)")
@@ -102,22 +106,16 @@ def _targets(node: Any, path: str = "") -> Iterator[tuple[str, str]]:
 
 def validate(cfg: DictConfig) -> None:
     """Raise ConfigError on the first value that is not allowed."""
-    seed = cfg.seed
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        _fail("seed", seed, "an integer >= 0")
+    _int(cfg, "seed", 0)
     _positive_int(cfg, "train.epochs")
     _positive_int(cfg, "train.batch_size")
     _positive_int(cfg, "train.eval_interval")
     _positive_int(cfg, "data.n_train", SPLIT_SIZES["train"] // 2)
     _positive_int(cfg, "data.n_test", SPLIT_SIZES["test"] // 2)
-    if cfg.data.scale not in SCALES:
-        _fail("data.scale", cfg.data.scale, f"one of {', '.join(SCALES)}")
-    if cfg.train.monitor not in MONITOR_MODES:
-        _fail("train.monitor", cfg.train.monitor, f"one of {', '.join(MONITOR_MODES)}")
-    if cfg.train.aux_schedule not in AUX_SCHEDULES:
-        _fail("train.aux_schedule", cfg.train.aux_schedule, f"one of {', '.join(AUX_SCHEDULES)}")
-    if cfg.train.zero_grad not in ZERO_GRAD_MODES:
-        _fail("train.zero_grad", cfg.train.zero_grad, f"one of {', '.join(ZERO_GRAD_MODES)}")
+    _choice(cfg, "data.scale", SCALES)
+    _choice(cfg, "train.monitor", MONITOR_MODES)
+    _choice(cfg, "train.aux_schedule", AUX_SCHEDULES)
+    _choice(cfg, "train.zero_grad", ZERO_GRAD_MODES)
     lr = cfg.optimizer.lr
     if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0:
         _fail("optimizer.lr", lr, "a number > 0 (or a preset: lr=fcnn|fc_dropout|conv|resnet_siamese)")
@@ -125,13 +123,10 @@ def validate(cfg: DictConfig) -> None:
     if not isinstance(aux, (int, float)) or aux < 0:
         _fail("model.aux_weight", aux, "a number >= 0")
     _validate_selection_and_augmentation(cfg)
-    if cfg.device.type not in DEVICE_TYPES:
-        _fail("device.type", cfg.device.type, f"one of {', '.join(DEVICE_TYPES)}")
+    _choice(cfg, "device.type", DEVICE_TYPES)
     if cfg.device.type == "cuda" and not torch.cuda.is_available():
         _fail("device", "cuda", "cuda needs a visible CUDA GPU and this machine has none; use device=cpu or device=auto")
-    threads = cfg.device.threads
-    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 0:
-        _fail("device.threads", threads, "an integer >= 0 (0 = torch's default)")
+    _int(cfg, "device.threads", 0, allowed="an integer >= 0 (0 = torch's default)")
     _validate_vectorize(cfg)
     if cfg.device.channels_last not in ("auto", True, False):
         _fail("device.channels_last", cfg.device.channels_last, "auto, true or false")
