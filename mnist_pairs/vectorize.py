@@ -88,7 +88,28 @@ class SeedResult:
     diverged: str | None = None  # the DivergedError message of a seed whose loss became NaN
 
 
+class StackedPairs:
+    """The K seeds' training pairs stacked on a seed axis, so that one gather per tensor builds a
+    step's [K, B, ...] mini-batch (3 kernels instead of 3K + 3 on a GPU). Only for seeds without
+    augmentation (it draws per seed) whose training sets have one size."""
+
+    def __init__(self, pairs: Sequence[Pairs]) -> None:
+        self.x = torch.stack([p.x for p in pairs])
+        self.target = torch.stack([p.target for p in pairs])
+        self.digits = torch.stack([p.digits for p in pairs])
+        self.seeds = torch.arange(len(pairs), device=self.x.device)[:, None]
+
+    @staticmethod
+    def fits(pairs: Sequence[Pairs], augment: Sequence[Augmenter | None]) -> bool:
+        return all(a is None for a in augment) and len({len(p) for p in pairs}) == 1
+
+    def batch(self, order: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        idx = torch.stack(list(order))
+        return self.x[self.seeds, idx], self.target[self.seeds, idx], self.digits[self.seeds, idx]
+
+
 def stack_batch(pairs: Sequence[Pairs], order: Sequence[torch.Tensor], augment: Sequence[Augmenter | None]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Seed by seed (each seed's augmentation draws from its own stream), then stacked."""
     xs, ys, ds = [], [], []
     for p, idx, aug in zip(pairs, order, augment):
         x, y, d = p.x[idx], p.target[idx], p.digits[idx]
@@ -121,6 +142,7 @@ def fit_stacked(
         if val is not None:
             r.fit.history["val_acc"] = []
     scheduler = lr_scheduler(optimizer, settings, settings.epochs * math.ceil(len(trains[0]) / settings.batch_size))
+    gathered = StackedPairs(trains) if StackedPairs.fits(trains, augment) else None
     stacked.train()
     synchronize(device)
     started, paused = time.perf_counter(), 0.0
@@ -130,7 +152,7 @@ def fit_stacked(
         seen = 0
         orders = [batch_order(len(t), settings, g, device) for t, g in zip(trains, generators)]
         for batch in zip(*orders):
-            x, y, d = stack_batch(trains, batch, augment)
+            x, y, d = gathered.batch(batch) if gathered is not None else stack_batch(trains, batch, augment)
             with autocast(device, settings):
                 loss, main, logits = stacked.losses(x, y, d, settings.label_smoothing)
             optimizer.zero_grad(set_to_none=settings.zero_grad == "none")
