@@ -74,10 +74,11 @@ def _validate_selection_and_augmentation(cfg: DictConfig) -> None:
 def _validate_vectorize(cfg: DictConfig) -> None:
     """device.vectorize trains several seeds at once; it supports what mnist_pairs.vectorize does."""
     k = _int(cfg, "device.vectorize", 1, allowed="an integer >= 1 (1 = one seed per run)")
+    _int(cfg, "device.seeds_per_job", 1, allowed="an integer >= 1 (seeds run one after another in one job)")
     batch = OmegaConf.select(cfg, "device.seed_batch", default=None)
     if batch is not None and (not isinstance(batch, ListConfig) or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in batch)):
         _fail("device.seed_batch", batch, "null or a list of seeds (set by the grid sweeper)")
-    if k > 1 or (batch is not None and len(batch) > 1):
+    if k > 1:
         for key, value, off in [("train.early_stop_patience", cfg.train.early_stop_patience, 0),
                                 ("train.aux_schedule", cfg.train.aux_schedule, "weighted_sum"),
                                 ("train.monitor", cfg.train.monitor, "batches")]:  # fmt: skip

@@ -259,13 +259,31 @@ def seed_config(cfg: DictConfig, seed: int) -> DictConfig:
     return one
 
 
+def run_seeds_in_turn(cfgs: dict[int, DictConfig], run_dirs: dict[int, Path], variant: str) -> list[records.RunRecord]:
+    """``run`` for each seed, one after another (``device.seeds_per_job``); a seed that fails has
+    its ``failed`` record and the next seeds still run."""
+    out = []
+    for seed, one in cfgs.items():
+        try:
+            out.append(run(one, run_dirs[seed], variant))
+        except (ConfigError, DataNotFoundError):
+            raise  # nothing was written, and the other seeds would fail alike
+        except Exception as error:
+            log.error("run failed (recorded in %s): %s", run_dirs[seed], error)
+            out.append(records.read_record(run_dirs[seed] / records.RECORD_FILE))
+    return out
+
+
 def run_seed_batch(cfg: DictConfig, run_dirs: dict[int, Path], variant: str = "") -> list[records.RunRecord]:
-    """``run`` for several seeds of one config, trained at once (mnist_pairs.vectorize): one record
-    per seed in its own folder, of the same form as a run alone. Seeds with a finished record are
-    skipped; one seed left is simply ``run``."""
+    """``run`` for several seeds of one config: with ``device.vectorize`` > 1 trained at once
+    (mnist_pairs.vectorize), else one after another. One record per seed in its own folder, of the
+    same form as a run alone. Seeds with a finished record are skipped; one seed left is simply
+    ``run``."""
     cfgs = {seed: seed_config(cfg, seed) for seed in run_dirs}
     for one in cfgs.values():
         validate(one)
+    if cfg.device.vectorize == 1:
+        return run_seeds_in_turn(cfgs, run_dirs, variant)
     out: dict[int, records.RunRecord] = {}
     pending: dict[int, tuple[dict[str, Any], str]] = {}
     for seed, one in cfgs.items():
@@ -324,7 +342,7 @@ def train_seed_batch(
 
 def seed_batch_dirs(cfg: DictConfig, run_dir: Path) -> dict[int, Path]:
     """Run folder per seed of the job: the job's own, or with ``device.seed_batch`` (set by the grid
-    sweeper for ``device.vectorize`` > 1) its ``seed=<n>`` siblings."""
+    sweeper for ``device.vectorize`` or ``device.seeds_per_job`` > 1) its ``seed=<n>`` siblings."""
     seeds = list(cfg.device.get("seed_batch") or [cfg.seed])
     if seeds[0] != cfg.seed or run_dir.name != f"seed={cfg.seed}":
         raise ConfigError(f"device.seed_batch={seeds} is not allowed: it must start with seed={cfg.seed} and run folders must end in seed=<n>")

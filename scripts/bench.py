@@ -73,6 +73,28 @@ def matmul_rate(device: torch.device, repeats: int = 20) -> float:
     return 2 * size**3 * repeats / (time.perf_counter() - tic) / 1e9
 
 
+def conv_rate(channels: int, device: torch.device, repeats: int = 30) -> float:
+    """GFLOP/s of one 5x5 'same' convolution of the ResNet's shape (batch 250, 14x14, channels_last)
+    at ``channels`` in and out, forward plus both backward products: how the channel count alone
+    moves the rate (a CPU's vector lanes hold 16 fp32 values)."""
+    x = torch.randn(250, channels, 14, 14, device=device).contiguous(memory_format=torch.channels_last).requires_grad_()
+    w = torch.randn(channels, channels, 5, 5, device=device, requires_grad=True)
+    b = torch.zeros(channels, device=device, requires_grad=True)
+
+    def step() -> None:
+        y = torch.nn.functional.conv2d(x, w, b, padding=2)
+        y.backward(torch.ones_like(y))
+
+    for _ in range(5):
+        step()
+    synchronize(device)
+    tic = time.perf_counter()
+    for _ in range(repeats):
+        step()
+    synchronize(device)
+    return 3 * 2 * 250 * channels**2 * 25 * 196 * repeats / (time.perf_counter() - tic) / 1e9
+
+
 def one_run(model_name: str, device: torch.device, n_train: int, epochs: int, precision: str = "fp32") -> tuple[float, float]:
     """(seconds, FLOP) of one run: ``epochs`` of training plus the final train and test evaluation."""
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
@@ -170,6 +192,7 @@ def main() -> None:
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
     parser.add_argument("--models", default=",".join(grid_runs))
     parser.add_argument("--scaling", default="cnn3_bn,resnet", help="models timed at 1k, 4k, 16k training pairs ('' = none)")
+    parser.add_argument("--conv-channels", default="12,16,32", help="time one ResNet-shaped conv at these channel counts ('' = none)")
     parser.add_argument("--vectorize", type=int, default=0, help="K > 1: also time K seeds vectorised against sequential")
     parser.add_argument("--vectorize-models", default="cnn3_bn,siamese_cnn_aux,resnet")
     parser.add_argument("--precision-check", type=int, default=0, metavar="SEEDS", help="bf16 against fp32 accuracy on real MNIST")
@@ -194,6 +217,10 @@ def main() -> None:
     print(f"benchmark grid ({sum(grid_runs[m] for m in per_run if m in grid_runs)} of {sum(grid_runs.values())} runs): "
           f"{grid:.0f} s of runs, extrapolated {grid / args.workers / 60:.1f} min on {args.workers} workers "
           "(per-epoch test evaluation and job overhead not included)")  # fmt: skip
+    channels = [int(c) for c in args.conv_channels.split(",") if c]
+    if channels:
+        print("one 5x5 conv of the ResNet's shape (batch 250, 14x14, fwd+bwd; the report's ResNet has 12 channels): "
+              + ", ".join(f"{c} ch {r:.1f} GFLOP/s ({r / peak:.0%})" for c in channels for r in [conv_rate(c, device)]))  # fmt: skip
     for name in [m for m in args.scaling.split(",") if m]:
         row = [f"{n // 1000}k: {one_run(name, device, n, max(1, args.epochs // 5), args.precision)[0] * 5:.1f} s" for n in (1000, 4000, 16000)]
         print(f"scaling {name} (s/run, from {max(1, args.epochs // 5)} epochs x 5): " + ", ".join(row))

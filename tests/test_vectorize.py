@@ -78,3 +78,26 @@ def test_the_sweeper_packs_seeds_and_a_plain_sweep_then_skips_them(tmp_path, syn
     plain = run_cli(*args)
     assert plain.returncode == 0, plain.stderr
     assert "5 already done" in plain.stdout
+
+
+def test_seeds_per_job_runs_seeds_in_turn_with_the_results_of_one_job_each(tmp_path, synthetic_root):
+    """device.seeds_per_job=K (vectorize 1): K seeds one after another in one job, one config
+    composition for all; the records equal those of one job per seed, and resume across modes.
+    Early stopping, refused when seeds train at once, works here."""
+    args = ["-m", "model=cnn3", "seed=0,1,2,3,4", f"data.root={synthetic_root}", "data.download=false", "data.n_train=100",
+            "data.n_test=50", "train.epochs=3", "data.n_val=20", "train.early_stop_patience=1"]  # fmt: skip
+    packed = run_cli(*args, f"output_root={tmp_path / 'packed'}", "device.seeds_per_job=2")
+    assert packed.returncode == 0, packed.stderr
+    assert "5 runs in 3 jobs" in packed.stdout and "sweep 5/5 (5 ok" in packed.stdout
+    alone = run_cli(*args, f"output_root={tmp_path / 'alone'}")
+    assert alone.returncode == 0, alone.stderr
+
+    def results(root: Path) -> dict[str, tuple]:
+        recs = {p.parent.name: records.read_record(p) for p in root.rglob(records.RECORD_FILE)}
+        return {seed: (r["config_hash"], r["metrics"], r["history"], r["best_epoch"]) for seed, r in recs.items()}
+
+    assert sorted(results(tmp_path / "packed")) == [f"seed={s}" for s in range(5)]
+    assert results(tmp_path / "packed") == results(tmp_path / "alone")
+    again = run_cli(*args, f"output_root={tmp_path / 'packed'}")
+    assert again.returncode == 0, again.stderr
+    assert "5 already done" in again.stdout

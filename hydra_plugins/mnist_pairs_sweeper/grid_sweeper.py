@@ -65,7 +65,8 @@ class GridSweeper(BasicSweeper):
 
     def validate_jobs(self, jobs: Sequence[Sequence[str]]) -> Tuple[List[str], List[int]]:
         """Compose and validate every job; exit with one line naming the first bad value. Returns
-        the model name of every job (for the progress estimate) and its ``device.vectorize``.
+        the model name of every job (for the progress estimate) and how many of its seeds one job
+        takes: ``device.vectorize`` when > 1 (trained at once), else ``device.seeds_per_job``.
 
         Jobs that differ only in their seed share one composition (composing costs ~0.1 s)."""
         from mnist_pairs.config import ConfigError, validate
@@ -73,7 +74,7 @@ class GridSweeper(BasicSweeper):
         assert self.hydra_context is not None and self.config is not None
         composed: Dict[tuple, Any] = {}
         models: List[str] = []
-        vectorize: List[int] = []
+        per_job: List[int] = []
         for overrides in jobs:
             rest, seed = split_seed(overrides)
             if rest not in composed:
@@ -86,16 +87,17 @@ class GridSweeper(BasicSweeper):
             except ConfigError as error:
                 sys.exit(f"error: {error} (job: {' '.join(overrides)})")
             models.append(str(cfg.model.name))
-            vectorize.append(int(OmegaConf.select(cfg, "device.vectorize", default=1)))
-        return models, vectorize
+            k = int(OmegaConf.select(cfg, "device.vectorize", default=1))
+            per_job.append(k if k > 1 else int(OmegaConf.select(cfg, "device.seeds_per_job", default=1)))
+        return models, per_job
 
     @staticmethod
-    def pack_seeds(jobs: Sequence[Sequence[str]], vectorize: Sequence[int]) -> List[List[str]]:
-        """Jobs that differ only in their seed, packed by ``device.vectorize`` = K into jobs of K
-        seeds: the first seed's overrides plus ``device.seed_batch=[...]`` (mnist_pairs.train
-        trains them at once and writes each seed's record in its own folder)."""
+    def pack_seeds(jobs: Sequence[Sequence[str]], per_job: Sequence[int]) -> List[List[str]]:
+        """Jobs that differ only in their seed, packed K at a time into jobs of K seeds: the first
+        seed's overrides plus ``device.seed_batch=[...]`` (mnist_pairs.train trains them at once,
+        or one after another, and writes each seed's record in its own folder)."""
         groups: Dict[tuple, List[Tuple[List[str], str, int]]] = {}
-        for overrides, k in zip(jobs, vectorize):
+        for overrides, k in zip(jobs, per_job):
             rest, seed = split_seed(overrides)
             groups.setdefault(rest, []).append((list(overrides), seed, k))
         packed: List[List[str]] = []
@@ -115,11 +117,11 @@ class GridSweeper(BasicSweeper):
         assert self.config is not None and self.launcher is not None
         jobs = self.job_overrides(arguments)
         tic = time.perf_counter()
-        models, vectorize = self.validate_jobs(jobs)
+        models, per_job = self.validate_jobs(jobs)
         log.info("sweep of %d runs validated in %.1f s", len(jobs), time.perf_counter() - tic)
-        if max(vectorize) > 1:
-            jobs = self.pack_seeds(jobs, vectorize)
-            log.info("device.vectorize: %d runs in %d jobs of several seeds each", len(models), len(jobs))
+        if max(per_job) > 1:
+            jobs = self.pack_seeds(jobs, per_job)
+            log.info("%d runs in %d jobs of several seeds each (device.vectorize, device.seeds_per_job)", len(models), len(jobs))
         self.overrides = list(self.split_overrides_to_chunks(jobs, self.max_batch_size))
         sweep_dir = Path(self.config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
