@@ -14,7 +14,7 @@ ifeq ($(origin MNIST_PAIRS_DATA),undefined)
   endif
 endif
 
-.PHONY: venv train test test-slow test-slurm smoke benchmark tune beyond bench clean
+.PHONY: venv train test test-slow test-slurm smoke benchmark tune tune-augmented beyond bench clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -54,6 +54,10 @@ AUGMENT ?= none
 tune: venv  ## tune MODEL with AUGMENT on validation pairs (Optuna), then write conf/tuned/<MODEL>-<AUGMENT>.yaml
 	$(PY) -m mnist_pairs.train -m experiment=tune model=$(MODEL) augment=$(AUGMENT) output_root=$(OUT) $(ARGS)
 	$(PY) -m mnist_pairs.tune $(OUT)/tune/$(MODEL)-$(AUGMENT)
+
+tune-augmented: venv  ## tune MODEL with affine_swap and its rotation/translation ranges, then conf/tuned/<MODEL>-augment_search.yaml
+	$(PY) -m mnist_pairs.train -m experiment=tune_augmented model=$(MODEL) output_root=$(OUT) $(ARGS)
+	$(PY) -m mnist_pairs.tune $(OUT)/tune/$(MODEL)-augment_search
 
 beyond: venv  ## the tuned models of conf/tuned over 10 seeds, then aggregation
 	$(PY) -m mnist_pairs.train -m experiment=beyond output_root=$(OUT) $(ARGS)

@@ -77,7 +77,7 @@ def _validate_vectorize(cfg: DictConfig) -> None:
     _int(cfg, "device.seeds_per_job", 1, allowed="an integer >= 1 (seeds run one after another in one job)")
     batch = OmegaConf.select(cfg, "device.seed_batch", default=None)
     if batch is not None and (not isinstance(batch, ListConfig) or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in batch)):
-        _fail("device.seed_batch", batch, "null or a list of seeds (set by the grid sweeper)")
+        _fail("device.seed_batch", batch, "null or a list of seeds >= 0 (the grid sweeper and the tuning presets set it)")
     if k > 1:
         for key, value, off in [("train.early_stop_patience", cfg.train.early_stop_patience, 0),
                                 ("train.aux_schedule", cfg.train.aux_schedule, "weighted_sum"),
@@ -112,7 +112,9 @@ def validate(cfg: DictConfig) -> None:
     _positive_int(cfg, "train.batch_size")
     _positive_int(cfg, "train.eval_interval")
     _positive_int(cfg, "data.n_train", SPLIT_SIZES["train"] // 2)
-    _positive_int(cfg, "data.n_test", SPLIT_SIZES["test"] // 2)
+    n_test = _int(cfg, "data.n_test", 0, SPLIT_SIZES["test"] // 2, f"an integer from 0 (no test pairs: tuning) to {SPLIT_SIZES['test'] // 2}")
+    if n_test == 0 and cfg.train.eval_every_epoch:
+        _fail("train.eval_every_epoch", True, "false with data.n_test=0 (there are no test pairs to evaluate)")
     _choice(cfg, "data.scale", SCALES)
     _choice(cfg, "train.monitor", MONITOR_MODES)
     _choice(cfg, "train.aux_schedule", AUX_SCHEDULES)

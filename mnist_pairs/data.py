@@ -134,8 +134,9 @@ def load_split(root: str, split: str, download: bool = True, cache_dir: str | No
 
 
 def sample_pairs(images: torch.Tensor, labels: torch.Tensor, n: int, generator: torch.Generator) -> Pairs:
-    """``n`` pairs drawn without replacement: 2n distinct images, consecutive ones paired."""
-    if not 1 <= 2 * n <= len(images):
+    """``n`` pairs drawn without replacement: 2n distinct images, consecutive ones paired (``n`` = 0:
+    none, as tuning asks of the test split)."""
+    if not 0 <= 2 * n <= len(images):
         raise ValueError(f"n={n} pairs need {2 * n} distinct images; the split has {len(images)}")
     idx = torch.randperm(len(images), generator=generator)[: 2 * n].view(n, 2)
     digits = labels[idx]
@@ -176,7 +177,8 @@ def make_pairs(
     cache_dir: str | None = None,
 ) -> tuple[Pairs, Pairs]:
     """Training pairs from the train split, then test pairs from the test split, both drawn from
-    ``generator``: the pairs of a run are a pure function of the generator's seed."""
+    ``generator``: the pairs of a run are a pure function of the generator's seed, and the training
+    pairs do not depend on ``n_test`` (0 while tuning: no test pair is even drawn)."""
     train_images, train_labels = load_split(root, "train", download, cache_dir)
     test_images, test_labels = load_split(root, "test", download, cache_dir)
     train = sample_pairs(train_images, train_labels, n_train, generator)

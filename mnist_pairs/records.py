@@ -26,8 +26,8 @@ NON_IDENTITY_KEYS = ("force", "output_root", "experiment_name", "data.root", "da
 class Metrics(TypedDict):
     train_acc: float
     train_loss: float
-    test_acc: float
-    test_loss: float
+    test_acc: NotRequired[float]  # absent with data.n_test=0 (tuning: no test pairs at all)
+    test_loss: NotRequired[float]
     val_acc: NotRequired[float]  # with data.n_val > 0: the held-out training pairs, for model selection
     val_loss: NotRequired[float]
 

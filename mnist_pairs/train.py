@@ -114,6 +114,16 @@ def tuning_objective(record: records.RunRecord) -> float | None:
     return metrics.get("val_acc")
 
 
+def mean_objective(done: list[records.RunRecord]) -> float | None:
+    """A job's tuning objective: the mean of its seeds' objectives (a tuning preset may give each
+    trial several seeds, ``device.seed_batch``, each with its own training/validation split), or
+    None when a seed has none (it did not finish: the trial counts as failed)."""
+    values = [tuning_objective(r) for r in done]
+    if not values or any(v is None for v in values):
+        return None
+    return sum(values) / len(values)
+
+
 def finished_or_set_aside(cfg: DictConfig, run_dir: Path) -> tuple[dict[str, Any], str, records.RunRecord | None]:
     """(resolved config, identity hash, the finished record to skip with or None). A finished
     record of another config (a default changed since) is renamed aside, never overwritten."""
@@ -184,10 +194,12 @@ def new_record(cfg: DictConfig, config: dict[str, Any], ident: str, variant: str
 
 
 def complete_record(record: records.RunRecord, model: torch.nn.Module, result: FitResult, train: Pairs, val: Pairs | None, test: Pairs) -> None:
-    """Final eval-mode metrics on all pairs, the history and the time: status ``ok``."""
+    """Final eval-mode metrics on all pairs (no test metrics without test pairs), the history and
+    the time: status ``ok``."""
     train_acc, train_loss = evaluate(model, train)
-    test_acc, test_loss = evaluate(model, test)
-    metrics: records.Metrics = {"train_acc": train_acc, "train_loss": train_loss, "test_acc": test_acc, "test_loss": test_loss}
+    metrics: records.Metrics = {"train_acc": train_acc, "train_loss": train_loss}
+    if len(test):
+        metrics["test_acc"], metrics["test_loss"] = evaluate(model, test)
     if val is not None:
         metrics["val_acc"], metrics["val_loss"] = evaluate(model, val)
         record["best_epoch"] = result.best_epoch
@@ -203,7 +215,8 @@ def log_done(record: records.RunRecord) -> None:
     name = f"{record['model']}/{record['activation']} seed={record['seed']}"
     if record["status"] == "ok":
         m = record["metrics"]
-        log.info("%s done: test_acc %.4f train_acc %.4f test_loss %.4f, %.2f s", name, m["test_acc"], m["train_acc"], m["test_loss"], record["train_time_s"])
+        shown = " ".join(f"{k} {m[k]:.4f}" for k in ("test_acc", "val_acc", "train_acc", "test_loss") if k in m)
+        log.info("%s done: %s, %.2f s", name, shown, record["train_time_s"])
     else:
         log.warning("%s %s: %s", name, record["status"], record["error"])
 
@@ -351,8 +364,8 @@ def seed_batch_dirs(cfg: DictConfig, run_dir: Path) -> dict[int, Path]:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> float | None:
-    """One job: one run, or a batch of seeds trained at once; returns the (first) run's tuning
-    objective (validation accuracy) for sweepers that optimise."""
+    """One job: one run, or a batch of seeds (at once or in turn); returns the tuning objective
+    (validation accuracy, the mean over the job's seeds) for sweepers that optimise."""
     started, tic = now(), time.perf_counter()
     hc = HydraConfig.get()
     multirun = hc.mode == RunMode.MULTIRUN
@@ -377,7 +390,7 @@ def main(cfg: DictConfig) -> float | None:
             line = record_outcome(Path(hc.sweep.dir), outcome, cfg.model.name, (time.perf_counter() - tic) / len(outcomes))
         if line:
             log.info(line)
-    return tuning_objective(done[0]) if done else None
+    return mean_objective(done)
 
 
 if __name__ == "__main__":

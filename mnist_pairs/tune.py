@@ -22,20 +22,27 @@ from omegaconf import OmegaConf
 from mnist_pairs import records
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
-# Keys a tuned config never carries: where and how a run ran, which seed, and what it monitored.
-NOT_TUNED = {*records.NON_IDENTITY_KEYS, "seed", "train.eval_every_epoch", "train.eval_interval"}
+# Keys a tuned config never carries: where and how a run ran, which seed, what it monitored, and
+# the test set's size (tuning draws no test pairs; the benchmark's protocol sets it).
+NOT_TUNED = {*records.NON_IDENTITY_KEYS, "seed", "train.eval_every_epoch", "train.eval_interval", "data.n_test"}
 
 
-def best_run(sweep_dir: Path) -> tuple[Path, records.RunRecord]:
-    """The finished run with the highest validation accuracy. Ties go to the trial the Optuna
-    sweeper reported (its optimization_results.yaml: the first trial with the best value), else
-    to the earliest finished."""
-    candidates = []
+def best_run(sweep_dir: Path) -> tuple[Path, records.RunRecord, float, int]:
+    """(run folder, record, objective, seeds) of the best trial: the highest validation accuracy,
+    averaged over the trial's seeds when a trial ran several (``device.seed_batch``: the seed=<n>
+    folders of one trial's folder), as the Optuna sweeper maximised it. Ties go to the trial the
+    sweeper reported (its optimization_results.yaml: the first trial with the best value), else to
+    the earliest finished."""
+    trials: dict[Path, list[tuple[Path, records.RunRecord]]] = {}
     for path in sorted(sweep_dir.rglob(records.RECORD_FILE)):
         rec = records.read_record(path)
-        val = (rec["metrics"] or {}).get("val_acc")
-        if rec["status"] == "ok" and val is not None:
-            candidates.append((-val, rec["finished_at"], path, rec))
+        trials.setdefault(path.parent.parent, []).append((path, rec))
+    candidates = []
+    for runs in trials.values():
+        vals = [(rec["metrics"] or {}).get("val_acc") for _, rec in runs]
+        if all(rec["status"] == "ok" for _, rec in runs) and None not in vals:
+            finished = max(rec["finished_at"] for _, rec in runs)
+            candidates.append((-sum(vals) / len(vals), finished, runs[0][0], runs[0][1], len(runs)))
     if not candidates:
         raise SystemExit(f"error: no finished run with a validation accuracy (data.n_val > 0) under {sweep_dir}")
     candidates.sort(key=lambda c: c[:2])
@@ -45,8 +52,8 @@ def best_run(sweep_dir: Path) -> tuple[Path, records.RunRecord]:
         params = OmegaConf.load(results).get("best_params") or {}
         chosen = [c for c in best if all(OmegaConf.select(OmegaConf.create(c[3]["config"]), k) == v for k, v in params.items())]
         best = chosen or best
-    _, _, path, rec = best[0]
-    return path.parent, rec
+    objective, _, path, rec, n_seeds = best[0]
+    return path.parent, rec, -objective, n_seeds
 
 
 def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
@@ -85,14 +92,15 @@ def write_tuned(values: dict[str, Any], path: Path, header: str) -> Path:
 
 
 def export(sweep_dir: Path, name: str | None = None, out_dir: Path = CONF_DIR / "tuned") -> Path:
-    run_dir, rec = best_run(sweep_dir)
+    run_dir, rec, objective, n_seeds = best_run(sweep_dir)
     n_runs = sum(1 for _ in sweep_dir.rglob(records.RECORD_FILE))
     name = name or sweep_dir.name
     values = tuned_values(rec["config"], rec["model"])
+    seeds = f"seed {rec['seed']}" if n_seeds == 1 else f"the mean over {n_seeds} seeds, each its own split"
     header = (
-        f"# Tuned by {sweep_dir} ({n_runs} runs) on {datetime.now(timezone.utc):%Y-%m-%d}: the run with the best\n"
-        f"# validation accuracy, {rec['metrics']['val_acc']:.4f} on {rec['config']['data']['n_val']} held-out training pairs\n"
-        f"# (seed {rec['seed']}; the test pairs were not used). Use: model={rec['model']} tuned={name}\n"
+        f"# Tuned by {sweep_dir} ({n_runs} runs) on {datetime.now(timezone.utc):%Y-%m-%d}: the trial with the best\n"
+        f"# validation accuracy, {objective:.4f} on {rec['config']['data']['n_val']} held-out training pairs\n"
+        f"# ({seeds}; the test pairs were not used). Use: model={rec['model']} tuned={name}\n"
     )
     return write_tuned(values, out_dir / f"{name}.yaml", header)
 

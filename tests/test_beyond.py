@@ -112,18 +112,25 @@ def test_early_stopping_keeps_the_best_epoch(compose_cfg, synthetic_root, tmp_pa
 
 def test_optuna_tunes_on_validation_and_the_tuned_yaml_reproduces_the_best_run(tmp_path, synthetic_root):
     done = run_cli("-m", "experiment=tune", "model=siamese_lenet_mlp", f"data.root={synthetic_root}", "data.download=false",
-                   f"output_root={tmp_path}", "data.n_train=150", "data.n_val=50", "data.n_test=50", "train.epochs=2",
+                   f"output_root={tmp_path}", "data.n_train=150", "data.n_val=50", "train.epochs=2",
                    "hydra.sweeper.n_trials=3", "hydra.launcher.n_jobs=1")  # fmt: skip
     assert done.returncode == 0, done.stderr
     sweep = tmp_path / "tune" / "siamese_lenet_mlp-none"
     found = [records.read_record(p) for p in sweep.rglob(records.RECORD_FILE)]
-    assert len(found) == 3 and all("val_acc" in r["metrics"] for r in found)
-    assert len({r["config"]["optimizer"]["lr"] for r in found}) == 3  # three different trials
+    assert len(found) == 9 and all("val_acc" in r["metrics"] for r in found)  # 3 trials x seeds 0-2
+    assert not any(k.startswith("test") for r in found for k in r["metrics"])  # no test pair was even drawn
+    assert "test_acc" not in done.stdout + done.stderr
+    trials: dict[float, list[float]] = {}
+    for r in found:
+        trials.setdefault(r["config"]["optimizer"]["lr"], []).append(r["metrics"]["val_acc"])
+    assert len(trials) == 3 and all(len(v) == 3 for v in trials.values())
     best_value = OmegaConf.load(sweep / "optimization_results.yaml").best_value
-    assert best_value == max(r["metrics"]["val_acc"] for r in found)
+    assert best_value == pytest.approx(max(sum(v) / 3 for v in trials.values()))  # each trial: the mean over its seeds
 
     path = tune.export(sweep, "mine", out_dir=tmp_path / "conf" / "tuned")
-    _, best = tune.best_run(sweep)
+    _, best, objective, n_seeds = tune.best_run(sweep)
+    assert (objective, n_seeds) == (pytest.approx(best_value), 3)
+    assert "mean over 3 seeds" in path.read_text()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose(config_name="config", overrides=["model=siamese_lenet_mlp", "tuned=mine", f"hydra.searchpath=[file://{tmp_path / 'conf'}]"])
     assert path.read_text().startswith("# @package _global_")

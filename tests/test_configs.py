@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
+from hydra import compose, initialize_config_dir
 from torch import nn
 
 from mnist_pairs.config import ConfigError, validate
@@ -111,6 +114,8 @@ def test_siamese_shares_one_branch_and_can_swap_the_order(compose_cfg):
         ("optimizer.lr=-0.1", "optimizer.lr=-0.1"),
         ("data.n_train=30001", "data.n_train=30001"),
         ("data.n_test=5001", "data.n_test=5001"),
+        ("data.n_test=0", "train.eval_every_epoch=True"),  # no test pairs, yet a test history asked for
+        ("device.seeds_per_job=0", "device.seeds_per_job=0"),
         ("data.scale=zscore", "data.scale='zscore'"),
         ("seed=-1", "seed=-1"),
         ("model.aux_weight=-1", "model.aux_weight=-1"),
@@ -136,3 +141,12 @@ def test_cuda_without_a_gpu_is_refused(compose_cfg):
         pytest.skip("this machine has a GPU")
     with pytest.raises(ConfigError, match="device='cuda'.*no.*GPU|device='cuda'.*none"):
         validate(compose_cfg("device=cuda"))
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in (Path(__file__).resolve().parents[1] / "conf" / "experiment").glob("*.yaml")))
+def test_every_experiment_preset_composes_and_validates(name):
+    """Each preset, with its Hydra node (launcher, sweeper), composes and passes validation."""
+    with initialize_config_dir(config_dir=str(Path(__file__).resolve().parents[1] / "conf"), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=[f"experiment={name}", "model=siamese_lenet_mlp", "device=cpu"], return_hydra_config=True)
+    validate(cfg)
+    assert cfg.experiment_name and cfg.hydra.sweeper._target_
