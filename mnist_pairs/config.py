@@ -1,14 +1,17 @@
 """One place for the allowed values of the configuration, checked before any work starts.
 
 Hydra already rejects unknown group choices (model=..., activation=..., device=...) with its list
-of options; this module checks the values inside the groups and the `_target_`s YAML may name."""
+of options; this module checks the values inside the groups and the `_target_`s YAML may name.
+``compose_config`` composes conf/ outside the CLI (scripts, tests) as the CLI would."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import torch
+from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from mnist_pairs.data import SCALES, SPLIT_SIZES
@@ -20,6 +23,16 @@ AUX_SCHEDULES = ("weighted_sum", "alternating_full_batch")
 ZERO_GRAD_MODES = ("none", "zero")
 LR_SCHEDULES = ("none", "cosine", "onecycle")
 PRECISIONS = ("fp32", "bf16")
+
+
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+
+
+def compose_config(*overrides: str, hydra: bool = False) -> DictConfig:
+    """conf/ composed with Hydra's compose API, as the CLI composes a run's config; ``hydra`` keeps
+    the ``hydra`` node (launcher, sweeper, run folders)."""
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose(config_name="config", overrides=list(overrides), return_hydra_config=hydra)
 
 
 class ConfigError(ValueError):

@@ -16,12 +16,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from mnist_pairs import records
-
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+from mnist_pairs.config import CONF_DIR, compose_config
 # Keys a tuned config never carries: where and how a run ran, which seed, what it monitored, and
 # the test set's size (tuning draws no test pairs; the benchmark's protocol sets it).
 NOT_TUNED = {*records.NON_IDENTITY_KEYS, "seed", "train.eval_every_epoch", "train.eval_interval", "data.n_test"}
@@ -72,8 +70,7 @@ def not_tuned(key: str) -> bool:
 def tuned_values(config: dict[str, Any], model: str) -> dict[str, Any]:
     """Dotted key -> value of every key where ``config`` differs from ``model=<model>`` alone.
     Without early stopping the validation split is dropped: it only served the choice."""
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        base = OmegaConf.to_container(compose(config_name="config", overrides=[f"model={model}"]), resolve=True)
+    base = OmegaConf.to_container(compose_config(f"model={model}"), resolve=True)
     tuned, plain = flatten(config), flatten(base)
     diff = {k: v for k, v in tuned.items() if plain.get(k, object()) != v and not not_tuned(k)}
     if not config["train"].get("early_stop_patience"):

@@ -17,15 +17,15 @@ import statistics
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
 from itertools import product
 from pathlib import Path
 
 import torch
-from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from torch.utils.flop_counter import FlopCounterMode
 
-from mnist_pairs.config import resolve_device, use_channels_last
+from mnist_pairs.config import compose_config, resolve_device, use_channels_last
 from mnist_pairs.data import Pairs
 from mnist_pairs.engine import TrainSettings, autocast, evaluate, fit, objective, synchronize
 from mnist_pairs.seeding import generator
@@ -33,13 +33,9 @@ from mnist_pairs.stats import welch
 from mnist_pairs.train import build_model, run, seed_config
 from mnist_pairs.vectorize import StackedModels, fit_stacked
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
-
-
 def benchmark_grid() -> Counter:
     """Runs per model in the benchmark preset (conf/experiment/benchmark.yaml), read from its grids."""
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose("config", ["experiment=benchmark"], return_hydra_config=True)
+    cfg = compose_config("experiment=benchmark", hydra=True)
     parser = OverridesParser.create()
     runs: Counter = Counter()
     for grid in cfg.hydra.sweeper.grids:
@@ -58,19 +54,24 @@ def random_pairs(n: int, device: torch.device, channels_last: bool, seed: int = 
     return pairs.channels_last() if channels_last else pairs
 
 
+def seconds_per_call(step: Callable[[], object], device: torch.device, repeats: int, warmup: int = 3) -> float:
+    """Wall time of one ``step()`` on ``device`` (synchronised), after ``warmup`` calls."""
+    for _ in range(warmup):
+        step()
+    synchronize(device)
+    tic = time.perf_counter()
+    for _ in range(repeats):
+        step()
+    synchronize(device)
+    return (time.perf_counter() - tic) / repeats
+
+
 def matmul_rate(device: torch.device, repeats: int = 20) -> float:
     """Measured fp32 matrix-multiply GFLOP/s on this device and thread setting (1024^3 on a CPU,
     8192^3 on a GPU: a size that fills the device; TF32 stays off, as in training)."""
     size = 8192 if device.type == "cuda" else 1024
     a, b = torch.rand(size, size, device=device), torch.rand(size, size, device=device)
-    for _ in range(3):
-        a @ b
-    synchronize(device)
-    tic = time.perf_counter()
-    for _ in range(repeats):
-        a @ b
-    synchronize(device)
-    return 2 * size**3 * repeats / (time.perf_counter() - tic) / 1e9
+    return 2 * size**3 / seconds_per_call(lambda: a @ b, device, repeats) / 1e9
 
 
 def conv_rate(channels: int, device: torch.device, repeats: int = 30) -> float:
@@ -85,20 +86,12 @@ def conv_rate(channels: int, device: torch.device, repeats: int = 30) -> float:
         y = torch.nn.functional.conv2d(x, w, b, padding=2)
         y.backward(torch.ones_like(y))
 
-    for _ in range(5):
-        step()
-    synchronize(device)
-    tic = time.perf_counter()
-    for _ in range(repeats):
-        step()
-    synchronize(device)
-    return 3 * 2 * 250 * channels**2 * 25 * 196 * repeats / (time.perf_counter() - tic) / 1e9
+    return 3 * 2 * 250 * channels**2 * 25 * 196 / seconds_per_call(step, device, repeats, warmup=5) / 1e9
 
 
 def one_run(model_name: str, device: torch.device, n_train: int, epochs: int, precision: str = "fp32") -> tuple[float, float]:
     """(seconds, FLOP) of one run: ``epochs`` of training plus the final train and test evaluation."""
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose("config", [f"model={model_name}"])
+    cfg = compose_config(f"model={model_name}")
     torch.manual_seed(0)
     model = build_model(cfg.model).to(device)
     cl = use_channels_last("auto", model)
@@ -127,8 +120,7 @@ def one_run(model_name: str, device: torch.device, n_train: int, epochs: int, pr
 def seeds_at_once(model_name: str, device: torch.device, k: int, epochs: int) -> tuple[float, float]:
     """(seconds for K seeds one after another, seconds for the same K seeds vectorised), each path
     warmed up by one epoch first (CUDA/cuDNN start-up and vmap's first call stay out of the times)."""
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose("config", [f"model={model_name}"])
+    cfg = compose_config(f"model={model_name}")
 
     def models_and_data() -> tuple[list[torch.nn.Module], list[Pairs]]:
         models, data = [], []
@@ -169,8 +161,7 @@ def precision_check(models: list[str], n_seeds: int, device: str) -> None:
         for name in models:
             acc, secs = {}, {}
             for precision in ("fp32", "bf16"):
-                with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-                    cfg = compose("config", [f"model={name}", f"train.precision={precision}", f"device={device}", "device.threads=0"])
+                cfg = compose_config(f"model={name}", f"train.precision={precision}", f"device={device}", "device.threads=0")
                 recs = [run(seed_config(cfg, s), Path(tmp) / name / precision / f"seed={s}") for s in range(n_seeds)]
                 acc[precision] = [r["metrics"]["test_acc"] for r in recs]
                 secs[precision] = statistics.median(r["train_time_s"] for r in recs)
@@ -179,6 +170,11 @@ def precision_check(models: list[str], n_seeds: int, device: str) -> None:
             print(f"  {name:20s} fp32 {m['fp32'][0]:.4f} ({m['fp32'][1]:.4f})  bf16 {m['bf16'][0]:.4f} ({m['bf16'][1]:.4f})  "
                   f"diff {w['diff']:+.4f} [{w['diff_ci_low']:+.4f}, {w['diff_ci_high']:+.4f}]  p {w['p']:.2f}  "
                   f"s/run {secs['fp32']:.2f} -> {secs['bf16']:.2f}")  # fmt: skip
+
+
+def names(arg: str) -> list[str]:
+    """A comma-separated option as a list ('' = none)."""
+    return [name for name in arg.split(",") if name]
 
 
 def main() -> None:
@@ -204,7 +200,7 @@ def main() -> None:
     print(f"device {device} threads {args.threads}: fp32 matmul {peak:.1f} GFLOP/s (measured now); precision {args.precision}")
     print(f"{'model':20s} {'s/run':>8s} {'GFLOP/run':>10s} {'GFLOP/s':>8s} {'of matmul':>9s}")
     per_run = {}
-    for name in [m for m in args.models.split(",") if m]:
+    for name in names(args.models):
         one_run(name, device, 1000, 1, args.precision)  # warm-up
         times, flop = [], 0.0
         for _ in range(args.repeats):
@@ -217,20 +213,20 @@ def main() -> None:
     print(f"benchmark grid ({sum(grid_runs[m] for m in per_run if m in grid_runs)} of {sum(grid_runs.values())} runs): "
           f"{grid:.0f} s of runs, extrapolated {grid / args.workers / 60:.1f} min on {args.workers} workers "
           "(per-epoch test evaluation and job overhead not included)")  # fmt: skip
-    channels = [int(c) for c in args.conv_channels.split(",") if c]
+    channels = [int(c) for c in names(args.conv_channels)]
     if channels:
         print("one 5x5 conv of the ResNet's shape (batch 250, 14x14, fwd+bwd; the report's ResNet has 12 channels): "
               + ", ".join(f"{c} ch {r:.1f} GFLOP/s ({r / peak:.0%})" for c in channels for r in [conv_rate(c, device)]))  # fmt: skip
-    for name in [m for m in args.scaling.split(",") if m]:
+    for name in names(args.scaling):
         row = [f"{n // 1000}k: {one_run(name, device, n, max(1, args.epochs // 5), args.precision)[0] * 5:.1f} s" for n in (1000, 4000, 16000)]
         print(f"scaling {name} (s/run, from {max(1, args.epochs // 5)} epochs x 5): " + ", ".join(row))
     if args.vectorize > 1:
         print(f"vectorised seeds: {args.vectorize} seeds of {args.epochs} epochs, one after another vs at once (torch.func.vmap)")
-        for name in [m for m in args.vectorize_models.split(",") if m]:
+        for name in names(args.vectorize_models):
             sequential, together = seeds_at_once(name, device, args.vectorize, args.epochs)
             print(f"  {name:20s} sequential {sequential:7.2f} s  vectorised {together:7.2f} s  speed-up {sequential / together:.2f}x")
     if args.precision_check:
-        precision_check([m for m in args.precision_models.split(",") if m], args.precision_check, args.device)
+        precision_check(names(args.precision_models), args.precision_check, args.device)
 
 
 if __name__ == "__main__":

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
+from mnist_pairs.config import CONF_DIR, compose_config
+
 ROOT = Path(__file__).resolve().parents[1]
-CONF_DIR = ROOT / "conf"
 SHARED_DATA = ROOT.parent / "shared" / "data"
 MODELS = sorted(p.stem for p in (CONF_DIR / "model").glob("*.yaml"))
 ACTIVATIONS = sorted(p.stem for p in (CONF_DIR / "activation").glob("*.yaml"))
@@ -70,11 +70,7 @@ Composer = Callable[..., DictConfig]
 def compose_cfg() -> Composer:
     """Compose conf/ with Hydra's compose API, as the CLI would."""
 
-    def _compose(*overrides: str) -> DictConfig:
-        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            return compose(config_name="config", overrides=list(overrides))
-
-    return _compose
+    return compose_config
 
 
 def run_cli(*args: str, module: str = "mnist_pairs.train", env: dict[str, str] | None = None, timeout: int = 600) -> subprocess.CompletedProcess:

@@ -11,10 +11,11 @@ from scipy import stats
 
 from mnist_pairs import records
 from mnist_pairs.aggregate import aggregate, collect
+from mnist_pairs.config import compose_config
 from mnist_pairs.reference import published
 from mnist_pairs.stats import holm, t_interval, welch
 from mnist_pairs.train import run
-from tests.conftest import CONF_DIR, MODELS, run_cli
+from tests.conftest import MODELS, run_cli
 
 SMALL = ("data.n_train=100", "data.n_test=50", "train.epochs=2")
 
@@ -22,17 +23,14 @@ SMALL = ("data.n_train=100", "data.n_test=50", "train.epochs=2")
 @pytest.fixture(scope="module")
 def results(tmp_path_factory, synthetic_root):
     """A results folder: 3 + 2 finished runs, a failed run, a corrupt record, a killed run."""
-    from hydra import compose, initialize_config_dir
-
     root = tmp_path_factory.mktemp("results") / "exp"
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        for model, seeds in (("cnn3", (0, 1, 2)), ("siamese_cnn_aux", (0, 1))):
-            for seed in seeds:
-                cfg = compose("config", [f"model={model}", f"seed={seed}", f"data.root={synthetic_root}", "data.download=false", *SMALL])
-                run(cfg, root / model / "relu" / f"seed={seed}")
-        broken = compose("config", ["model=fcnn", "model.in_features=7", f"data.root={synthetic_root}", "data.download=false", *SMALL])
-        with pytest.raises(RuntimeError):
-            run(broken, root / "fcnn" / "relu" / "seed=0")
+    for model, seeds in (("cnn3", (0, 1, 2)), ("siamese_cnn_aux", (0, 1))):
+        for seed in seeds:
+            cfg = compose_config(f"model={model}", f"seed={seed}", f"data.root={synthetic_root}", "data.download=false", *SMALL)
+            run(cfg, root / model / "relu" / f"seed={seed}")
+    broken = compose_config("model=fcnn", "model.in_features=7", f"data.root={synthetic_root}", "data.download=false", *SMALL)
+    with pytest.raises(RuntimeError):
+        run(broken, root / "fcnn" / "relu" / "seed=0")
     collapsed = records.read_record(root / "cnn3" / "relu" / "seed=2" / records.RECORD_FILE)  # as dead logits give
     records.write_record(root / "cnn3" / "relu" / "seed=2", {**collapsed, "metrics": {**collapsed["metrics"], "test_loss": math.log(2)}})
     (root / "fcnn" / "tanh" / "seed=0").mkdir(parents=True)
@@ -105,17 +103,14 @@ def test_published_reference_maps_to_our_models():
 
 
 def test_beyond_section_sets_our_models_beside_the_report_and_the_peers(tmp_path, synthetic_root):
-    from hydra import compose, initialize_config_dir
-
     from mnist_pairs.aggregate import beyond_table, summarize
     from mnist_pairs.reference import PEERS
 
     root = tmp_path / "beyond"
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        for seed in (0, 1):
-            cfg = compose("config", ["model=siamese_lenet_mlp", f"seed={seed}", f"data.root={synthetic_root}", "data.download=false",
-                                     "train.eval_interval=2", *SMALL])  # fmt: skip
-            run(cfg, root / "siamese_lenet_mlp" / "relu" / f"seed={seed}")
+    for seed in (0, 1):
+        cfg = compose_config("model=siamese_lenet_mlp", f"seed={seed}", f"data.root={synthetic_root}", "data.download=false",
+                             "train.eval_interval=2", *SMALL)  # fmt: skip
+        run(cfg, root / "siamese_lenet_mlp" / "relu" / f"seed={seed}")
     data = collect(root)
     assert data.history["test_acc"].isna().sum() == 2  # epoch 1 of 2 has no test pass with eval_interval=2
     table = beyond_table(summarize(data.runs), published())

@@ -3,20 +3,19 @@ cannot see the test pairs (issue 6)."""
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from mnist_pairs import records, tune
 from mnist_pairs.augment import AugmentSettings, augment
+from mnist_pairs.config import compose_config
 from mnist_pairs.data import Pairs, split_validation
 from mnist_pairs.engine import TrainSettings, lr_scheduler
 from mnist_pairs.seeding import generator
 from mnist_pairs.train import run, tuning_objective
-from tests.conftest import CONF_DIR, run_cli
+from tests.conftest import run_cli
 
 
 def batch(n: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
@@ -131,8 +130,7 @@ def test_optuna_tunes_on_validation_and_the_tuned_yaml_reproduces_the_best_run(t
     _, best, objective, n_seeds = tune.best_run(sweep)
     assert (objective, n_seeds) == (pytest.approx(best_value), 3)
     assert "mean over 3 seeds" in path.read_text()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=["model=siamese_lenet_mlp", "tuned=mine", f"hydra.searchpath=[file://{tmp_path / 'conf'}]"])
+    cfg = compose_config("model=siamese_lenet_mlp", "tuned=mine", f"hydra.searchpath=[file://{tmp_path / 'conf'}]")
     assert path.read_text().startswith("# @package _global_")
     assert cfg.optimizer.lr == best["config"]["optimizer"]["lr"] and cfg.model.aux_weight == best["config"]["model"]["aux_weight"]
     assert cfg.data.n_val == 0  # no early stopping: the tuned config trains on all training pairs

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from torch import nn
 
-from mnist_pairs.config import ConfigError, validate
+from mnist_pairs.config import CONF_DIR, ConfigError, compose_config, validate
 from mnist_pairs.train import build_model
 from tests.conftest import ACTIVATIONS, MODELS
 
@@ -143,10 +140,9 @@ def test_cuda_without_a_gpu_is_refused(compose_cfg):
         validate(compose_cfg("device=cuda"))
 
 
-@pytest.mark.parametrize("name", sorted(p.stem for p in (Path(__file__).resolve().parents[1] / "conf" / "experiment").glob("*.yaml")))
+@pytest.mark.parametrize("name", sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml")))
 def test_every_experiment_preset_composes_and_validates(name):
     """Each preset, with its Hydra node (launcher, sweeper), composes and passes validation."""
-    with initialize_config_dir(config_dir=str(Path(__file__).resolve().parents[1] / "conf"), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=[f"experiment={name}", "model=siamese_lenet_mlp", "device=cpu"], return_hydra_config=True)
+    cfg = compose_config(f"experiment={name}", "model=siamese_lenet_mlp", "device=cpu", hydra=True)
     validate(cfg)
     assert cfg.experiment_name and cfg.hydra.sweeper._target_

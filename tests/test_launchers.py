@@ -6,10 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from mnist_pairs import records
+from mnist_pairs.config import compose_config
 from tests.conftest import CONF_DIR, run_cli
 
 LAUNCHERS = {
@@ -21,8 +21,7 @@ LAUNCHERS = {
 
 
 def compose_with_hydra(*overrides: str):
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return compose(config_name="config", overrides=list(overrides), return_hydra_config=True)
+    return compose_config(*overrides, hydra=True)
 
 
 def test_launcher_group_matches_the_hydra_launchers():

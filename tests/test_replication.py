@@ -5,24 +5,21 @@ from __future__ import annotations
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from torch import nn
 
-from mnist_pairs.config import validate
+from mnist_pairs.config import compose_config, validate
 from mnist_pairs.data import make_pairs
 from mnist_pairs.engine import TrainSettings, fit
 from mnist_pairs.models import CNN, FCNN, Siamese
 from mnist_pairs.seeding import generator
 from mnist_pairs.train import build_model
-from tests.conftest import CONF_DIR
 
 ADVANCED = ["siamese_resnet_aux", "siamese_resnet", "resnet", "siamese_cnn_aux", "siamese_cnn"]
 BASIC = ["fcnn", "fcnn_dropout", "fcnn_bn_dropout", "cnn3", "cnn4", "cnn3_bn", "cnn4_bn"]
 
 
 def compose_hydra(*overrides: str):
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return compose("config", overrides=list(overrides), return_hydra_config=True)
+    return compose_config(*overrides, hydra=True)
 
 
 def test_replication_preset_sets_the_authors_protocol():
