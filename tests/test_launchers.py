@@ -20,9 +20,6 @@ LAUNCHERS = {
 }
 
 
-def compose_with_hydra(*overrides: str):
-    return compose_config(*overrides, hydra=True)
-
 
 def test_launcher_group_matches_the_hydra_launchers():
     assert {p.stem for p in (CONF_DIR / "launcher").glob("*.yaml")} == set(LAUNCHERS)
@@ -30,24 +27,24 @@ def test_launcher_group_matches_the_hydra_launchers():
 
 @pytest.mark.parametrize("launcher", sorted(LAUNCHERS))
 def test_every_launcher_composes_and_leaves_the_run_identity_alone(launcher):
-    cfg = compose_with_hydra("model=cnn3", "seed=4", f"launcher={launcher}")
+    cfg = compose_config("model=cnn3", "seed=4", f"launcher={launcher}", hydra=True)
     assert cfg.hydra.launcher._target_ == LAUNCHERS[launcher]
     task = OmegaConf.to_container(cfg, resolve=False)
     task.pop("hydra")
-    base = compose_with_hydra("model=cnn3", "seed=4")
+    base = compose_config("model=cnn3", "seed=4", hydra=True)
     base_task = OmegaConf.to_container(base, resolve=False)
     base_task.pop("hydra")
     assert records.config_hash(task) == records.config_hash(base_task)
 
 
 def test_slurm_keys_and_the_command_line_beats_the_preset():
-    cfg = compose_with_hydra("experiment=benchmark", "launcher=slurm", "device.threads=4")
+    cfg = compose_config("experiment=benchmark", "launcher=slurm", "device.threads=4", hydra=True)
     launcher = cfg.hydra.launcher
     assert launcher._target_ == LAUNCHERS["slurm"]
     assert launcher.cpus_per_task == 4  # follows the torch threads of each run
     for key in ("partition", "timeout_min", "gpus_per_node", "array_parallelism", "runs_per_job", "additional_parameters"):
         assert key in launcher
-    assert compose_with_hydra("experiment=benchmark").hydra.launcher._target_ == LAUNCHERS["joblib"]
+    assert compose_config("experiment=benchmark", hydra=True).hydra.launcher._target_ == LAUNCHERS["joblib"]
 
 
 def test_submitit_local_packs_runs_into_jobs(tmp_path: Path, synthetic_root: Path):

@@ -18,12 +18,9 @@ ADVANCED = ["siamese_resnet_aux", "siamese_resnet", "resnet", "siamese_cnn_aux",
 BASIC = ["fcnn", "fcnn_dropout", "fcnn_bn_dropout", "cnn3", "cnn4", "cnn3_bn", "cnn4_bn"]
 
 
-def compose_hydra(*overrides: str):
-    return compose_config(*overrides, hydra=True)
-
 
 def test_replication_preset_sets_the_authors_protocol():
-    cfg = compose_hydra("experiment=replication")
+    cfg = compose_config("experiment=replication", hydra=True)
     assert cfg.experiment_name == "replication"
     assert dict(cfg.train) == {"epochs": 50, "batch_size": 250, "shuffle": False, "monitor": "train_mode_forward",
                                "eval_every_epoch": True, "eval_interval": 1, "aux_schedule": "alternating_full_batch", "zero_grad": "zero",
@@ -45,7 +42,7 @@ def test_replication_preset_sets_the_authors_protocol():
 @pytest.mark.parametrize("activation", ["relu", "tanh", "leakyrelu"])
 @pytest.mark.parametrize("model_name", ADVANCED + BASIC)
 def test_the_authors_models_use_relu_whatever_the_label(model_name, activation):
-    cfg = compose_hydra("experiment=replication", f"model=authors/{model_name}", f"activation={activation}")
+    cfg = compose_config("experiment=replication", f"model=authors/{model_name}", f"activation={activation}", hydra=True)
     validate(cfg)
     assert cfg.model.name == model_name and cfg.activation.name == activation
     model = build_model(cfg.model)
@@ -57,7 +54,7 @@ def test_the_authors_models_use_relu_whatever_the_label(model_name, activation):
 
 def test_the_authors_architectures():
     def model(name):
-        return build_model(compose_hydra("experiment=replication", f"model=authors/{name}").model)
+        return build_model(compose_config("experiment=replication", f"model=authors/{name}", hydra=True).model)
 
     for name in ("fcnn_dropout", "fcnn_bn_dropout"):  # dropout (and BN) on the 2nd hidden layer only
         fc = model(name)
@@ -81,11 +78,11 @@ def test_the_authors_architectures():
 
 
 def test_ablation_switches_one_behaviour_per_grid():
-    grids = compose_hydra("experiment=replication_ablation").hydra.sweeper.grids
+    grids = compose_config("experiment=replication_ablation", hydra=True).hydra.sweeper.grids
     switched = [sorted(set(g) - {"model", "activation", "seed"}) for g in grids]
     assert switched == [["train.aux_schedule"], ["model.activation_on_logits"], ["data.scale"],
                         ["model.activation"], ["model.activation"]]  # fmt: skip
-    cfg = compose_hydra("experiment=replication_ablation", "model=authors/cnn3", "activation=tanh", "model.activation={_target_:torch.nn.Tanh,_partial_:true}")
+    cfg = compose_config("experiment=replication_ablation", "model=authors/cnn3", "activation=tanh", "model.activation={_target_:torch.nn.Tanh,_partial_:true}", hydra=True)
     assert {type(m) for m in build_model(cfg.model).modules() if isinstance(m, (nn.ReLU, nn.Tanh))} == {nn.Tanh}
 
 
