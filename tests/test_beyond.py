@@ -3,7 +3,6 @@ cannot see the test pairs (issue 6)."""
 
 from __future__ import annotations
 
-
 import pytest
 import torch
 from omegaconf import OmegaConf
