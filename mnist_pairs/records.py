@@ -47,8 +47,9 @@ class RunRecord(TypedDict):
     """One run. ``variant`` names the overridden keys beyond model/activation/seed (Hydra's
     override_dirname, "" for none); ``config`` is the whole resolved config; ``metrics`` are the
     final eval-mode accuracy and cross-entropy on all train and test pairs; ``train_time_s`` is
-    PROTOCOL.md's training wall time; ``host`` is the machine that ran it and ``slurm_job`` its SLURM
-    job (``<array job>_<task>``, only under SLURM); failed runs also carry ``traceback``."""
+    PROTOCOL.md's training wall time; ``host`` and ``pid`` are the machine and process that ran it,
+    ``slurm_job`` its SLURM job (``<array job>_<task>``, only under SLURM); failed runs also carry
+    ``traceback``."""
 
     schema_version: int
     status: Status
@@ -70,6 +71,7 @@ class RunRecord(TypedDict):
     finished_at: str
     best_epoch: NotRequired[int]  # with validation pairs: the epoch of the best validation accuracy
     host: NotRequired[str]
+    pid: NotRequired[int]
     slurm_job: NotRequired[str]
     traceback: NotRequired[str]
 

@@ -156,6 +156,23 @@ def load_pairs(cfg: DictConfig, device: torch.device) -> tuple[Pairs, Pairs | No
     return train.to(device), val.to(device) if val is not None else None, test.to(device)
 
 
+def warm_up_worker(data: dict[str, Any], device_type: str) -> tuple[int, float]:
+    """Ready a fresh worker process for its first job while the parent still validates the sweep
+    (the grid sweeper runs this in the joblib launcher's workers): torch and the project are
+    imported (unpickling this function did that), both MNIST splits sit in ``load_split``'s
+    per-process cache (torchvision imported), and the device is open (CUDA context, cuBLAS).
+    Returns (process id, seconds). A data error is left for the first job to report."""
+    tic = time.perf_counter()
+    try:
+        make_pairs(data["root"], 1, 1, torch.Generator(), download=data["download"], cache_dir=data["cache_dir"])
+    except DataNotFoundError:
+        pass
+    device = resolve_device(device_type)
+    if device.type == "cuda":
+        torch.ones(64, 64, device=device).matmul(torch.ones(64, 64, device=device)).sum().item()
+    return os.getpid(), time.perf_counter() - tic
+
+
 def init_model(cfg: DictConfig, device: torch.device, pairs: Sequence[Pairs | None]) -> tuple[torch.nn.Module, list[Pairs | None]]:
     """This seed's freshly initialised model (its ``init`` stream, which also drives dropout), and
     ``pairs`` in the memory format the model prefers."""
@@ -189,6 +206,7 @@ def new_record(cfg: DictConfig, config: dict[str, Any], ident: str, variant: str
         "started_at": now(),
         "finished_at": "",
         "host": platform.node(),
+        "pid": os.getpid(),
         **slurm_job(),
     }
 

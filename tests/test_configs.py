@@ -146,3 +146,14 @@ def test_every_experiment_preset_composes_and_validates(name):
     cfg = compose_config(f"experiment={name}", "model=siamese_lenet_mlp", "device=cpu", hydra=True)
     validate(cfg)
     assert cfg.experiment_name and cfg.hydra.sweeper._target_
+
+
+def test_keys_outside_a_runs_identity_stay_out_of_its_folder_name():
+    """A key that does not change results (records.NON_IDENTITY_KEYS) must not change the run's
+    folder either: Hydra's override_dirname must exclude it, and each device.* knob by name."""
+    from mnist_pairs.records import NON_IDENTITY_KEYS
+
+    cfg = compose_config(hydra=True)
+    excluded = set(cfg.hydra.job.config.override_dirname.exclude_keys)
+    expected = {*NON_IDENTITY_KEYS, *(f"device.{key}" for key in cfg.device)}
+    assert expected <= excluded, sorted(expected - excluded)

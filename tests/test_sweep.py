@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -37,11 +38,19 @@ def test_grids_are_a_union_of_products_with_progress(tmp_path, synthetic_root):
     assert "sweep 11/11 (11 ok, 0 failed, 0 diverged, 0 already done)" in done.stdout + done.stderr
     # the command line wins over the grids
     again = run_cli(*sweep_args(tmp_path / "seed5", synthetic_root, "seed=5"))
+    assert again.returncode == 0, again.stderr
     assert {r["seed"] for r in finished(tmp_path / "seed5" / "grid").values()} == {5}
 
 
 def test_a_bad_value_stops_the_sweep_before_any_training(tmp_path, synthetic_root):
     done = run_cli(*sweep_args(tmp_path, synthetic_root, "seed=0,-3"))
+    assert done.returncode != 0
+    assert "error: seed=-3 is not allowed: an integer >= 0" in done.stderr and "Traceback" not in done.stderr
+    assert not finished(tmp_path)
+
+
+def test_a_bad_value_stops_the_sweep_while_its_workers_warm_up(tmp_path, synthetic_root):
+    done = run_cli(*sweep_args(tmp_path, synthetic_root, "seed=0,-3", "launcher=joblib"), timeout=120)
     assert done.returncode != 0
     assert "error: seed=-3 is not allowed: an integer >= 0" in done.stderr and "Traceback" not in done.stderr
     assert not finished(tmp_path)
@@ -93,12 +102,18 @@ def test_resume_redoes_deleted_failed_and_corrupt_runs_only(tmp_path, synthetic_
 
 @pytest.mark.slow
 def test_joblib_launcher_gives_the_same_numbers_as_sequential(tmp_path, synthetic_root):
-    parallel = run_cli(*sweep_args(tmp_path / "par", synthetic_root, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "device.threads=1"))
+    """...with its workers warmed up while the sweep is validated: the jobs run in those processes."""
+    parallel = run_cli(*sweep_args(tmp_path / "par", synthetic_root, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
+                                   "device.threads=1"))  # fmt: skip
     assert parallel.returncode == 0, parallel.stderr
+    warmed = re.search(r"2 workers ready in [0-9.]+ s, started while validating \(pids (\d+),(\d+)\)", parallel.stdout + parallel.stderr)
+    assert warmed, parallel.stderr
     sequential = run_cli(*sweep_args(tmp_path / "seq", synthetic_root, "device.threads=1"))
     assert sequential.returncode == 0, sequential.stderr
     par, seq = finished(tmp_path / "par" / "grid"), finished(tmp_path / "seq" / "grid")
     assert par.keys() == seq.keys() and all(par[k]["metrics"] == seq[k]["metrics"] for k in par)
+    assert {r["pid"] for r in par.values()} <= {int(pid) for pid in warmed.groups()}
+    assert "workers ready" not in sequential.stdout + sequential.stderr  # the basic launcher has no workers to warm up
 
 
 def test_eta_weighs_remaining_jobs_by_their_model():
