@@ -46,7 +46,7 @@ Augmenter = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Ten
 class FitResult:
     train_time_s: float
     history: dict[str, list[float]] = field(default_factory=lambda: {"train_loss": [], "train_acc": [], "test_acc": []})
-    best_epoch: int | None = None  # with early stopping: the epoch (1-based) whose weights were kept
+    best_epoch: int | None = None  # with validation pairs: the epoch (1-based) of the best validation accuracy (kept by early stopping)
 
 
 def synchronize(device: torch.device) -> None:

@@ -167,6 +167,8 @@ def fit_stacked(
                 model = stacked.unstack(k)
                 if vals[k] is not None:
                     row["val_acc"], _ = evaluate(model, vals[k])  # part of training, as in engine.fit
+                    if row["val_acc"] > max(r.fit.history["val_acc"], default=-1.0):
+                        r.fit.best_epoch = epoch + 1
                 if due:
                     synchronize(device)
                     pause = time.perf_counter()

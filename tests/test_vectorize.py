@@ -34,6 +34,10 @@ def test_seed_k_in_a_batch_matches_seed_k_alone(compose_cfg, synthetic_root, tmp
         assert together["status"] == alone["status"] == "ok"
         assert together["config_hash"] == alone["config_hash"]  # the same run: resume works across modes
         assert set(together) == set(alone) and together["seed"] == seed
+        for rec in (together, alone):  # with validation pairs: the epoch of the best validation accuracy
+            if "val_acc" in rec["history"]:
+                val = rec["history"]["val_acc"]
+                assert rec["best_epoch"] == val.index(max(val)) + 1
         for key, values in alone["history"].items():
             assert together["history"][key] == pytest.approx(values, abs=1e-4 if "loss" in key else 0.011), key
         for key in ("train_loss", "test_loss", "val_loss"):
