@@ -58,11 +58,12 @@ def test_submitit_local_packs_runs_into_jobs(tmp_path: Path, synthetic_root: Pat
     assert all(records.read_record(p)["host"] for p in found)
     assert "launcher" not in str(found[0])  # the launcher is not part of the run's folder
     before = {p: p.read_bytes() for p in found}
-    dealt = run_cli("-m", "model=cnn3", "seed=0,1,2,3,4", "launcher=submitit_local", f"data.root={synthetic_root}", "data.download=false",
+    dealt = run_cli("-m", "model=cnn3", "seed=range(0,7)", "launcher=submitit_local", f"data.root={synthetic_root}", "data.download=false",
                     f"output_root={tmp_path}", "data.n_train=100", "data.n_test=50", "train.epochs=1")  # fmt: skip
-    assert dealt.returncode == 0 and "5 runs in 2 jobs" in dealt.stdout + dealt.stderr  # the preset: jobs=2
+    assert dealt.returncode == 0, dealt.stderr
+    assert "3 of 7 runs already done" in dealt.stdout and "4 runs in 2 jobs" in dealt.stdout  # not submitted; the preset: jobs=2
     after = {p: p.read_bytes() for p in tmp_path.rglob(records.RECORD_FILE)}
-    assert len(after) == 5 and all(after[p] == before[p] for p in before)  # the 3 finished runs were skipped
+    assert len(after) == 7 and all(after[p] == before[p] for p in before)  # the 3 finished runs were left alone
 
 
 def test_bad_runs_per_job_is_refused(tmp_path: Path, synthetic_root: Path):

@@ -36,6 +36,9 @@ def test_grids_are_a_union_of_products_with_progress(tmp_path, synthetic_root):
     assert {(r["model"], r["activation"]) for r in runs.values()} == {
         ("cnn3", "relu"), ("cnn3", "tanh"), ("fcnn_bn", "relu"), ("fcnn_bn", "tanh"), ("siamese_cnn", "relu")}
     assert "sweep 11/11 (11 ok, 0 failed, 0 diverged, 0 already done)" in done.stdout + done.stderr
+    repeated = run_cli(*sweep_args(tmp_path, synthetic_root))  # all finished: nothing to launch
+    assert repeated.returncode == 0, repeated.stderr
+    assert "sweep 11/11 (0 ok, 0 failed, 0 diverged, 11 already done)" in repeated.stdout and "Launching" not in repeated.stdout
     # the command line wins over the grids
     again = run_cli(*sweep_args(tmp_path / "seed5", synthetic_root, "seed=5"))
     assert again.returncode == 0, again.stderr
@@ -95,6 +98,8 @@ def test_resume_redoes_deleted_failed_and_corrupt_runs_only(tmp_path, synthetic_
     resumed = run_cli(*sweep_args(tmp_path, synthetic_root))
     assert resumed.returncode == 0, resumed.stderr
     assert "3 ok, 0 failed, 0 diverged, 8 already done" in resumed.stdout + resumed.stderr
+    assert "8 of 11 runs already done (finished records of the same config): not launched" in resumed.stdout
+    assert "Launching 3 jobs locally" in resumed.stdout  # the finished runs were not even launched
     assert {p: (grid / p / records.RECORD_FILE).stat().st_mtime_ns for p in kept} == stamps
     again = finished(grid)
     assert all(again[p]["status"] == "ok" and again[p]["metrics"] == runs[p]["metrics"] for p in (deleted, corrupt, failed))

@@ -21,9 +21,10 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import yaml
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.config_store import ConfigStore
+from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.utils import JobReturn
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,12 @@ def split_seed(overrides: Sequence[str]) -> Tuple[tuple, Optional[str]]:
     rest = tuple(o for o in overrides if not o.startswith("seed="))
     seeds = [o.split("=", 1)[1] for o in overrides if o.startswith("seed=")]
     return rest, (seeds[-1] if seeds else None)
+
+
+def task_config(cfg: DictConfig) -> Dict[str, Any]:
+    """The resolved config a job's task function gets (all but the ``hydra`` node), as a dict."""
+    return {key: OmegaConf.to_container(value, resolve=True) if isinstance(value, (DictConfig, ListConfig)) else value
+            for key, value in ((k, cfg[k]) for k in cfg if k != "hydra")}  # fmt: skip
 
 
 class GridSweeper(BasicSweeper):
@@ -138,6 +145,32 @@ class GridSweeper(BasicSweeper):
         thread.start()
         return thread
 
+    def finished_jobs(self, jobs: Sequence[Sequence[str]]) -> List[bool]:
+        """Which jobs' run folders hold their finished record (ok or diverged, the same identity
+        hash, no ``force``): such a job would only skip its run (mnist_pairs.train.run), so the
+        sweep does not launch it, and under SLURM does not submit it. A record of another identity
+        is left to the job, which sets it aside and redoes the run. Folder and identity are worked
+        out as Hydra's run_job and the job do them."""
+        from mnist_pairs import records
+
+        if not any(Path(str(self.config.hydra.sweep.dir)).rglob(records.RECORD_FILE)):
+            return [False] * len(jobs)
+        hydra_config = HydraConfig.instance()
+        before, current = hydra_config.cfg, None
+        done: List[bool] = []
+        try:
+            for overrides in jobs:
+                cfg = self.compose(overrides)
+                if cfg is not current:  # the folder's name reads ${hydra:job.override_dirname}
+                    hydra_config.set_config(cfg)
+                    current = cfg
+                run_dir = Path(str(OmegaConf.select(cfg, "hydra.sweep.dir")), str(OmegaConf.select(cfg, "hydra.sweep.subdir")))
+                record = None if cfg.force else records.finished_record(run_dir)
+                done.append(record is not None and record["config_hash"] == records.config_hash(task_config(cfg)))
+        finally:
+            hydra_config.cfg = before
+        return done
+
     @staticmethod
     def pack_seeds(jobs: Sequence[Sequence[str]], per_job: Sequence[int]) -> List[List[str]]:
         """Jobs that differ only in their seed, packed K at a time into jobs of K seeds: the first
@@ -159,7 +192,7 @@ class GridSweeper(BasicSweeper):
         return packed
 
     def sweep(self, arguments: List[str]) -> Any:
-        from mnist_pairs.progress import start_session
+        from mnist_pairs.progress import record_outcome, start_session
 
         assert self.config is not None and self.launcher is not None
         jobs = self.job_overrides(arguments)
@@ -173,16 +206,27 @@ class GridSweeper(BasicSweeper):
             if warm_up is not None:
                 warm_up.join()
         models, per_job = models + more_models, per_job + more_per_job
-        if max(per_job) > 1:
-            jobs = self.pack_seeds(jobs, per_job)
-            log.info("%d runs in %d jobs of several seeds each (device.vectorize, device.seeds_per_job)", len(models), len(jobs))
-        self.overrides = list(self.split_overrides_to_chunks(jobs, self.max_batch_size))
         sweep_dir = Path(self.config.hydra.sweep.dir)
+        done = self.finished_jobs(jobs)
+        if any(done):
+            log.info("%d of %d runs already done (finished records of the same config): not launched", sum(done), len(jobs))
+        todo = [i for i, d in enumerate(done) if not d]
+        jobs, per_job = [jobs[i] for i in todo], [per_job[i] for i in todo]
+        if jobs and max(per_job) > 1:
+            jobs = self.pack_seeds(jobs, per_job)
+            log.info("%d runs in %d jobs of several seeds each (device.vectorize, device.seeds_per_job)", len(todo), len(jobs))
+        self.overrides = list(self.split_overrides_to_chunks(jobs, self.max_batch_size)) if jobs else []
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
         launcher = self.config.hydra.launcher  # runs at once: joblib's n_jobs, or the submitit launchers' jobs
-        workers = launcher.get("n_jobs") or launcher.get("jobs") or min(int(launcher.get("array_parallelism") or 1), len(jobs))
+        workers = launcher.get("n_jobs") or launcher.get("jobs") or min(int(launcher.get("array_parallelism") or 1), max(1, len(jobs)))
         start_session(sweep_dir, models, workers=int(workers))
+        line = None
+        for model, d in zip(models, done):
+            if d:
+                line = record_outcome(sweep_dir, "skipped", model, 0.0)
+        if line:
+            log.info(line)
         returns: List[Sequence[JobReturn]] = []
         initial_job_idx = 0
         while not self.is_done():
