@@ -4,7 +4,8 @@ The report's benchmark is not one cartesian product (8 basic models x 3 activati
 plus 5 advanced models x ReLU x 10 seeds), so ``grids`` lists several products; ``params`` and the
 command line apply to every grid (the command line wins). Before launching, every job's config is
 composed and validated, so a bad value stops the sweep before any training; then the sweep's
-progress session is started (see mnist_pairs.progress).
+progress session is started (see mnist_pairs.progress). Runs whose folder already holds their
+finished record are not launched at all (a resumed sweep launches only what is missing).
 
 ``warm_up`` (joblib launcher only; default true): start the worker processes, and let each import
 torch, read MNIST and open the device, while the parent validates the jobs. On a GPU a worker's
@@ -191,13 +192,11 @@ class GridSweeper(BasicSweeper):
                 packed.append(chunk[0][0] + [f"device.seed_batch=[{','.join(m[1] for m in chunk)}]"])
         return packed
 
-    def sweep(self, arguments: List[str]) -> Any:
-        from mnist_pairs.progress import record_outcome, start_session
-
-        assert self.config is not None and self.launcher is not None
-        jobs = self.job_overrides(arguments)
+    def validate_sweep(self, jobs: Sequence[Sequence[str]]) -> Tuple[List[str], List[int]]:
+        """``validate_jobs`` for the whole sweep, the joblib workers warming up meanwhile (once the
+        first job passed: a bad value common to all jobs starts no worker)."""
         tic = time.perf_counter()
-        models, per_job = self.validate_jobs(jobs[:1])  # a bad value common to all jobs: no worker starts
+        models, per_job = self.validate_jobs(jobs[:1])
         warm_up = self.warm_up_workers(self.compose(jobs[0]), len(jobs))
         try:
             more_models, more_per_job = self.validate_jobs(jobs[1:])
@@ -205,7 +204,14 @@ class GridSweeper(BasicSweeper):
         finally:
             if warm_up is not None:
                 warm_up.join()
-        models, per_job = models + more_models, per_job + more_per_job
+        return models + more_models, per_job + more_per_job
+
+    def sweep(self, arguments: List[str]) -> Any:
+        from mnist_pairs.progress import record_outcome, start_session
+
+        assert self.config is not None and self.launcher is not None
+        jobs = self.job_overrides(arguments)
+        models, per_job = self.validate_sweep(jobs)
         sweep_dir = Path(self.config.hydra.sweep.dir)
         done = self.finished_jobs(jobs)
         if any(done):
