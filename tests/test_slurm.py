@@ -57,6 +57,17 @@ def sacct_states(job_id: str) -> dict[str, tuple[str, str]]:
     return {jid: (state.split()[0], node) for jid, state, node in (line.split("|") for line in out.splitlines())}
 
 
+def final_states(job_id: str, timeout: float = 60) -> dict[str, tuple[str, str]]:
+    """``sacct_states`` once every task has ended: the accounting may still say RUNNING for a
+    moment after the sweep has collected the task's result."""
+    deadline = time.monotonic() + timeout
+    while True:
+        states = sacct_states(job_id)
+        if all(s not in ("PENDING", "RUNNING", "COMPLETING") for s, _ in states.values()) or time.monotonic() > deadline:
+            return states
+        time.sleep(0.2)
+
+
 def wait_for_running(task: str, sweep: subprocess.Popen, timeout: float = 120) -> None:
     """Wait until SLURM reports array task ``task`` (``<job>_<i>``) as running."""
     deadline = time.monotonic() + timeout
@@ -94,7 +105,7 @@ def test_grid_on_slurm_equals_local_and_a_cancelled_job_is_redone_alone(tmp_path
     assert "1 of 6 jobs ended without results" in output, output
 
     # SLURM's accounting: six tasks of one array ran on this cluster's node, one cancelled
-    states = sacct_states(job)
+    states = final_states(job)
     node = subprocess.run(["hostname", "-s"], capture_output=True, text=True).stdout.strip()
     assert {t: s for t, (s, _) in states.items()} == {f"{job}_{i}": "CANCELLED" if i == 3 else "COMPLETED" for i in range(6)}
     assert all(nodes == node for t, (_, nodes) in states.items() if t != f"{job}_3")
@@ -113,7 +124,7 @@ def test_grid_on_slurm_equals_local_and_a_cancelled_job_is_redone_alone(tmp_path
     assert len(redone) == 1 and all(after[p] == before[p] for p in before)
     second = records.read_record(redone[0])["slurm_job"].split("_")[0]
     assert second != job
-    assert [s for s, _ in sacct_states(second).values()] == ["COMPLETED"]  # the five finished runs were not even submitted
+    assert [s for s, _ in final_states(second).values()] == ["COMPLETED"]  # the five finished runs were not even submitted
 
     # the same aggregated metrics as the local run (same seeds, same CPU, one thread each)
     pd.testing.assert_frame_equal(metrics_table(results), metrics_table(tmp_path / "local" / "grid"))
