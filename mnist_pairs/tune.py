@@ -20,6 +20,8 @@ from omegaconf import OmegaConf
 
 from mnist_pairs import records
 from mnist_pairs.config import CONF_DIR, compose_config
+from mnist_pairs.train import mean_objective
+
 # Keys a tuned config never carries: where and how a run ran, which seed, what it monitored, and
 # the test set's size (tuning draws no test pairs; the benchmark's protocol sets it).
 NOT_TUNED = {*records.NON_IDENTITY_KEYS, "seed", "train.eval_every_epoch", "train.eval_interval", "data.n_test"}
@@ -37,10 +39,10 @@ def best_run(sweep_dir: Path) -> tuple[Path, records.RunRecord, float, int]:
         trials.setdefault(path.parent.parent, []).append((path, rec))
     candidates = []
     for runs in trials.values():
-        vals = [(rec["metrics"] or {}).get("val_acc") for _, rec in runs]
-        if all(rec["status"] == "ok" for _, rec in runs) and None not in vals:
+        objective = mean_objective([rec for _, rec in runs])  # what the trial returned to the sweeper
+        if all(rec["status"] == "ok" for _, rec in runs) and objective is not None:
             finished = max(rec["finished_at"] for _, rec in runs)
-            candidates.append((-sum(vals) / len(vals), finished, runs[0][0], runs[0][1], len(runs)))
+            candidates.append((-objective, finished, runs[0][0], runs[0][1], len(runs)))
     if not candidates:
         raise SystemExit(f"error: no finished run with a validation accuracy (data.n_val > 0) under {sweep_dir}")
     candidates.sort(key=lambda c: c[:2])
