@@ -311,10 +311,10 @@ def run_seed_batch(cfg: DictConfig, run_dirs: dict[int, Path], variant: str = ""
     same form as a run alone. Seeds with a finished record are skipped; one seed left is simply
     ``run``."""
     cfgs = {seed: seed_config(cfg, seed) for seed in run_dirs}
+    if cfg.device.vectorize == 1:
+        return run_seeds_in_turn(cfgs, run_dirs, variant)  # run() validates each seed's config
     for one in cfgs.values():
         validate(one)
-    if cfg.device.vectorize == 1:
-        return run_seeds_in_turn(cfgs, run_dirs, variant)
     out: dict[int, records.RunRecord] = {}
     pending: dict[int, tuple[dict[str, Any], str]] = {}
     for seed, one in cfgs.items():
