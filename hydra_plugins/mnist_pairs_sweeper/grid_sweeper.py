@@ -146,7 +146,7 @@ class GridSweeper(BasicSweeper):
         thread.start()
         return thread
 
-    def finished_jobs(self, jobs: Sequence[Sequence[str]]) -> List[bool]:
+    def finished_jobs(self, jobs: Sequence[Sequence[str]], sweep_dir: Path) -> List[bool]:
         """Which jobs' run folders hold their finished record (ok or diverged, the same identity
         hash, no ``force``): such a job would only skip its run (mnist_pairs.train.run), so the
         sweep does not launch it, and under SLURM does not submit it. A record of another identity
@@ -154,7 +154,7 @@ class GridSweeper(BasicSweeper):
         out as Hydra's run_job and the job do them."""
         from mnist_pairs import records
 
-        if not any(Path(str(self.config.hydra.sweep.dir)).rglob(records.RECORD_FILE)):
+        if not any(sweep_dir.rglob(records.RECORD_FILE)):
             return [False] * len(jobs)
         hydra_config = HydraConfig.instance()
         before, current = hydra_config.cfg, None
@@ -213,7 +213,7 @@ class GridSweeper(BasicSweeper):
         jobs = self.job_overrides(arguments)
         models, per_job = self.validate_sweep(jobs)
         sweep_dir = Path(self.config.hydra.sweep.dir)
-        done = self.finished_jobs(jobs)
+        done = self.finished_jobs(jobs, sweep_dir)
         if any(done):
             log.info("%d of %d runs already done (finished records of the same config): not launched", sum(done), len(jobs))
         todo = [i for i, d in enumerate(done) if not d]
