@@ -20,7 +20,6 @@ LAUNCHERS = {
 }
 
 
-
 def test_launcher_group_matches_the_hydra_launchers():
     assert {p.stem for p in (CONF_DIR / "launcher").glob("*.yaml")} == set(LAUNCHERS)
 

@@ -18,7 +18,6 @@ ADVANCED = ["siamese_resnet_aux", "siamese_resnet", "resnet", "siamese_cnn_aux",
 BASIC = ["fcnn", "fcnn_dropout", "fcnn_bn_dropout", "cnn3", "cnn4", "cnn3_bn", "cnn4_bn"]
 
 
-
 def test_replication_preset_sets_the_authors_protocol():
     cfg = compose_config("experiment=replication", hydra=True)
     assert cfg.experiment_name == "replication"
