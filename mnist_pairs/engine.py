@@ -79,19 +79,55 @@ def objective(
     return loss, main, logits
 
 
+@dataclass
+class Scores:
+    """What a final evaluation keeps: accuracy and mean cross-entropy over all pairs, and with
+    ``per_pair`` the predicted class of every pair and, for models trained with the auxiliary
+    digit loss, the accuracy of their digit branch on the pairs' 2n images."""
+
+    acc: float
+    loss: float
+    predicted: torch.Tensor | None = None  # [n] int64, on the CPU
+    digit_acc: float | None = None
+
+
 @torch.no_grad()
-def evaluate(model: nn.Module, pairs: Pairs, train_mode: bool = False) -> tuple[float, float]:
-    """(accuracy, mean cross-entropy) over all pairs, in eval mode unless ``train_mode``."""
+def score(model: nn.Module, pairs: Pairs, train_mode: bool = False, per_pair: bool = False) -> Scores:
+    """Scores of ``model`` on all ``pairs``, in eval mode unless ``train_mode``, in chunks of
+    EVAL_CHUNK pairs."""
     was_training = model.training
     model.train(train_mode)
+    digits = per_pair and aux_weight(model) > 0  # a branch trained to name the digits
     correct, loss_sum = 0, torch.zeros((), device=pairs.x.device)
+    digits_right = torch.zeros((), device=pairs.x.device, dtype=torch.long)
+    predicted = []
     for start in range(0, len(pairs), EVAL_CHUNK):
         x, y = pairs.x[start : start + EVAL_CHUNK], pairs.target[start : start + EVAL_CHUNK]
-        logits = model(x)
+        if digits:
+            logits, d1, d2 = model(x, return_digits=True)
+            named = torch.stack([d1.argmax(1), d2.argmax(1)], dim=1)
+            digits_right += (named == pairs.digits[start : start + EVAL_CHUNK]).sum()
+        else:
+            logits = model(x)
         loss_sum += F.cross_entropy(logits, y, reduction="sum")
-        correct += int((logits.argmax(1) == y).sum())
+        classes = logits.argmax(1)
+        correct += int((classes == y).sum())
+        if per_pair:
+            predicted.append(classes.cpu())
     model.train(was_training)
-    return correct / len(pairs), loss_sum.item() / len(pairs)
+    n = len(pairs)
+    return Scores(
+        acc=correct / n,
+        loss=loss_sum.item() / n,
+        predicted=torch.cat(predicted) if per_pair and n else (torch.zeros(0, dtype=torch.long) if per_pair else None),
+        digit_acc=digits_right.item() / (2 * n) if digits and n else None,
+    )
+
+
+def evaluate(model: nn.Module, pairs: Pairs, train_mode: bool = False) -> tuple[float, float]:
+    """(accuracy, mean cross-entropy) over all pairs, in eval mode unless ``train_mode``."""
+    scores = score(model, pairs, train_mode)
+    return scores.acc, scores.loss
 
 
 def step(optimizer: torch.optim.Optimizer, loss: torch.Tensor, zero_grad: str) -> None:

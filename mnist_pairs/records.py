@@ -6,7 +6,10 @@ A record is the single source of truth about a run; aggregation reads nothing el
 import hashlib
 import json
 import os
+import platform
 import tempfile
+from datetime import datetime, timezone
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal, TypedDict
 
@@ -16,7 +19,7 @@ except ImportError:  # Python 3.10
     from typing_extensions import NotRequired
 
 RECORD_FILE = "record.json"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: per-pair test predictions (test_pairs) and the digit branch's accuracy (digit_acc)
 Status = Literal["ok", "failed", "diverged"]
 
 # Keys that do not change a run's results: left out of its identity hash.
@@ -30,6 +33,17 @@ class Metrics(TypedDict):
     test_loss: NotRequired[float]
     val_acc: NotRequired[float]  # with data.n_val > 0: the held-out training pairs, for model selection
     val_loss: NotRequired[float]
+    digit_acc: NotRequired[float]  # models trained with the auxiliary loss: their branch's digit accuracy on the 2n test images
+
+
+class TestPairs(TypedDict):
+    """The test pairs of a run, compactly, for paired analysis without recomputing the data:
+    ``digits`` the two digits of every pair as 2n characters (pair i: characters 2i and 2i + 1;
+    the same seed and data settings draw the same string, whatever the model), ``predicted`` the
+    predicted class of every pair as n characters '0'/'1'."""
+
+    digits: str
+    predicted: str
 
 
 class History(TypedDict):
@@ -69,6 +83,7 @@ class RunRecord(TypedDict):
     versions: dict[str, str]
     started_at: str
     finished_at: str
+    test_pairs: NotRequired[TestPairs]  # schema 2, with test pairs; older records lack it
     best_epoch: NotRequired[int]  # with validation pairs: the epoch of the best validation accuracy
     host: NotRequired[str]
     pid: NotRequired[int]
@@ -90,6 +105,69 @@ def config_hash(config: dict[str, Any]) -> str:
         if isinstance(node, dict):
             node.pop(leaf, None)
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def cell_hash(config: dict[str, Any]) -> str:
+    """The identity of a run's cell: its config hash without the seed. Runs of one cell differ
+    only in their seed, so aggregation may pool them; runs of two cells must never be pooled."""
+    return config_hash({k: v for k, v in config.items() if k != "seed"})
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def slurm_job() -> dict[str, str]:
+    """``{"slurm_job": "<array job>_<task>"}`` (or the plain job id) when SLURM runs this process."""
+    env = os.environ
+    if "SLURM_ARRAY_JOB_ID" in env:
+        return {"slurm_job": f"{env['SLURM_ARRAY_JOB_ID']}_{env['SLURM_ARRAY_TASK_ID']}"}
+    return {"slurm_job": env["SLURM_JOB_ID"]} if "SLURM_JOB_ID" in env else {}
+
+
+def new_record(config: dict[str, Any], ident: str, variant: str, device: str, device_name: str, versions: dict[str, str]) -> RunRecord:
+    """A record of the run of resolved ``config`` in its ``failed`` state: what is known before
+    training; ``complete_record`` fills in the results."""
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "status": "failed",
+        "error": None,
+        "model": config["model"]["name"],
+        "activation": config["activation"]["name"],
+        "variant": variant,
+        "seed": config["seed"],
+        "config_hash": ident,
+        "config": config,
+        "n_params": 0,
+        "metrics": None,
+        "history": None,
+        "train_time_s": None,
+        "device": device,
+        "device_name": device_name,
+        "versions": versions,
+        "started_at": now(),
+        "finished_at": "",
+        "host": platform.node(),
+        "pid": os.getpid(),
+        **slurm_job(),
+    }
+
+
+def encode_test_pairs(digits: Sequence[int], predicted: Sequence[int]) -> TestPairs:
+    """``TestPairs`` from the pairs' digits, flat (d1, d2 of pair 0, then of pair 1, ...), and the
+    predicted class of every pair."""
+    return {"digits": "".join(map(str, digits)), "predicted": "".join(map(str, predicted))}
+
+
+def complete_record(
+    record: RunRecord, metrics: Metrics, history: History, train_time_s: float, best_epoch: int | None = None, test_pairs: TestPairs | None = None
+) -> None:
+    """Fill in a finished run's results: status ``ok``."""
+    record.update(status="ok", history=history, train_time_s=train_time_s, metrics=metrics)
+    if best_epoch is not None:
+        record["best_epoch"] = best_epoch
+    if test_pairs is not None:
+        record["test_pairs"] = test_pairs
 
 
 def write_record(run_dir: Path, record: RunRecord) -> Path:

@@ -13,7 +13,6 @@ import platform
 import sys
 import time
 import traceback
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 from collections.abc import Callable, Sequence
@@ -31,7 +30,7 @@ from mnist_pairs.config import ConfigError, resolve_device, use_channels_last, v
 from mnist_pairs.augment import AugmentSettings, augment
 from mnist_pairs.data import DataNotFoundError, Pairs, make_pairs, split_validation
 from mnist_pairs.progress import record_outcome
-from mnist_pairs.engine import Augmenter, DivergedError, FitResult, TrainSettings, evaluate, fit
+from mnist_pairs.engine import Augmenter, DivergedError, FitResult, TrainSettings, evaluate, fit, score
 from mnist_pairs.seeding import generator, stream_seed
 from mnist_pairs.vectorize import StackedModels, fit_stacked
 
@@ -80,18 +79,6 @@ def device_name(device: torch.device) -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
-
-
-def now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
-
-
-def slurm_job() -> dict[str, str]:
-    """``{"slurm_job": "<array job>_<task>"}`` (or the plain job id) when SLURM runs this process."""
-    env = os.environ
-    if "SLURM_ARRAY_JOB_ID" in env:
-        return {"slurm_job": f"{env['SLURM_ARRAY_JOB_ID']}_{env['SLURM_ARRAY_TASK_ID']}"}
-    return {"slurm_job": env["SLURM_JOB_ID"]} if "SLURM_JOB_ID" in env else {}
 
 
 def train_settings(cfg: DictConfig) -> TrainSettings:
@@ -184,44 +171,27 @@ def init_model(cfg: DictConfig, device: torch.device, pairs: Sequence[Pairs | No
     return model, list(pairs)
 
 
-def new_record(cfg: DictConfig, config: dict[str, Any], ident: str, variant: str, device: torch.device) -> records.RunRecord:
-    """A record in its ``failed`` state, completed by ``complete_record`` when training ends."""
-    return {
-        "schema_version": records.SCHEMA_VERSION,
-        "status": "failed",
-        "error": None,
-        "model": cfg.model.name,
-        "activation": cfg.activation.name,
-        "variant": variant,
-        "seed": cfg.seed,
-        "config_hash": ident,
-        "config": config,
-        "n_params": 0,
-        "metrics": None,
-        "history": None,
-        "train_time_s": None,
-        "device": str(device),
-        "device_name": device_name(device),
-        "versions": library_versions(),
-        "started_at": now(),
-        "finished_at": "",
-        "host": platform.node(),
-        "pid": os.getpid(),
-        **slurm_job(),
-    }
+def new_record(config: dict[str, Any], ident: str, variant: str, device: torch.device) -> records.RunRecord:
+    """records.new_record with what this process knows of its device and libraries."""
+    return records.new_record(config, ident, variant, str(device), device_name(device), library_versions())
 
 
 def complete_record(record: records.RunRecord, model: torch.nn.Module, result: FitResult, train: Pairs, val: Pairs | None, test: Pairs) -> None:
-    """Final eval-mode metrics on all pairs (no test metrics without test pairs), the history and
-    the time: status ``ok``."""
-    train_acc, train_loss = evaluate(model, train)
-    metrics: records.Metrics = {"train_acc": train_acc, "train_loss": train_loss}
+    """Final eval-mode metrics on all pairs (no test metrics without test pairs), the predicted
+    class of every test pair (and the digit branch's accuracy), the history and the time."""
+    metrics: records.Metrics = {}
+    metrics["train_acc"], metrics["train_loss"] = evaluate(model, train)
+    test_pairs = None
     if len(test):
-        metrics["test_acc"], metrics["test_loss"] = evaluate(model, test)
+        scores = score(model, test, per_pair=True)
+        metrics["test_acc"], metrics["test_loss"] = scores.acc, scores.loss
+        if scores.digit_acc is not None:
+            metrics["digit_acc"] = scores.digit_acc
+        test_pairs = records.encode_test_pairs(test.digits.reshape(-1).tolist(), scores.predicted.tolist())
     if val is not None:
         metrics["val_acc"], metrics["val_loss"] = evaluate(model, val)
-        record["best_epoch"] = result.best_epoch
-    record.update(status="ok", history=result.history, train_time_s=result.train_time_s, metrics=metrics)
+    best_epoch = result.best_epoch if val is not None else None
+    records.complete_record(record, metrics, result.history, result.train_time_s, best_epoch, test_pairs)
 
 
 def fail_record(record: records.RunRecord, error: BaseException) -> None:
@@ -260,7 +230,7 @@ def run(cfg: DictConfig, run_dir: Path, variant: str = "") -> records.RunRecord:
         return done
     device = set_up_device(cfg)
     train, val, test = load_pairs(cfg, device)
-    record = new_record(cfg, config, ident, variant, device)
+    record = new_record(config, ident, variant, device)
     try:
         model, (train, val, test) = init_model(cfg, device, (train, val, test))
         optimizer = instantiate(cfg.optimizer)(model.parameters())
@@ -276,7 +246,7 @@ def run(cfg: DictConfig, run_dir: Path, variant: str = "") -> records.RunRecord:
         fail_record(record, error)
         raise
     finally:
-        record["finished_at"] = now()
+        record["finished_at"] = records.now()
         records.write_record(run_dir, record)
     log_done(record)
     return record
@@ -337,7 +307,7 @@ def train_seed_batch(
     first_seed, first = next(iter(cfgs.items()))
     device = set_up_device(first)
     pairs = {seed: load_pairs(one, device) for seed, one in cfgs.items()}
-    recs = {seed: new_record(one, *identities[seed], variant, device) for seed, one in cfgs.items()}
+    recs = {seed: new_record(*identities[seed], variant, device) for seed in cfgs}
     try:
         models = {}
         for seed, one in cfgs.items():
@@ -364,7 +334,7 @@ def train_seed_batch(
         raise
     finally:
         for seed, rec in recs.items():
-            rec["finished_at"] = now()
+            rec["finished_at"] = records.now()
             records.write_record(run_dirs[seed], rec)
     for rec in recs.values():
         log_done(rec)
@@ -384,7 +354,7 @@ def seed_batch_dirs(cfg: DictConfig, run_dir: Path) -> dict[int, Path]:
 def main(cfg: DictConfig) -> float | None:
     """One job: one run, or a batch of seeds (at once or in turn); returns the tuning objective
     (validation accuracy, the mean over the job's seeds) for sweepers that optimise."""
-    started, tic = now(), time.perf_counter()
+    started, tic = records.now(), time.perf_counter()
     hc = HydraConfig.get()
     multirun = hc.mode == RunMode.MULTIRUN
     run_dir = Path(hc.runtime.output_dir)

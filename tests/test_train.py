@@ -36,6 +36,21 @@ def test_a_run_writes_a_complete_record(compose_cfg, synthetic_root, tmp_path):
     assert not list(tmp_path.glob(".record-*"))  # no temporary file left behind
 
 
+def test_the_record_keeps_every_test_pair_and_its_prediction(compose_cfg, synthetic_root, tmp_path):
+    cfg = small_cfg(compose_cfg, synthetic_root, "model=siamese_cnn_aux", "seed=4")
+    record = run(cfg, tmp_path / "aux")
+    _, test = make_pairs(str(synthetic_root), 200, 100, generator(4, "data"), download=False)
+    pairs = record["test_pairs"]
+    assert pairs["digits"] == "".join(str(d) for d in test.digits.reshape(-1).tolist())  # a function of the seed alone
+    predicted = [int(c) for c in pairs["predicted"]]
+    assert len(predicted) == 100 and set(predicted) <= {0, 1}
+    assert sum(p == t for p, t in zip(predicted, test.target.tolist())) / 100 == record["metrics"]["test_acc"]
+    assert 0 <= record["metrics"]["digit_acc"] <= 1  # the branch is trained on digits (aux loss)
+    plain = run(small_cfg(compose_cfg, synthetic_root, "model=fcnn", "seed=4"), tmp_path / "fcnn")
+    assert plain["test_pairs"]["digits"] == pairs["digits"] and "digit_acc" not in plain["metrics"]
+    assert "test_pairs" not in run(small_cfg(compose_cfg, synthetic_root, "data.n_test=0", "train.eval_every_epoch=false"), tmp_path / "none")
+
+
 @pytest.mark.parametrize("model_name", ["fcnn_bn_dropout", "cnn4_bn", "siamese_resnet_aux"])
 def test_the_same_seed_gives_the_same_numbers(compose_cfg, synthetic_root, tmp_path, model_name):
     cfg = small_cfg(compose_cfg, synthetic_root, f"model={model_name}", "seed=7", "train.epochs=2")

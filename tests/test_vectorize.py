@@ -46,6 +46,9 @@ def test_seed_k_in_a_batch_matches_seed_k_alone(compose_cfg, synthetic_root, tmp
         for key in ("train_acc", "test_acc", "val_acc"):
             if key in alone["metrics"]:  # eval mode: BatchNorm's running statistics, seed by seed
                 assert abs(together["metrics"][key] - alone["metrics"][key]) <= 0.011, key  # at most one borderline pair
+        assert together["test_pairs"]["digits"] == alone["test_pairs"]["digits"]  # the same test pairs
+        differing = sum(a != b for a, b in zip(together["test_pairs"]["predicted"], alone["test_pairs"]["predicted"]))
+        assert differing <= 1  # at most the one borderline pair
     assert len({r["metrics"]["test_loss"] for r in batch}) == 3  # three different seeds, not one
 
 
