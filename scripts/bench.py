@@ -29,7 +29,7 @@ from mnist_pairs.config import compose_config, resolve_device, use_channels_last
 from mnist_pairs.data import Pairs
 from mnist_pairs.engine import TrainSettings, autocast, evaluate, fit, objective, synchronize
 from mnist_pairs.seeding import generator
-from mnist_pairs.stats import welch
+from mnist_pairs.analysis.stats import welch
 from mnist_pairs.train import build_model, run, seed_config
 from mnist_pairs.vectorize import StackedModels, fit_stacked
 

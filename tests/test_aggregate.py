@@ -1,4 +1,5 @@
-"""Aggregation: tables, statistics, figures and the report from a folder of real run records."""
+"""Aggregation end to end: tables, figures and the report from a folder of real run records
+(the statistics and tables by value: tests/test_analysis.py)."""
 
 from __future__ import annotations
 
@@ -10,10 +11,12 @@ import pytest
 from scipy import stats
 
 from mnist_pairs import records
-from mnist_pairs.aggregate import aggregate, collect
+from mnist_pairs.aggregate import aggregate
+from mnist_pairs.analysis.collect import collect
+from mnist_pairs.analysis.published import PEERS, beyond_table, published
+from mnist_pairs.analysis.stats import t_interval
+from mnist_pairs.analysis.summary import REPORT_ORDER, summarize
 from mnist_pairs.config import compose_config
-from mnist_pairs.reference import published
-from mnist_pairs.stats import holm, t_interval, welch
 from mnist_pairs.train import run
 from tests.conftest import MODELS, run_cli
 
@@ -31,8 +34,10 @@ def results(tmp_path_factory, synthetic_root):
     broken = compose_config("model=fcnn", "model.in_features=7", f"data.root={synthetic_root}", "data.download=false", *SMALL)
     with pytest.raises(RuntimeError):
         run(broken, root / "fcnn" / "relu" / "seed=0")
-    collapsed = records.read_record(root / "cnn3" / "relu" / "seed=2" / records.RECORD_FILE)  # as dead logits give
-    records.write_record(root / "cnn3" / "relu" / "seed=2", {**collapsed, "metrics": {**collapsed["metrics"], "test_loss": math.log(2)}})
+    collapsed = records.read_record(root / "cnn3" / "relu" / "seed=2" / records.RECORD_FILE)  # as dead logits give: one class
+    n_test = len(collapsed["test_pairs"]["predicted"])
+    records.write_record(root / "cnn3" / "relu" / "seed=2", {**collapsed, "metrics": {**collapsed["metrics"], "test_loss": math.log(2)},
+                                                            "test_pairs": {**collapsed["test_pairs"], "predicted": "0" * n_test}})  # fmt: skip
     (root / "fcnn" / "tanh" / "seed=0").mkdir(parents=True)
     (root / "fcnn" / "tanh" / "seed=0" / records.RECORD_FILE).write_text('{"model": "fcnn", "stat')
     (root / "cnn3" / "relu" / "seed=3" / ".hydra").mkdir(parents=True)
@@ -60,37 +65,24 @@ def test_aggregate_writes_consistent_tables_figures_and_report(results, tmp_path
     assert cnn3["test_acc_sd"] == pytest.approx(np.std(accs, ddof=1))
     assert (cnn3["test_acc_ci_low"], cnn3["test_acc_ci_high"]) == pytest.approx(t_interval(np.mean(accs), np.std(accs, ddof=1), 3))
     fcnn = summary[summary["model"] == "fcnn"].iloc[0]
-    assert fcnn["n"] == 0 and fcnn["n_failed"] == 1
-    for name in ("accuracy", "training_time", "convergence", "versus_published"):
+    assert fcnn["n"] == 0 and fcnn["n_failed"] == 1 and math.isnan(fcnn["n_params"])  # no parameter count from a failed run
+    assert not (tmp_path / "figures" / "versus_published.png").exists()  # 2 epochs of 100 pairs: no row to set beside the published
+    for name in ("accuracy", "training_time", "convergence", "errors_by_digit_pair", "errors_by_difference", "aux_digits"):
         png = tmp_path / "figures" / f"{name}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
     text = report.read_text()
-    assert "5 ok, 1 failed, 0 diverged; 1 corrupt records; 1 run folders without a record" in text
+    assert "6 run records in 3 cells (a cell: one config, its seeds aside): 5 ok (1 of them collapsed to one class), 1 failed, 0 diverged; 1 corrupt records; 1 run folders without a record" in text
     assert "fcnn/relu/seed=0`: failed: RuntimeError" in text and "corrupt record:" in text
     assert "![accuracy](figures/accuracy.png)" in text
     comparison = pd.read_csv(tmp_path / "tables" / "published_comparison.csv")
-    assert set(comparison["model"]) == {"cnn3", "siamese_cnn_aux"}  # fcnn/relu has no finished run
+    assert set(comparison["model"]) == {"cnn3", "siamese_cnn_aux", "fcnn"}
+    fcnn_row = comparison[comparison["model"] == "fcnn"].iloc[0]  # listed with its failed run, not hidden
+    assert (fcnn_row["n"], fcnn_row["n_failed"]) == (0, 1) and fcnn_row["verdict"].startswith("n/a: protocol differs")
 
 
 def test_aggregate_cli_on_an_empty_folder_is_one_clear_error(tmp_path):
     done = run_cli(str(tmp_path), module="mnist_pairs.aggregate")
     assert done.returncode != 0 and "error: no run records (record.json) under" in done.stderr and "Traceback" not in done.stderr
-
-
-def test_welch_from_aggregates_matches_scipy_on_samples():
-    rng = np.random.default_rng(0)
-    a, b = rng.normal(0.8, 0.02, 15), rng.normal(0.78, 0.05, 10)
-    ours = welch(a.mean(), a.std(ddof=1), 15, b.mean(), b.std(ddof=1), 10)
-    reference = stats.ttest_ind(a, b, equal_var=False)
-    assert ours["t"] == pytest.approx(reference.statistic) and ours["p"] == pytest.approx(reference.pvalue)
-    assert ours["diff_ci_low"] < ours["diff"] < ours["diff_ci_high"]
-    assert math.isnan(welch(0.8, 0.1, 1, 0.7, 0.1, 10)["p"])
-
-
-def test_holm_adjustment():
-    adjusted = holm([0.01, 0.04, 0.03, np.nan, 0.005])
-    assert adjusted[:3] == pytest.approx([0.03, 0.06, 0.06]) and adjusted[4] == pytest.approx(0.02)
-    assert math.isnan(adjusted[3])
 
 
 def test_published_reference_maps_to_our_models():
@@ -103,9 +95,6 @@ def test_published_reference_maps_to_our_models():
 
 
 def test_beyond_section_sets_our_models_beside_the_report_and_the_peers(tmp_path, synthetic_root):
-    from mnist_pairs.aggregate import beyond_table, summarize
-    from mnist_pairs.reference import PEERS
-
     root = tmp_path / "beyond"
     for seed in (0, 1):
         cfg = compose_config("model=siamese_lenet_mlp", f"seed={seed}", f"data.root={synthetic_root}", "data.download=false",
@@ -113,9 +102,9 @@ def test_beyond_section_sets_our_models_beside_the_report_and_the_peers(tmp_path
         run(cfg, root / "siamese_lenet_mlp" / "relu" / f"seed={seed}")
     data = collect(root)
     assert data.history["test_acc"].isna().sum() == 2  # epoch 1 of 2 has no test pass with eval_interval=2
-    table = beyond_table(summarize(data.runs), published())
+    table = beyond_table(summarize(data.runs), published(), REPORT_ORDER)
     ours = table[table["source"] == "ours"]
-    assert list(ours["model"]) == ["siamese_lenet_mlp"] and ours["n"].iloc[0] == 2
+    assert list(ours["model"]) == ["siamese_lenet_mlp/relu"] and ours["n"].iloc[0] == 2
     assert ours["mean"].iloc[0] == pytest.approx(data.runs["test_acc"].mean())
     best = table[table["source"] == "report (published best)"].iloc[0]
     assert (best["model"], best["mean"]) == ("siamese_resnet_aux", 0.8693)
@@ -123,12 +112,14 @@ def test_beyond_section_sets_our_models_beside_the_report_and_the_peers(tmp_path
     assert set(PEERS["source"]) <= set(table["source"])
     report, _ = aggregate(root)
     assert "## Beyond the report" in report.read_text() and (root / "tables" / "beyond.csv").is_file()
-    assert beyond_table(summarize(collect(root).runs.assign(model="cnn3")), published()).empty  # report models alone: no section
+    assert beyond_table(summarize(collect(root).runs.assign(model="cnn3")), published(), REPORT_ORDER).empty  # report models alone: no section
 
 
 def test_figures_keep_variants_apart():
-    from mnist_pairs.aggregate import apart_by_variant, variant_order
+    from mnist_pairs.analysis.figures import group_label
+    from mnist_pairs.analysis.summary import cell_order
 
-    runs = pd.DataFrame({"model": ["cnn3", "cnn3", "fcnn", "zeta"], "variant": ["a=1,b=2", "", "", ""]})
-    assert list(apart_by_variant(runs)["model"]) == ["cnn3\na=1\nb=2", "cnn3", "fcnn", "zeta"]
-    assert variant_order(runs) == ["fcnn", "cnn3", "cnn3\na=1\nb=2", "zeta"]  # report order, variants after their base
+    runs = pd.DataFrame({"cell": ["cnn3/relu a=1,b=2", "cnn3/relu", "fcnn/relu", "zeta/relu"], "model": ["cnn3", "cnn3", "fcnn", "zeta"],
+                         "activation": "relu", "variant": ["a=1,b=2", "", "", ""], "experiment": "x"})  # fmt: skip
+    assert [group_label(c, "relu") for c in runs["cell"]] == ["cnn3\na=1\nb=2", "cnn3", "fcnn", "zeta"]
+    assert cell_order(runs) == ["fcnn/relu", "cnn3/relu", "cnn3/relu a=1,b=2", "zeta/relu"]  # report order, variants after their base

@@ -17,7 +17,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from mnist_pairs import aggregate, records
+from mnist_pairs import records
+from mnist_pairs.analysis.collect import collect
 from tests.conftest import ROOT, run_cli
 
 pytestmark = pytest.mark.slurm
@@ -46,7 +47,7 @@ def grid_args(out: Path, synthetic_root: Path, *extra: str) -> list[str]:
 
 
 def metrics_table(results: Path) -> pd.DataFrame:
-    runs = aggregate.collect(results).runs
+    runs = collect(results).runs
     return runs.sort_values(["model", "activation", "seed"]).reset_index(drop=True)[["model", "activation", "seed", *METRICS]]
 
 

@@ -1,0 +1,152 @@
+"""Records -> tables: one row per run, one row per run and epoch, and each run's per-pair test
+outcomes. Runs are grouped into **cells** by their identity without the seed
+(``records.cell_hash``): runs of one cell differ only in their seed, and runs of two cells are never
+pooled, whatever their model, activation and variant say (a parent folder holding a benchmark and a
+smoke grid, or records of an old and a new default, gives separate cells with distinct labels)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mnist_pairs import records
+
+METRICS = ("test_acc", "train_acc", "test_loss", "train_loss", "val_acc", "digit_acc")
+RUN_COLUMNS = [
+    "cell", "model", "activation", "variant", "experiment", "seed", "status", "error", "n_params", "train_time_s",
+    "device", "device_name", *METRICS, "collapsed", "has_pairs", "cell_hash", "path",
+]  # fmt: skip
+LN2 = math.log(2)  # the cross-entropy of two equal logits: a dead-logit classifier
+DEAD_LOGIT_TOLERANCE = 1e-5  # float32 logits that are exactly equal give ln 2 to ~1e-7
+
+
+@dataclass(frozen=True)
+class PairOutcomes:
+    """One run's test pairs: ``digits`` [n, 2], ``predicted`` [n] classes, ``correct`` [n]; ``key``
+    is the digits string, equal for two runs exactly when they saw the same test pairs."""
+
+    digits: np.ndarray
+    predicted: np.ndarray
+    correct: np.ndarray
+    key: str
+
+    @classmethod
+    def decode(cls, test_pairs: records.TestPairs) -> "PairOutcomes":
+        digits = (np.frombuffer(test_pairs["digits"].encode(), dtype=np.uint8) - ord("0")).reshape(-1, 2)
+        predicted = np.frombuffer(test_pairs["predicted"].encode(), dtype=np.uint8) - ord("0")
+        target = (digits[:, 0] <= digits[:, 1]).astype(np.uint8)
+        return cls(digits, predicted, predicted == target, test_pairs["digits"])
+
+
+@dataclass
+class Collected:
+    """What a results folder holds. ``pairs`` maps (cell, seed) to the run's per-pair outcomes
+    (records of schema 2); ``configs`` maps a cell to its resolved config (one run's, seed aside)."""
+
+    runs: pd.DataFrame
+    history: pd.DataFrame
+    pairs: dict[tuple[str, int], PairOutcomes] = field(default_factory=dict)
+    configs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    corrupt: list[str] = field(default_factory=list)
+    incomplete: list[str] = field(default_factory=list)
+    duplicates: list[str] = field(default_factory=list)
+
+
+def setting(config: dict[str, Any], dotted: str, default: Any = None) -> Any:
+    """The value at a dotted key of a resolved config (``default`` when absent)."""
+    node: Any = config
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return default
+        node = node[part]
+    return node
+
+
+def collapsed(metrics: dict[str, float], outcomes: PairOutcomes | None) -> bool:
+    """A finished run whose classifier collapsed: it predicts one class for every test pair (from
+    the per-pair predictions), or, for older records without them, its test loss is ln 2 to float
+    precision (equal logits, as dead ReLU logits give). A live run near chance is not collapsed."""
+    if outcomes is not None and len(outcomes.predicted):
+        return bool((outcomes.predicted == outcomes.predicted[0]).all())
+    return abs(metrics.get("test_loss", math.nan) - LN2) < DEAD_LOGIT_TOLERANCE
+
+
+def history_rows(rec: records.RunRecord, ident: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per epoch. The lists may differ in length (``test_acc`` is empty when it was not
+    monitored): every epoch of the longest list gets a row, missing values are NaN."""
+    history = rec["history"] or {}
+    epochs = max((len(v) for v in history.values()), default=0)
+    return [
+        {**ident, "epoch": e + 1, **{k: (v[e] if e < len(v) and v[e] is not None else math.nan) for k, v in history.items()}}
+        for e in range(epochs)
+    ]
+
+
+def unique_labels(cells: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """A readable, unique label per cell hash: ``model/activation[ variant]``, then the experiment
+    name where two cells share that, then a short hash where they still do."""
+    base = {h: f"{c['model']}/{c['activation']}" + (f" {c['variant']}" if c["variant"] else "") for h, c in cells.items()}
+    labels = {}
+    for h, label in base.items():
+        twins = [o for o, other in base.items() if other == label]
+        if len(twins) > 1:
+            label += f" [{cells[h]['experiment']}]"
+            if len({cells[o]["experiment"] for o in twins}) < len(twins):
+                label += f" #{h[:6]}"
+        labels[h] = label
+    return labels
+
+
+def collect(results_dir: Path) -> Collected:
+    """Read every record under ``results_dir``. Corrupt records, run folders without a record
+    (killed or still running) and second records of one cell and seed are listed, not fatal."""
+    rows, history, corrupt = [], [], []
+    cells: dict[str, dict[str, Any]] = {}
+    outcomes: dict[tuple[str, int], PairOutcomes] = {}
+    configs: dict[str, dict[str, Any]] = {}
+    record_paths = sorted(results_dir.rglob(records.RECORD_FILE))
+    for path in record_paths:
+        try:
+            rec = records.read_record(path)
+        except records.CorruptRecordError as error:
+            corrupt.append(str(error))
+            continue
+        config = rec["config"]
+        cell = records.cell_hash(config)
+        ident = {"model": rec["model"], "activation": rec["activation"], "variant": rec["variant"],
+                 "experiment": str(config.get("experiment_name", ""))}  # fmt: skip
+        cells.setdefault(cell, ident)
+        configs.setdefault(cell, {k: v for k, v in config.items() if k != "seed"})
+        metrics = rec["metrics"] or {}
+        pairs = PairOutcomes.decode(rec["test_pairs"]) if rec.get("test_pairs") else None
+        if pairs is not None:
+            outcomes.setdefault((cell, rec["seed"]), pairs)  # a second record of one seed is not counted
+        rows.append({
+            **ident, "cell_hash": cell, "seed": rec["seed"],
+            **{k: rec[k] for k in ("status", "error", "n_params", "train_time_s", "device", "device_name")},
+            **{k: metrics.get(k, math.nan) for k in METRICS},
+            "collapsed": rec["status"] == "ok" and collapsed(metrics, pairs), "has_pairs": pairs is not None,
+            "path": str(path.parent.relative_to(results_dir)),
+        })  # fmt: skip
+        history += history_rows(rec, {**ident, "cell_hash": cell, "seed": rec["seed"]})
+    with_record = {p.parent for p in record_paths}
+    incomplete = sorted(str(d.parent.relative_to(results_dir)) for d in results_dir.rglob(".hydra") if d.parent not in with_record)
+    labels = unique_labels(cells)
+    runs = pd.DataFrame(rows, columns=[c for c in RUN_COLUMNS if c != "cell"])
+    runs.insert(0, "cell", runs["cell_hash"].map(labels))
+    first = ~runs.duplicated(["cell_hash", "seed"])
+    duplicates = [f"{r.path}: a second record of {r.cell} seed={r.seed} (not counted)" for r in runs[~first].itertuples()]
+    runs = runs[first].reset_index(drop=True)
+    history = pd.DataFrame(history)
+    if not history.empty:
+        history = history.drop_duplicates(["cell_hash", "seed", "epoch"])
+        history.insert(0, "cell", history["cell_hash"].map(labels))
+    return Collected(
+        runs=runs, history=history, corrupt=corrupt, incomplete=incomplete, duplicates=duplicates,
+        pairs={(labels[c], s): o for (c, s), o in outcomes.items()}, configs={labels[c]: v for c, v in configs.items()},
+    )  # fmt: skip

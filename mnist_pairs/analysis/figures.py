@@ -1,0 +1,179 @@
+"""The benchmark's figures (seaborn, PNG). Each takes tidy tables and a path, and returns the path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import scikit_posthocs as sp  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+from mnist_pairs.analysis.summary import ACTIVATION_ORDER  # noqa: E402
+
+CHANCE = 0.55  # always answering class 1 (first <= second) is right on about 55% of pairs
+BAND = (10, 90)  # the convergence figure's band: percentiles across seeds (positive, so a log axis shows it)
+
+
+def _save(fig: plt.Figure, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def _hue_order(runs: pd.DataFrame) -> list[str]:
+    present = list(runs["activation"].unique())
+    return [a for a in ACTIVATION_ORDER if a in present] + sorted(set(present) - set(ACTIVATION_ORDER))
+
+
+def group_label(cell: str, activation: str) -> str:
+    """A cell's label without its activation (the activation is the hue), one key per line."""
+    return cell.replace(f"/{activation}", "", 1).replace(" ", "\n").replace(",", "\n")
+
+
+def with_group(table: pd.DataFrame) -> pd.DataFrame:
+    return table.assign(group=[group_label(c, a) for c, a in zip(table["cell"], table["activation"])])
+
+
+def accuracy(runs: pd.DataFrame, order: list[str], path: Path) -> Path:
+    """Every run's test accuracy (dots) with mean and 1 SD (diamonds), per model and activation."""
+    runs = with_group(runs)
+    groups = list(dict.fromkeys(runs.set_index("cell").loc[[c for c in order if c in set(runs["cell"])], "group"]))
+    hue_order = _hue_order(runs)
+    fig, ax = plt.subplots(figsize=(max(8, 0.95 * len(groups)), 5.5))
+    common = dict(data=runs, x="group", y="test_acc", hue="activation", order=groups, hue_order=hue_order, ax=ax)
+    sns.stripplot(**common, dodge=True, alpha=0.45, size=4, jitter=0.2, palette="deep")
+    sns.pointplot(**common, dodge=0.8 - 0.8 / len(hue_order), errorbar="sd", markers="D", linestyle="none",
+                  palette="dark", capsize=0.08, legend=False)  # fmt: skip
+    ax.axhline(CHANCE, color="grey", linestyle=":", linewidth=1)
+    ax.text(-0.45, CHANCE, "always class 1", va="bottom", ha="left", color="grey", fontsize=8)
+    ax.set(xlabel="", ylabel="test accuracy", title="Test accuracy per run (dots); mean and 1 SD (diamonds)")
+    ax.tick_params(axis="x", rotation=35)
+    ax.legend(title="activation", loc="lower right")
+    return _save(fig, path)
+
+
+def training_time(runs: pd.DataFrame, order: list[str], path: Path) -> Path:
+    """Training wall time per run (log scale), per model, all activations together."""
+    runs = with_group(runs)
+    groups = list(dict.fromkeys(runs.set_index("cell").loc[[c for c in order if c in set(runs["cell"])], "group"]))
+    fig, ax = plt.subplots(figsize=(max(8, 0.95 * len(groups)), 5))
+    sns.boxplot(data=runs, x="group", y="train_time_s", order=groups, color="lightsteelblue", fliersize=0, ax=ax)
+    sns.stripplot(data=runs, x="group", y="train_time_s", order=groups, color="black", alpha=0.35, size=3, ax=ax)
+    ax.set_yscale("log")
+    ax.set(xlabel="", ylabel="training time (s, log scale)", title="Training time per run")
+    ax.tick_params(axis="x", rotation=35)
+    return _save(fig, path)
+
+
+def convergence(history: pd.DataFrame, order: list[str], path: Path) -> Path:
+    """Test accuracy and training loss per epoch: median and the 10-90th percentile band across
+    seeds per cell (ReLU cells when there are any, so that every model is shown with the same
+    activation). Percentiles stay positive, so the log axis of the loss shows the whole band."""
+    data = history[history["activation"] == "relu"] if (history["activation"] == "relu").any() else history
+    data = with_group(data)
+    groups = list(dict.fromkeys(data.set_index("cell").loc[[c for c in order if c in set(data["cell"])], "group"].tolist()))
+    palette = dict(zip(groups, sns.color_palette("tab20", len(groups))))
+    fig, axes = plt.subplots(1, 2, figsize=(14, 5.5))
+    for ax, column, label in ((axes[0], "test_acc", "test accuracy"), (axes[1], "train_loss", "training loss (log)")):
+        # test accuracy may be sparse (train.eval_interval): drop the epochs without one so the points connect
+        sns.lineplot(data=data.dropna(subset=[column]), x="epoch", y=column, hue="group", hue_order=groups, palette=palette,
+                     estimator="median", errorbar=("pi", BAND[1] - BAND[0]), ax=ax, legend=ax is axes[1])  # fmt: skip
+        ax.set(ylabel=label, title=f"{label}: median and {BAND[0]}-{BAND[1]}th percentiles over seeds")
+    axes[1].set_yscale("log")
+    for ax in axes:
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    axes[1].legend(title="model (ReLU)", fontsize=8, bbox_to_anchor=(1.02, 1), loc="upper left")
+    return _save(fig, path)
+
+
+def versus_published(comparison: pd.DataFrame, path: Path) -> Path:
+    """Per published row that our runs can be compared with (same protocol): the published mean and
+    ours, each with its 95% CI of the mean (thick) and 1 SD of runs (thin), the same quantities on
+    both sides; rows that differ (Welch, Holm) or are shown equivalent (TOST, Holm) are marked."""
+    rows = comparison[comparison["protocol"] == "published"].reset_index(drop=True)
+    fig, ax = plt.subplots(figsize=(9.5, 0.45 * len(rows) + 1.8))
+    y = np.arange(len(rows))
+    for offset, prefix, color, marker, who in ((0.15, "pub_", "grey", "o", "published"), (-0.15, "", "tab:blue", "D", "ours")):
+        mean, sd = rows[f"{prefix}mean"], rows[f"{prefix}sd"]
+        ci = [mean - rows[f"{prefix}ci_low"], rows[f"{prefix}ci_high"] - mean]
+        ax.errorbar(mean, y + offset, xerr=sd, fmt="none", ecolor=color, elinewidth=1, capsize=3)
+        ax.errorbar(mean, y + offset, xerr=ci, fmt=marker, color=color, ecolor=color, elinewidth=3.5,
+                    label=f"{who}: mean, 95% CI of the mean (thick), 1 SD of runs (thin)")  # fmt: skip
+    for word, color, label in (("differs", "tab:red", "differs (Welch, Holm p < 0.05)"), ("equivalent", "tab:green", "equivalent within the margin (TOST, Holm)")):
+        marked = rows["verdict"].str.startswith(word)
+        ax.scatter(rows.loc[marked, "mean"], y[marked] - 0.15, s=170, facecolors="none", edgecolors=color, linewidths=1.5, label=label)
+    ax.set_yticks(y, [f"{c} (n={n})" for c, n in zip(rows["cell"], rows["n"])])
+    low = min((rows["pub_mean"] - rows["pub_sd"]).min(), (rows["mean"] - rows["sd"]).min())
+    ax.set_xlim(max(0.0, low - 0.02), 1.0)  # accuracies: intervals past 1 are cut
+    ax.invert_yaxis()
+    ax.set(xlabel="test accuracy", title="Ours against the published numbers (rows run under the published protocol)")
+    ax.legend(fontsize=7.5, loc="lower left")
+    return _save(fig, path)
+
+
+def ranking(table: pd.DataFrame, significance: pd.DataFrame, path: Path, note: str) -> Path:
+    """A critical-difference diagram (scikit-posthocs): each cell at its mean rank over the seeds;
+    a bar joins cells that no pairwise test tells apart (``significance``: Holm-corrected p)."""
+    fig, ax = plt.subplots(figsize=(11, 0.28 * len(table) + 2.5))
+    ranks = table.set_index("cell")["mean_rank"]
+    sp.critical_difference_diagram(ranks, significance.loc[ranks.index, ranks.index], ax=ax, label_props={"fontsize": 8},
+                                   label_fmt_left="{label} ({rank:.1f})", label_fmt_right="({rank:.1f}) {label}")  # fmt: skip
+    ax.set_title(f"Mean rank over seeds (1 = best test accuracy). {note}", fontsize=9)
+    return _save(fig, path)
+
+
+def error_heatmaps(by_pair: pd.DataFrame, cells: list[str], path: Path, columns: int = 4) -> Path:
+    """Test error rate per digit pair (row: first digit, column: second), one panel per cell,
+    test pairs pooled over its seeds; one colour scale for all panels."""
+    columns = min(columns, len(cells))
+    rows = -(-len(cells) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(3.2 * columns + 1.2, 3.1 * rows + 0.6), squeeze=False)
+    top = max(0.05, float(by_pair[by_pair["cell"].isin(cells)]["error_rate"].max()))
+    for i, (ax, cell) in enumerate(zip(axes.flat, cells)):
+        grid = by_pair[by_pair["cell"] == cell].pivot(index="d1", columns="d2", values="error_rate")
+        sns.heatmap(grid, ax=ax, vmin=0, vmax=top, cmap="rocket_r", cbar=False, square=True, xticklabels=True, yticklabels=True)
+        ax.set_title(cell, fontsize=8)
+        ax.set(xlabel="second digit" if i + columns >= len(cells) else "", ylabel="first digit" if i % columns == 0 else "")
+        ax.tick_params(labelsize=6)
+    for ax in axes.flat[len(cells) :]:
+        ax.axis("off")
+    fig.colorbar(plt.cm.ScalarMappable(norm=plt.Normalize(0, top), cmap="rocket_r"), ax=axes, shrink=0.6, label="error rate")
+    fig.suptitle("Test error rate by digit pair (equal digits: class 1)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def errors_by_difference(by_diff: pd.DataFrame, cells: list[str], path: Path) -> Path:
+    """Error rate against d2 - d1 per cell: a comparison is hardest where the digits are close."""
+    data = by_diff[by_diff["cell"].isin(cells) & (by_diff["n"] > 0)]
+    fig, ax = plt.subplots(figsize=(11, 5.5))
+    sns.lineplot(data=data, x="d2_minus_d1", y="error_rate", hue="cell", hue_order=cells, palette=sns.color_palette("tab20", len(cells)),
+                 marker="o", markersize=4, ax=ax)  # fmt: skip
+    ax.axvline(0, color="grey", linestyle=":", linewidth=1)
+    ax.set(xlabel="second digit - first digit", ylabel="test error rate", title="Test error rate by the digits' difference (pairs pooled over seeds)")
+    ax.set_xticks(range(-9, 10))
+    ax.legend(fontsize=7, bbox_to_anchor=(1.02, 1), loc="upper left")
+    return _save(fig, path)
+
+
+def aux_digits(runs: pd.DataFrame, path: Path) -> Path:
+    """For models trained with the auxiliary loss: each run's digit accuracy of its branch against
+    its comparison accuracy, with the share of pairs whose two digits are both named right."""
+    data = runs.dropna(subset=["digit_acc", "test_acc"])
+    fig, ax = plt.subplots(figsize=(7.5, 5.5))
+    sns.scatterplot(data=data, x="digit_acc", y="test_acc", hue="cell", style="cell", s=45, ax=ax)
+    grid = np.linspace(min(0.5, data["digit_acc"].min()), 1, 50)
+    ax.plot(grid, grid**2, color="grey", linestyle=":", label="both digits named right (digit acc²)")
+    ax.set(xlabel="digit accuracy of the branch (test images)", ylabel="comparison test accuracy",
+           title="Auxiliary-loss models: digits named against pairs compared")  # fmt: skip
+    ax.legend(fontsize=7)
+    return _save(fig, path)

@@ -1,0 +1,72 @@
+"""One row per cell: how many runs it has in each state, and over its finished runs the mean, SD
+and 95% CI of test accuracy, train accuracy, time and the digit branch's accuracy."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from mnist_pairs.analysis.stats import t_interval
+
+REPORT_ORDER = [
+    "fcnn", "fcnn_dropout", "fcnn_bn", "fcnn_bn_dropout", "cnn3", "cnn4", "cnn3_bn", "cnn4_bn",
+    "resnet", "siamese_cnn", "siamese_cnn_aux", "siamese_resnet", "siamese_resnet_aux",
+]  # fmt: skip
+ACTIVATION_ORDER = ["relu", "tanh", "leakyrelu"]
+
+
+def model_order(models: pd.Series) -> list[str]:
+    """The report's order, then any other model alphabetically."""
+    present = set(models)
+    return [m for m in REPORT_ORDER if m in present] + sorted(present - set(REPORT_ORDER))
+
+
+def cell_order(runs: pd.DataFrame) -> list[str]:
+    """Cells in the report's model order, then by activation (ReLU, tanh, LeakyReLU), each model's
+    variants after its base runs."""
+    rank = {m: i for i, m in enumerate(model_order(runs["model"]))}
+    act = {a: i for i, a in enumerate(ACTIVATION_ORDER)}
+    cells = runs.drop_duplicates("cell")
+    key = [(rank[r.model], act.get(r.activation, len(act)), r.activation, r.variant, r.experiment, r.cell) for r in cells.itertuples()]
+    return [k[-1] for k in sorted(key)]
+
+
+def seeds_text(seeds: pd.Series) -> str:
+    """Seeds as ranges: 0-9,12."""
+    values, parts = sorted(int(s) for s in set(seeds)), []
+    for s in values:
+        if parts and s == parts[-1][1] + 1:
+            parts[-1][1] = s
+        else:
+            parts.append([s, s])
+    return ",".join(f"{a}-{b}" if b > a else f"{a}" for a, b in parts)
+
+
+def summarize(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per cell: ``n_runs`` records, of which ``n_ok`` finished, ``n_failed``, ``n_diverged`` (NaN
+    loss) and ``n_collapsed`` (finished, but one class for every test pair); ``n`` finished runs with
+    a test accuracy, over which the test statistics are taken (the other means are over finished
+    runs that have the metric); ``n_params`` from a finished run."""
+    out = []
+    for cell in cell_order(runs):
+        group = runs[runs["cell"] == cell]
+        ok = group[group["status"] == "ok"]
+        test = ok["test_acc"].dropna()
+        mean, sd = test.mean(), test.std(ddof=1)
+        low, high = t_interval(mean, sd, len(test))
+        first = group.iloc[0]
+        out.append({
+            "cell": cell, "model": first["model"], "activation": first["activation"], "variant": first["variant"],
+            "experiment": first["experiment"], "seeds": seeds_text(group["seed"]), "n_runs": len(group), "n_ok": len(ok),
+            "n_failed": int((group["status"] == "failed").sum()), "n_diverged": int((group["status"] == "diverged").sum()),
+            "n_collapsed": int(ok["collapsed"].sum()), "n": len(test),
+            "test_acc_mean": mean, "test_acc_sd": sd, "test_acc_ci_low": low, "test_acc_ci_high": high,
+            "train_acc_mean": ok["train_acc"].mean(), "train_acc_sd": ok["train_acc"].std(ddof=1),
+            "time_mean_s": ok["train_time_s"].mean(), "time_sd_s": ok["train_time_s"].std(ddof=1),
+            "n_params": int(ok["n_params"].iloc[0]) if len(ok) else math.nan,
+            # with data.n_val > 0: what model selection may read (the test columns are for reporting only)
+            "val_acc_mean": ok["val_acc"].mean(), "val_acc_sd": ok["val_acc"].std(ddof=1),
+            "digit_acc_mean": ok["digit_acc"].mean(),
+        })  # fmt: skip
+    return pd.DataFrame(out)
