@@ -37,12 +37,14 @@ def analyse(results_dir: Path, data: Collected, source: str = "gpu", margin: flo
 
 
 def write_tables(a: Analysis, tables: Path) -> None:
+    """Every non-empty table as CSV."""
     tables.mkdir(parents=True, exist_ok=True)
-    for name in ("runs", "history", "summary", "findings", "pairwise", "ranking", "comparison", "variants", "beyond",
-                 "errors_by_digit_pair", "errors_by_difference"):  # fmt: skip
-        table = a.data.runs if name == "runs" else a.data.history if name == "history" else getattr(a, name)
+    named = {"runs": a.data.runs, "history": a.data.history, "summary": a.summary, "findings": a.findings, "pairwise": a.pairwise,
+             "ranking": a.ranking, "published_comparison": a.comparison, "variants": a.variants, "beyond": a.beyond,
+             "errors_by_digit_pair": a.errors_by_digit_pair, "errors_by_difference": a.errors_by_difference}  # fmt: skip
+    for name, table in named.items():
         if not table.empty:
-            table.to_csv(tables / f"{'published_comparison' if name == 'comparison' else name}.csv", index=False)
+            table.to_csv(tables / f"{name}.csv", index=False)
 
 
 def draw_figures(a: Analysis, folder: Path) -> dict[str, Path]:
