@@ -18,6 +18,8 @@ from mnist_pairs.analysis.report import Analysis, write_report
 from mnist_pairs.analysis.summary import REPORT_ORDER, cell_order, summarize
 
 HEATMAP_CELLS = 16
+FIGURE_FILES = ("accuracy.png", "training_time.png", "convergence.png", "versus_published.png", "ranking.png",
+                "errors_by_digit_pair.png", "errors_by_difference.png", "aux_digits.png")  # fmt: skip
 
 
 def analyse(results_dir: Path, data: Collected, source: str = "gpu", margin: float = MARGIN) -> Analysis:
@@ -45,6 +47,8 @@ def write_tables(a: Analysis, tables: Path) -> None:
     for name, table in named.items():
         if not table.empty:
             table.to_csv(tables / f"{name}.csv", index=False)
+        else:  # an earlier aggregation's table would no longer be true
+            (tables / f"{name}.csv").unlink(missing_ok=True)
 
 
 def draw_figures(a: Analysis, folder: Path) -> dict[str, Path]:
@@ -73,6 +77,8 @@ def draw_figures(a: Analysis, folder: Path) -> dict[str, Path]:
         figs["errors by difference"] = figures.errors_by_difference(a.errors_by_difference, shown, folder / "errors_by_difference.png")
     if ok["digit_acc"].notna().any():
         figs["aux digits"] = figures.aux_digits(ok, folder / "aux_digits.png")
+    for stale in set(FIGURE_FILES) - {p.name for p in figs.values()}:  # an earlier aggregation's figure would no longer be true
+        (folder / stale).unlink(missing_ok=True)
     return figs
 
 
