@@ -54,7 +54,11 @@ def test_collect_reads_good_records_and_reports_bad_ones(results):
 
 
 def test_aggregate_writes_consistent_tables_figures_and_report(results, tmp_path):
+    for stale in (tmp_path / "figures" / "versus_published.png", tmp_path / "tables" / "variants.csv"):  # an earlier aggregation's
+        stale.parent.mkdir(parents=True, exist_ok=True)
+        stale.write_text("stale")
     report, _ = aggregate(results, out=tmp_path)
+    assert not (tmp_path / "tables" / "variants.csv").exists()  # no variant now: the old table is gone
     summary = pd.read_csv(tmp_path / "tables" / "summary.csv", keep_default_na=False, na_values=[""])
     runs = pd.read_csv(tmp_path / "tables" / "runs.csv")
     assert len(runs) == 6
