@@ -19,7 +19,7 @@ from mnist_pairs import records
 METRICS = ("test_acc", "train_acc", "test_loss", "train_loss", "val_acc", "digit_acc")
 RUN_COLUMNS = [
     "cell", "model", "activation", "variant", "experiment", "seed", "status", "error", "n_params", "train_time_s",
-    "device", "device_name", *METRICS, "collapsed", "has_pairs", "cell_hash", "path",
+    "device", "device_name", *METRICS, "collapsed", "has_pairs", "cell_hash", "version", "data_root", "path",
 ]  # fmt: skip
 LN2 = math.log(2)  # the cross-entropy of two equal logits: a dead-logit classifier
 DEAD_LOGIT_TOLERANCE = 1e-5  # float32 logits that are exactly equal give ln 2 to ~1e-7
@@ -37,8 +37,12 @@ class PairOutcomes:
 
     @classmethod
     def decode(cls, test_pairs: records.TestPairs) -> "PairOutcomes":
-        digits = (np.frombuffer(test_pairs["digits"].encode(), dtype=np.uint8) - ord("0")).reshape(-1, 2)
-        predicted = np.frombuffer(test_pairs["predicted"].encode(), dtype=np.uint8) - ord("0")
+        """From a record's ``test_pairs``; ValueError where the strings are not 2n digits and n classes."""
+        digits, predicted = str(test_pairs.get("digits", "")), str(test_pairs.get("predicted", ""))
+        if not (digits.isdigit() and len(digits) == 2 * len(predicted) and set(predicted) <= {"0", "1"}):
+            raise ValueError(f"test_pairs must hold 2n digits and n classes 0/1 (got {len(digits)} and {len(predicted)} characters)")
+        digits = (np.frombuffer(digits.encode(), dtype=np.uint8) - ord("0")).reshape(-1, 2)
+        predicted = np.frombuffer(predicted.encode(), dtype=np.uint8) - ord("0")
         target = (digits[:, 0] <= digits[:, 1]).astype(np.uint8)
         return cls(digits, predicted, predicted == target, test_pairs["digits"])
 
@@ -55,6 +59,7 @@ class Collected:
     corrupt: list[str] = field(default_factory=list)
     incomplete: list[str] = field(default_factory=list)
     duplicates: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
 
 def setting(config: dict[str, Any], dotted: str, default: Any = None) -> Any:
@@ -102,19 +107,35 @@ def unique_labels(cells: dict[str, dict[str, Any]]) -> dict[str, str]:
     return labels
 
 
+STATUS_RANK = {"ok": 0, "diverged": 1, "failed": 2}  # which of two records of one cell and seed counts
+
+
+def mixed_sources(rows: list[dict[str, Any]], labels: dict[str, str]) -> list[str]:
+    """Cells whose runs came from different code versions or data roots: the identity hash leaves
+    both out (the data root is a path, the version a label), so they pool; say so."""
+    out = []
+    table = pd.DataFrame(rows)
+    for key, what in (("version", "mnist_pairs versions"), ("data_root", "data roots")):
+        values = table.groupby("cell_hash")[key].unique()
+        out += [f"{labels[cell]}: runs from {len(v)} {what} ({', '.join(map(str, v))})" for cell, v in values.items() if len(v) > 1]
+    return out
+
+
 def collect(results_dir: Path) -> Collected:
     """Read every record under ``results_dir``. Corrupt records, run folders without a record
-    (killed or still running) and second records of one cell and seed are listed, not fatal."""
-    rows, history, corrupt = [], [], []
+    (killed or still running) and second records of one cell and seed (the finished, latest one
+    counts) are listed, not fatal."""
+    rows, history, corrupt = [], {}, []
     cells: dict[str, dict[str, Any]] = {}
-    outcomes: dict[tuple[str, int], PairOutcomes] = {}
+    outcomes: dict[int, PairOutcomes] = {}
     configs: dict[str, dict[str, Any]] = {}
     record_paths = sorted(results_dir.rglob(records.RECORD_FILE))
     for path in record_paths:
         try:
             rec = records.read_record(path)
-        except records.CorruptRecordError as error:
-            corrupt.append(str(error))
+            pairs = PairOutcomes.decode(rec["test_pairs"]) if rec.get("test_pairs") else None
+        except (records.CorruptRecordError, ValueError) as error:
+            corrupt.append(str(error) if isinstance(error, records.CorruptRecordError) else f"{path}: {error}")
             continue
         config = rec["config"]
         cell = records.cell_hash(config)
@@ -123,30 +144,33 @@ def collect(results_dir: Path) -> Collected:
         cells.setdefault(cell, ident)
         configs.setdefault(cell, {k: v for k, v in config.items() if k != "seed"})
         metrics = rec["metrics"] or {}
-        pairs = PairOutcomes.decode(rec["test_pairs"]) if rec.get("test_pairs") else None
         if pairs is not None:
-            outcomes.setdefault((cell, rec["seed"]), pairs)  # a second record of one seed is not counted
+            outcomes[len(rows)] = pairs
+        history[len(rows)] = history_rows(rec, {**ident, "cell_hash": cell, "seed": rec["seed"]})
         rows.append({
             **ident, "cell_hash": cell, "seed": rec["seed"],
             **{k: rec[k] for k in ("status", "error", "n_params", "train_time_s", "device", "device_name")},
             **{k: metrics.get(k, math.nan) for k in METRICS},
             "collapsed": rec["status"] == "ok" and collapsed(metrics, pairs), "has_pairs": pairs is not None,
-            "path": str(path.parent.relative_to(results_dir)),
+            "path": str(path.parent.relative_to(results_dir)), "finished_at": rec["finished_at"],
+            "version": rec["versions"].get("mnist_pairs", "?"), "data_root": setting(config, "data.root", "?"),
         })  # fmt: skip
-        history += history_rows(rec, {**ident, "cell_hash": cell, "seed": rec["seed"]})
     with_record = {p.parent for p in record_paths}
     incomplete = sorted(str(d.parent.relative_to(results_dir)) for d in results_dir.rglob(".hydra") if d.parent not in with_record)
     labels = unique_labels(cells)
-    runs = pd.DataFrame(rows, columns=[c for c in RUN_COLUMNS if c != "cell"])
+    warnings = mixed_sources(rows, labels) if rows else []
+    runs = pd.DataFrame(rows, columns=[*(c for c in RUN_COLUMNS if c != "cell"), "finished_at"])
     runs.insert(0, "cell", runs["cell_hash"].map(labels))
-    first = ~runs.duplicated(["cell_hash", "seed"])
-    duplicates = [f"{r.path}: a second record of {r.cell} seed={r.seed} (not counted)" for r in runs[~first].itertuples()]
-    runs = runs[first].reset_index(drop=True)
-    history = pd.DataFrame(history)
-    if not history.empty:
-        history = history.drop_duplicates(["cell_hash", "seed", "epoch"])
-        history.insert(0, "cell", history["cell_hash"].map(labels))
+    # of two records of one cell and seed, the finished (then latest) one counts
+    order = runs.assign(rank=runs["status"].map(STATUS_RANK).fillna(3)).sort_values(["rank", "finished_at"], ascending=[True, False], kind="stable")
+    first = ~order.duplicated(["cell_hash", "seed"])
+    kept = sorted(order.index[first])
+    duplicates = [f"{r.path}: a second record of {r.cell} seed={r.seed} ({r.status}; not counted)" for r in order[~first].itertuples()]
+    history_table = pd.DataFrame([row for i in kept for row in history[i]])
+    if not history_table.empty:
+        history_table.insert(0, "cell", history_table["cell_hash"].map(labels))
     return Collected(
-        runs=runs, history=history, corrupt=corrupt, incomplete=incomplete, duplicates=duplicates,
-        pairs={(labels[c], s): o for (c, s), o in outcomes.items()}, configs={labels[c]: v for c, v in configs.items()},
+        runs=runs.loc[kept].drop(columns="finished_at").reset_index(drop=True), history=history_table, corrupt=corrupt,
+        incomplete=incomplete, duplicates=duplicates, warnings=warnings, configs={labels[c]: v for c, v in configs.items()},
+        pairs={(labels[rows[i]["cell_hash"]], rows[i]["seed"]): outcomes[i] for i in kept if i in outcomes},
     )  # fmt: skip

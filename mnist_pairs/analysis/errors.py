@@ -1,5 +1,7 @@
 """Where each cell errs, from the per-pair test predictions of its finished runs (records of schema
-2; older records are skipped and counted): errors by digit pair (d1, d2) and by d2 - d1."""
+2; older records are skipped and counted): errors by digit pair (d1, d2) and by d2 - d1. Collapsed
+runs (one class for every pair) are left out: they would paint a whole triangle of the heatmap with
+the collapse instead of showing where a working model errs."""
 
 from __future__ import annotations
 
@@ -10,8 +12,8 @@ from mnist_pairs.analysis.collect import Collected
 
 
 def pooled_outcomes(data: Collected, cell: str) -> tuple[np.ndarray, np.ndarray] | None:
-    """(digits [N, 2], correct [N]) of every test pair of the cell's finished runs, or None."""
-    ok = data.runs[(data.runs["cell"] == cell) & (data.runs["status"] == "ok")]
+    """(digits [N, 2], correct [N]) of every test pair of the cell's finished, not collapsed runs, or None."""
+    ok = data.runs[(data.runs["cell"] == cell) & (data.runs["status"] == "ok") & ~data.runs["collapsed"].astype(bool)]
     parts = [data.pairs[(cell, s)] for s in ok["seed"] if (cell, s) in data.pairs]
     if not parts:
         return None

@@ -32,29 +32,44 @@ FAMILIES = {"p_t": "p_t_holm", "p_wilcoxon": "p_wilcoxon_holm", "p_tost": "p_tos
 
 
 def cell_scores(runs: pd.DataFrame) -> dict[str, pd.Series]:
-    """Per cell, the test accuracy of each finished run, indexed by seed."""
+    """Per cell, the test accuracy of each finished run, indexed by seed (every cell of ``runs``,
+    empty where none finished)."""
     ok = runs[(runs["status"] == "ok") & runs["test_acc"].notna()]
-    return {cell: group.set_index("seed")["test_acc"].sort_index() for cell, group in ok.groupby("cell", sort=False)}
+    scores = {cell: pd.Series(dtype=float) for cell in runs["cell"].unique()}
+    scores.update({cell: group.set_index("seed")["test_acc"].sort_index() for cell, group in ok.groupby("cell", sort=False)})
+    return scores
 
 
 def matched_seeds(a: str, b: str, scores: dict[str, pd.Series], data: Collected) -> tuple[list[int], str]:
     """The seeds on which both cells finished with a test accuracy on the same pairs, and, when
-    the two cells cannot be paired, why (different data settings, or different test pairs)."""
-    seeds = sorted(set(scores.get(a, pd.Series(dtype=float)).index) & set(scores.get(b, pd.Series(dtype=float)).index))
+    the two cells cannot be paired, why (no finished run, different data settings, or different
+    test pairs)."""
+    empty = [c for c in (a, b) if scores[c].empty]
+    if empty:
+        return [], "not tested: no finished run in " + " and ".join(empty)
     differing = [k for k in DATA_KEYS if setting(data.configs[a], k) != setting(data.configs[b], k)]
     if differing:
         return [], "not paired: different pairs (" + ", ".join(f"{k} {setting(data.configs[a], k)} vs {setting(data.configs[b], k)}" for k in differing) + ")"
+    seeds = sorted(set(scores[a].index) & set(scores[b].index))
     for seed in seeds:
         pa, pb = data.pairs.get((a, seed)), data.pairs.get((b, seed))
         if pa is not None and pb is not None and pa.key != pb.key:
-            return [], f"not paired: seed {seed} drew different test pairs (another data sampling)"
+            return [], f"not paired: seed {seed} drew different test pairs (other data files or sampling)"
     return seeds, ""
+
+
+def lost_seeds(cell: str, other: str, scores: dict[str, pd.Series], runs: pd.DataFrame) -> int:
+    """Seeds on which ``other`` finished and ``cell`` has a record that did not finish (failed,
+    diverged): the paired tests leave them out, which favours the less stable cell, so the tables say how many."""
+    unfinished = set(runs[(runs["cell"] == cell) & (runs["status"] != "ok")]["seed"])
+    return len(unfinished & set(scores[other].index))
 
 
 def compare_cells(a: str, b: str, scores: dict[str, pd.Series], data: Collected, margin: float = MARGIN) -> dict[str, Any]:
     """One row: cell ``a`` against cell ``b`` on their matched seeds (differences are a - b)."""
     seeds, note = matched_seeds(a, b, scores, data)
-    row: dict[str, Any] = {"a": a, "b": b, "n": len(seeds), "note": note}
+    row: dict[str, Any] = {"a": a, "b": b, "n": len(seeds), "lost_a": lost_seeds(a, b, scores, data.runs),
+                           "lost_b": lost_seeds(b, a, scores, data.runs), "note": note}  # fmt: skip
     if len(seeds) < MIN_SEEDS:
         return {**row, "note": note or f"not tested: {len(seeds)} common seeds (fewer than {MIN_SEEDS})"}
     x, y = scores[a][seeds].to_numpy(), scores[b][seeds].to_numpy()
@@ -71,20 +86,33 @@ def compare_cells(a: str, b: str, scores: dict[str, pd.Series], data: Collected,
 
 
 def verdict(row: pd.Series, margin: float = MARGIN) -> str:
-    """What the paired tests of one row show, in words (the paired t-test decides, Holm-corrected)."""
-    if not isinstance(row.get("p_t_holm"), float) or math.isnan(row["p_t_holm"]):
+    """What the paired tests of one row show, in words: the paired t-test decides (Holm-corrected
+    over the table's family); equivalence needs the paired TOST (Holm) too; seeds lost to failed or
+    diverged runs are named."""
+    p = row.get("p_t_holm")
+    if not isinstance(p, float) or math.isnan(p):
         return row.get("note") or "not tested"
-    if row["p_t_holm"] < ALPHA:
-        return f"{'higher' if row['diff'] > 0 else 'lower'} by {abs(row['diff']) * 100:.1f} pts"
-    if row["p_tost_holm"] < ALPHA:
-        return f"equivalent within ±{margin * 100:g} pts"
-    return "inconclusive: no difference detected, none excluded"
+    if p < ALPHA:
+        words = f"{'higher' if row['diff'] > 0 else 'lower'} by {abs(row['diff']) * 100:.1f} pts"
+    elif row["p_tost_holm"] < ALPHA:
+        words = f"equivalent within ±{margin * 100:g} pts"
+    else:
+        words = f"inconclusive: no difference shown after Holm, equivalence within ±{margin * 100:g} pts not shown"
+    lost = [f"{row[k]} seeds lost to unfinished runs of {row[c]}" for k, c in (("lost_a", "a"), ("lost_b", "b")) if row.get(k)]
+    return words + (f" ({'; '.join(lost)})" if lost else "")
+
+
+TESTED_COLUMNS = ("mean_a", "mean_b", "diff", "diff_ci_low", "diff_ci_high", "d_z", "test_pairs", "a_only", "b_only")
 
 
 def corrected(table: pd.DataFrame, margin: float = MARGIN) -> pd.DataFrame:
-    """Holm-corrected p-values of each test over the rows of ``table`` (one family per test) and the verdicts."""
+    """Holm-corrected p-values of each test over the rows of ``table`` (one family per test) and
+    the verdicts; the columns of a tested row exist (NaN) even where no row was tested."""
     if table.empty:
         return table
+    for column in TESTED_COLUMNS:
+        if column not in table:
+            table[column] = math.nan
     for raw, adjusted in FAMILIES.items():
         if raw not in table:
             table[raw] = math.nan
@@ -94,43 +122,59 @@ def corrected(table: pd.DataFrame, margin: float = MARGIN) -> pd.DataFrame:
 
 
 def pairwise(data: Collected, order: list[str], margin: float = MARGIN) -> pd.DataFrame:
-    """Every two cells (in ``order``), tested where they can be paired on at least MIN_SEEDS seeds."""
+    """Every two cells (in ``order``), tested where they can be paired on at least MIN_SEEDS seeds,
+    listed with the reason where not."""
     scores = cell_scores(data.runs)
-    cells = [c for c in order if c in scores]
-    return corrected(pd.DataFrame([compare_cells(a, b, scores, data, margin) for a, b in combinations(cells, 2)]), margin)
+    return corrected(pd.DataFrame([compare_cells(a, b, scores, data, margin) for a, b in combinations(order, 2)]), margin)
 
 
 def compare_variants(data: Collected, summary: pd.DataFrame, margin: float = MARGIN) -> pd.DataFrame:
     """Each variant cell against the base cell of its model and activation in the same experiment,
-    paired on their common seeds; Holm over the variants; time ratio variant / base."""
+    paired on their common seeds; Holm over the variants; time ratio variant / base. A variant
+    without exactly one base cell is listed with the reason."""
     scores = cell_scores(data.runs)
-    base = summary[summary["variant"] == ""].set_index(["model", "activation", "experiment"])
+    base = summary[summary["variant"] == ""]
     rows = []
     for _, r in summary[summary["variant"] != ""].iterrows():
-        key = (r["model"], r["activation"], r["experiment"])
-        if key not in base.index:
+        match = base[(base["model"] == r["model"]) & (base["activation"] == r["activation"]) & (base["experiment"] == r["experiment"])]
+        if len(match) != 1:
+            why = "no base cell (same model, activation and experiment, no overridden keys)" if match.empty else f"{len(match)} base cells: {', '.join(match['cell'])}"
+            rows.append({"variant": r["variant"], "a": r["cell"], "b": "", "n": 0, "note": f"not tested: {why}"})
             continue
-        b = base.loc[[key]].iloc[0]
+        b = match.iloc[0]
         rows.append({"variant": r["variant"], **compare_cells(r["cell"], b["cell"], scores, data, margin),
                      "time_ratio": r["time_mean_s"] / b["time_mean_s"]})  # fmt: skip
     return corrected(pd.DataFrame(rows), margin)
 
 
+def ranking_blocks(cells: list[str], scores: dict[str, pd.Series]) -> tuple[list[str], list[int]]:
+    """The cells to rank and their blocks (seeds all of them finished): among the seed sets of the
+    cells, the one with at least MIN_SEEDS seeds that the most cells cover (then the largest);
+    a grid whose activations ran other seeds ranks the largest group instead of nothing."""
+    best: tuple[int, int, list[str], list[int]] = (0, 0, [], [])
+    for candidate in {frozenset(scores[c].index) for c in cells}:
+        covering = [c for c in cells if candidate <= set(scores[c].index)]
+        blocks = sorted(set.intersection(*(set(scores[c].index) for c in covering)))
+        if len(blocks) >= MIN_SEEDS and (len(covering), len(blocks)) > best[:2]:
+            best = (len(covering), len(blocks), covering, blocks)
+    return best[2], best[3]
+
+
 def ranking(data: Collected, order: list[str]) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Cells ranked per seed (1 = best test accuracy, ties averaged) over the seeds they all share
-    (the blocks), among the cells with at least MIN_SEEDS runs on the most common data settings:
-    (table of mean rank and mean accuracy per cell, best first; Friedman's test and what was left out)."""
+    (the blocks), among the cells with at least MIN_SEEDS runs on the most common data settings
+    (``ranking_blocks``): (table of mean rank and mean accuracy per cell, best first; Friedman's
+    test and the cells left out)."""
     scores = cell_scores(data.runs)
-    eligible = [c for c in order if c in scores and len(scores[c]) >= MIN_SEEDS]
+    eligible = [c for c in order if len(scores[c]) >= MIN_SEEDS]
     if not eligible:
-        return pd.DataFrame(), {"note": f"no cell has {MIN_SEEDS} finished runs"}
+        return pd.DataFrame(), {"note": f"no cell has {MIN_SEEDS} finished runs", "left_out": order}
     settings = {c: tuple(setting(data.configs[c], k) for k in DATA_KEYS) for c in eligible}
-    common = max(set(settings.values()), key=lambda s: sum(v == s for v in settings.values()))
-    cells = [c for c in eligible if settings[c] == common]
-    blocks = sorted(set.intersection(*(set(scores[c].index) for c in cells)))
+    common = max(set(settings.values()), key=lambda s: (sum(v == s for v in settings.values()), str(s)))
+    cells, blocks = ranking_blocks([c for c in eligible if settings[c] == common], scores)
     info: dict[str, Any] = {"cells": len(cells), "blocks": len(blocks), "left_out": [c for c in order if c not in cells]}
-    if len(cells) < 2 or len(blocks) < MIN_SEEDS:
-        return pd.DataFrame(), {**info, "note": f"{len(cells)} cells share {len(blocks)} seeds: too few to rank"}
+    if len(cells) < 2:
+        return pd.DataFrame(), {**info, "note": f"fewer than 2 cells share {MIN_SEEDS} seeds"}
     matrix = pd.DataFrame({c: scores[c][blocks] for c in cells})
     ranks = matrix.rank(axis=1, ascending=False)
     info["friedman_chi2"], info["friedman_p"] = friedman(matrix.to_numpy())
@@ -155,10 +199,16 @@ STRUCTURE_FINDINGS = [
 ]  # fmt: skip
 
 
-def finding_pairs(summary: pd.DataFrame) -> list[tuple[str, str, str]]:
+def actual_activation(config: dict[str, Any]) -> str:
+    """The activation a cell's model really ran (the authors' models run ReLU whatever the label)."""
+    return str(setting(config, "model.activation._target_", "?")).rsplit(".", 1)[-1]
+
+
+def finding_pairs(summary: pd.DataFrame, configs: dict[str, dict[str, Any]]) -> list[tuple[str, str, str]]:
     """(question, cell a, cell b) for each question the report asks whose two base cells (no
     overridden keys, one experiment) are in ``summary``: the activation effect per basic model
-    (tanh and LeakyReLU against ReLU), then the structural effects under ReLU."""
+    (tanh and LeakyReLU against ReLU; flagged where both cells ran the same activation whatever
+    their labels), then the structural effects under ReLU."""
     base = summary[summary["variant"] == ""]
     out = []
     for experiment, cells in base.groupby("experiment", sort=False):
@@ -167,7 +217,10 @@ def finding_pairs(summary: pd.DataFrame) -> list[tuple[str, str, str]]:
         for model in ACTIVATION_MODELS:
             for act, name in (("tanh", "tanh"), ("leakyrelu", "LeakyReLU")):
                 if (model, act) in lookup and (model, "relu") in lookup:
-                    out.append((f"{name} instead of ReLU in {model}{where}", lookup[(model, act)], lookup[(model, "relu")]))
+                    a, b = lookup[(model, act)], lookup[(model, "relu")]
+                    ran = {actual_activation(configs[a]), actual_activation(configs[b])}
+                    label = f" (labels only: both ran {ran.pop()})" if len(ran) == 1 else ""
+                    out.append((f"{name} instead of ReLU in {model}{label}{where}", a, b))
         for question, a, b in STRUCTURE_FINDINGS:
             if (a, "relu") in lookup and (b, "relu") in lookup:
                 out.append((f"{question}: {a} vs {b}{where}", lookup[(a, "relu")], lookup[(b, "relu")]))
@@ -177,15 +230,17 @@ def finding_pairs(summary: pd.DataFrame) -> list[tuple[str, str, str]]:
 def findings(data: Collected, summary: pd.DataFrame, margin: float = MARGIN) -> pd.DataFrame:
     """The report's questions answered: each a paired comparison of two cells, Holm over the findings."""
     scores = cell_scores(data.runs)
-    rows = [{"question": q, **compare_cells(a, b, scores, data, margin)} for q, a, b in finding_pairs(summary)]
+    rows = [{"question": q, **compare_cells(a, b, scores, data, margin)} for q, a, b in finding_pairs(summary, data.configs)]
     return corrected(pd.DataFrame(rows), margin)
 
 
 def significance_matrix(table: pd.DataFrame, cells: list[str]) -> pd.DataFrame:
-    """Square matrix of the pairwise table's Holm-corrected paired-t p among ``cells`` (1 where
-    untested), as a critical-difference diagram reads it."""
+    """Square matrix of the pairwise table's Holm-corrected paired-t p among ``cells``, as a
+    critical-difference diagram reads it (p >= alpha: joined by a bar). A pair that could not be
+    tested (ranked cells share their blocks, so only other test pairs can cause it) counts as not
+    shown different: 1."""
     matrix = pd.DataFrame(1.0, index=cells, columns=cells)
-    tested = table.dropna(subset=["p_t_holm"]) if "p_t_holm" in table else table.iloc[0:0]
+    tested = table.dropna(subset=["p_t_holm"])
     for r in tested[tested["a"].isin(cells) & tested["b"].isin(cells)].itertuples():
         matrix.loc[r.a, r.b] = matrix.loc[r.b, r.a] = r.p_t_holm
     return matrix

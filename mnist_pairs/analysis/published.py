@@ -9,8 +9,10 @@ Holm), equivalence within a stated margin (TOST, Holm), or neither (inconclusive
 
 from __future__ import annotations
 
+import functools
 import math
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -67,6 +69,7 @@ PEERS = pd.DataFrame(
 
 ALPHA = 0.05
 MARGIN = 0.02  # equivalence margin of test accuracy: 2 points, about 1.5x the sampling SD of one run's 1000 test pairs
+CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 PUBLISHED_LR = {
     "fcnn": 1e-3, "fcnn_dropout": 2e-4, "fcnn_bn_dropout": 2e-4, "cnn3": 4e-4, "cnn4": 4e-4, "cnn3_bn": 4e-4,
     "cnn4_bn": 4e-4, "resnet": 5e-3, "siamese_cnn": 5e-3, "siamese_cnn_aux": 5e-3, "siamese_resnet": 5e-3,
@@ -82,15 +85,52 @@ def published_protocol(source: str) -> dict[str, Any]:
     compared, and the report says which rows are expected to differ."""
     return {
         "train.epochs": 50, "train.batch_size": 250 if source == "gpu" else 100, "data.n_train": 1000,
-        "data.n_test": 1000, "data.n_val": 0, "augment.name": "none", "optimizer._target_": "torch.optim.Adam",
+        "data.n_test": 1000, "data.n_val": 0, "data.scale": "raw", "augment.name": "none", "optimizer._target_": "torch.optim.Adam",
         "optimizer.weight_decay": 0.0, "train.lr_schedule": "none", "train.label_smoothing": 0.0,
         "train.early_stop_patience": 0, "train.precision": "fp32",
     }  # fmt: skip
 
 
+@functools.lru_cache(maxsize=None)
+def preset_model(choice: str) -> dict[str, Any] | None:
+    """The model node that ``model=<choice>`` composes from conf/ today (None where conf/ has no
+    such preset, e.g. an installed package without conf/)."""
+    if not (CONF_DIR / "model" / f"{choice}.yaml").is_file():
+        return None
+    from hydra import compose, initialize_config_dir  # deferred: only a published comparison needs it
+    from omegaconf import OmegaConf
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return OmegaConf.to_container(compose(config_name="config", overrides=[f"model={choice}"]).model, resolve=True)
+
+
+def leaf_differences(ours: Any, preset: Any, key: str) -> list[str]:
+    """``key=ours (preset: theirs)`` for each leaf where two config trees differ; activations are
+    left out (the cell's activation is its label, and the published row is matched on it)."""
+    if isinstance(ours, dict) and isinstance(preset, dict):
+        return [d for k in sorted(set(ours) | set(preset)) if k != "activation"
+                for d in leaf_differences(ours.get(k), preset.get(k), f"{key}.{k}")]  # fmt: skip
+    return [] if ours == preset else [f"{key}={ours} (preset: {preset})"]
+
+
+def model_differences(model_node: dict[str, Any], model: str) -> list[str]:
+    """How a cell's model differs from the report's preset of its name and from the authors' one
+    (conf/model/authors/): nothing when it equals either, else its differences from the report's."""
+    found: list[str] | None = None
+    for choice in (model, f"authors/{model}"):
+        preset = preset_model(choice)
+        if preset is not None:
+            differences = leaf_differences(model_node, preset, "model")
+            if not differences:
+                return []
+            found = differences if found is None else found
+    return found or []
+
+
 def protocol_differences(config: dict[str, Any], model: str, source: str = "gpu") -> list[str]:
     """``key=ours (published: theirs)`` for each protocol setting in which a cell's config differs
-    from the published runs (the learning rate against the model's published preset)."""
+    from the published runs (the learning rate against the model's published preset), then the
+    model's own keys that differ from its preset (an experiment preset may change them unseen)."""
     expected = {**published_protocol(source), **({"optimizer.lr": PUBLISHED_LR[model]} if model in PUBLISHED_LR else {})}
     out = []
     for key, theirs in expected.items():
@@ -98,7 +138,7 @@ def protocol_differences(config: dict[str, Any], model: str, source: str = "gpu"
         same = math.isclose(ours, theirs) if isinstance(ours, (int, float)) and isinstance(theirs, (int, float)) else ours == theirs
         if not same:
             out.append(f"{key}={ours} (published: {theirs})")
-    return out
+    return out + model_differences(config.get("model", {}), model)
 
 
 def verdict(row: pd.Series, margin: float) -> str:
@@ -107,11 +147,13 @@ def verdict(row: pd.Series, margin: float) -> str:
         return f"n/a: protocol differs ({row['protocol']})"
     if math.isnan(row["p_holm"]):
         return f"n/a: too few runs (n={row['n']})"
+    ran = f" (the published run ran {row['pub_activation_actual']})" if row["pub_activation_actual"] != row["activation"] else ""
     if row["p_holm"] < ALPHA:
-        return f"differs: ours {'higher' if row['diff'] > 0 else 'lower'} (Welch, Holm p={row['p_holm']:.2g})"
+        return f"differs: ours {'higher' if row['diff'] > 0 else 'lower'} (Welch, Holm p={row['p_holm']:.2g}){ran}"
     if row["p_tost_holm"] < ALPHA:
-        return f"equivalent within ±{margin:g} (TOST, Holm p={row['p_tost_holm']:.2g})"
-    return f"inconclusive: no difference detected, none excluded (diff CI {row['diff_ci_low']:+.3f} to {row['diff_ci_high']:+.3f})"
+        return f"equivalent within ±{margin * 100:g} pts (TOST, Holm p={row['p_tost_holm']:.2g}){ran}"
+    return (f"inconclusive: no difference shown (Welch, Holm), equivalence within ±{margin * 100:g} pts not shown "
+            f"(diff CI {row['diff_ci_low']:+.3f} to {row['diff_ci_high']:+.3f}){ran}")  # fmt: skip
 
 
 def compare_with_published(

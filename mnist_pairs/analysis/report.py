@@ -78,12 +78,14 @@ def findings_section(a: Analysis) -> list[str]:
         "## Findings",
         "",
         "The report's questions, each a paired comparison of two cells on their common seeds (a seed draws the same "
-        "pairs for every model): the first cell minus the second, in points of test accuracy, with its 95% CI; the "
-        f"paired t-test decides (Holm over the {len(table)} findings, alpha {ALPHA}); Wilcoxon's signed-rank test (Holm) "
-        f"checks it without assuming normality; d_z is the mean difference over the SD of the differences. "
-        f"\"equivalent\" means a paired TOST shows |difference| < {a.margin * 100:g} points.",
+        "pairs for every model): the first cell minus the second, in points of test accuracy, with its 95% CI (per "
+        f"comparison, not adjusted); the paired t-test decides, Holm-corrected over these {len(table)} findings (a family "
+        f"stated in advance; `pairwise.csv` corrects over every pair of cells, a larger family, so a pair may read "
+        f"differently there). d_z is the mean difference over the SD of the differences; Wilcoxon's p (unadjusted) checks "
+        f"the direction without assuming normality (its exact p cannot fall below 2/2^n: 0.0625 with 5 seeds). "
+        f"\"equivalent\" needs a paired TOST (Holm) to show |difference| < {a.margin * 100:g} points.",
         "",
-        markdown_table(present(table, ["question", "n", "mean_a", "mean_b", "diff_pts", "ci_pts", "d_z", "p_t_holm", "p_wilcoxon_holm", "verdict"])),
+        markdown_table(present(table, ["question", "n", "mean_a", "mean_b", "diff_pts", "ci_pts", "d_z", "p_t_holm", "p_wilcoxon", "verdict"])),
     ]
 
 
@@ -125,17 +127,19 @@ def pairwise_section(a: Analysis) -> list[str]:
     if a.pairwise.empty:
         return []
     counts = differing_counts(a.pairwise)
-    untested = a.pairwise[a.pairwise["p_t_holm"].isna()] if "p_t_holm" in a.pairwise else a.pairwise
+    untested = a.pairwise[a.pairwise["p_t_holm"].isna()]
+    n_min = int(a.pairwise["n"][a.pairwise["p_t_holm"].notna()].min()) if counts["tested"] else 0
     lines = [
         "",
         "## Every two cells",
         "",
         f"`tables/pairwise.csv`: {len(a.pairwise)} pairs of cells, {counts['tested']} tested on at least {MIN_SEEDS} common seeds. "
-        f"Differ at alpha {ALPHA}, Holm over the tested pairs: paired t-test {counts.get('p_t_holm', 0)}, Wilcoxon "
-        f"{counts.get('p_wilcoxon_holm', 0)}, McNemar's exact test on all common test pairs pooled {counts.get('p_mcnemar_holm', 0)}; "
-        f"the unpaired Welch test on the same runs finds {counts.get('welch_p_holm', 0)}. Equivalent within "
-        f"±{a.margin * 100:g} points (paired TOST, Holm): {counts.get('equivalent', 0)}. McNemar treats every test pair as "
-        "independent and so ignores the seed-to-seed variance of training: it reads as a check, the t-test decides.",
+        f"Differ at alpha {ALPHA}, Holm over the tested pairs: paired t-test {counts['p_t_holm']} (it decides); McNemar's exact "
+        f"test on all common test pairs pooled {counts['p_mcnemar_holm']} (it treats every test pair as independent and so "
+        f"ignores the seed-to-seed variance of training: a check, not a decision); Wilcoxon {counts['p_wilcoxon_holm']} (its "
+        f"exact p cannot fall below 2/2^n, {2 / 2 ** max(n_min, 1):.2g} for the smallest n here, so after Holm over many pairs it "
+        f"can reject little). The unpaired Welch test on the same runs finds {counts['welch_p_holm']}: what pairing adds. "
+        f"Equivalent within ±{a.margin * 100:g} points (paired TOST, Holm): {counts['equivalent']}.",
     ]
     if len(untested):
         reasons = untested["note"].value_counts()
@@ -157,7 +161,7 @@ def published_section(a: Analysis) -> list[str]:
         "CNNs are expected to differ; the `replication` experiment runs the authors' code's behaviours. Their tanh and "
         "LeakyReLU rows ran ReLU (`pub_activation_actual`). A row is tested only when our runs used the published protocol "
         "(epochs, pairs, batch size, no validation split, no augmentation, the learning-rate presets, ...: `protocol`). "
-        f"Welch's t-test from the aggregates and TOST for equivalence within ±{a.margin:g}, each Holm-corrected over the "
+        f"Welch's t-test from the aggregates and TOST for equivalence within ±{a.margin * 100:g} points, each Holm-corrected over the "
         f"{len(follows)} tested rows: {differs} differ, {equivalent} are shown equivalent, {len(follows) - differs - equivalent} "
         "are inconclusive (neither a difference nor equivalence shown).",
         "",
@@ -182,22 +186,24 @@ def variants_section(a: Analysis) -> list[str]:
         "## Variants against their base runs",
         "",
         "Each variant (overridden keys) against the cell of the same model and activation without them, paired on their "
-        f"common seeds: difference (variant minus base) with its 95% CI, paired t-test and Wilcoxon p, Holm-corrected over the "
-        f"{len(a.variants)} variants; time ratio variant / base.",
+        f"common seeds: difference (variant minus base) with its 95% CI (unadjusted), the paired t-test's p Holm-corrected over "
+        f"the {len(a.variants)} variants (it decides), Wilcoxon's p (unadjusted); time ratio variant / base.",
         "",
         markdown_table(present(a.variants, ["a", "b", "n", "mean_a", "mean_b", "diff", "diff_ci_low", "diff_ci_high",
-                                            "p_t_holm", "p_wilcoxon_holm", "time_ratio", "verdict"])),
+                                            "p_t_holm", "p_wilcoxon", "time_ratio", "verdict"])),
     ]  # fmt: skip
 
 
 def errors_section(a: Analysis) -> list[str]:
-    missing = int((a.data.runs["status"].eq("ok") & ~a.data.runs["has_pairs"]).sum())
+    ok = a.data.runs[a.data.runs["status"] == "ok"]
+    missing, collapsed = int((~ok["has_pairs"]).sum()), int((ok["has_pairs"] & ok["collapsed"]).sum())
     lines = ["", "## Where the models err", ""]
     if a.near_equal.empty:
-        return lines + [f"No record holds per-pair predictions (records before schema 2): {missing} finished runs skipped."]
+        return lines + [f"No usable per-pair predictions: {missing} finished runs have none (records before schema 2), {collapsed} collapsed."]
     lines += [
-        "Errors pooled over each cell's test pairs (`tables/errors_by_digit_pair.csv`, `tables/errors_by_difference.csv`). "
-        "Share of a cell's errors on pairs whose digits differ by at most 1, against the share of such pairs:",
+        "Errors pooled over each cell's test pairs (`tables/errors_by_digit_pair.csv`, `tables/errors_by_difference.csv`), "
+        f"collapsed runs left out ({collapsed}: they predict one class and would only show the collapse). Share of a cell's "
+        "errors on pairs whose digits differ by at most 1, against the share of such pairs:",
         "",
         markdown_table(a.near_equal),
     ]
@@ -224,9 +230,10 @@ def beyond_section(a: Analysis) -> list[str]:
 def problems_section(a: Analysis) -> list[str]:
     runs = a.data.runs
     problems = runs[runs["status"] != "ok"]
-    if not (len(problems) or a.data.corrupt or a.data.incomplete or a.data.duplicates):
+    if not (len(problems) or a.data.corrupt or a.data.incomplete or a.data.duplicates or a.data.warnings):
         return []
-    lines = ["", "## Runs that did not finish", ""]
+    lines = ["", "## Runs that did not finish, and warnings", ""]
+    lines += [f"- warning: {w}" for w in a.data.warnings]
     lines += [f"- `{r.path}`: {r.status}: {r.error}" for r in problems.itertuples()]
     lines += [f"- corrupt record: {c}" for c in a.data.corrupt]
     lines += [f"- no record: `{p}`" for p in a.data.incomplete]
