@@ -138,7 +138,9 @@ def error_heatmaps(by_pair: pd.DataFrame, cells: list[str], path: Path, columns:
     top = max(0.05, float(by_pair[by_pair["cell"].isin(cells)]["error_rate"].max()))
     for i, (ax, cell) in enumerate(zip(axes.flat, cells)):
         grid = by_pair[by_pair["cell"] == cell].pivot(index="d1", columns="d2", values="error_rate")
-        sns.heatmap(grid, ax=ax, vmin=0, vmax=top, cmap="rocket_r", cbar=False, square=True, xticklabels=True, yticklabels=True)
+        ax.imshow(grid.to_numpy(), vmin=0, vmax=top, cmap="rocket_r")  # seaborn's heatmap draws each cell apart: 10x slower
+        ax.set_xticks(range(10), grid.columns)
+        ax.set_yticks(range(10), grid.index)
         ax.set_title(cell, fontsize=8)
         ax.set(xlabel="second digit" if i + columns >= len(cells) else "", ylabel="first digit" if i % columns == 0 else "")
         ax.tick_params(labelsize=6)
