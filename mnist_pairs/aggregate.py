@@ -18,7 +18,7 @@ from mnist_pairs.analysis.report import Analysis, write_report
 from mnist_pairs.analysis.summary import REPORT_ORDER, cell_order, summarize
 
 HEATMAP_CELLS = 16
-FIGURE_FILES = ("accuracy.png", "training_time.png", "convergence.png", "versus_published.png", "ranking.png",
+FIGURE_FILES = ("accuracy.png", "training_time.png", "convergence.png", "versus_published.png", "ranking.png", "pairwise.png",
                 "errors_by_digit_pair.png", "errors_by_difference.png", "aux_digits.png")  # fmt: skip
 
 
@@ -68,6 +68,9 @@ def draw_figures(a: Analysis, folder: Path) -> dict[str, Path]:
         significance = paired.significance_matrix(a.pairwise, list(a.ranking["cell"]))
         note = f"{a.ranking_info['blocks']} seeds; bars: no difference (paired t, Holm)."
         figs["ranking"] = figures.ranking(a.ranking, significance, folder / "ranking.png", note)
+    if "p_t_holm" in a.pairwise and a.pairwise["p_t_holm"].notna().any():
+        shown = list(a.ranking["cell"]) + [c for c in a.order if c not in set(a.ranking.get("cell", []))]
+        figs["pairwise"] = figures.pairwise_matrix(a.pairwise, shown, folder / "pairwise.png")
     if not a.errors_by_digit_pair.empty:
         with_pairs = [c for c in a.order if c in set(a.errors_by_digit_pair["cell"])]
         cells = a.summary.set_index("cell").loc[with_pairs]

@@ -407,7 +407,7 @@ def test_a_real_sweep_finds_the_difference_and_not_the_twin(sweep, tmp_path):
     assert len(table) == 6 and table["p_t_holm"].notna().all()
     ranking = pd.read_csv(tmp_path / "tables" / "ranking.csv")
     assert all(c.endswith((trained, twin)) for c in ranking["cell"].iloc[:2])  # the two that train, ahead
-    for name in ("ranking", "errors_by_digit_pair", "errors_by_difference", "aux_digits"):
+    for name in ("ranking", "pairwise", "errors_by_digit_pair", "errors_by_difference", "aux_digits"):
         assert (tmp_path / "figures" / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
     text = report.read_text()
     assert "## Every two cells" in text and "6 pairs of cells, 6 tested" in text

@@ -134,7 +134,7 @@ def error_heatmaps(by_pair: pd.DataFrame, cells: list[str], path: Path, columns:
     test pairs pooled over its seeds; one colour scale for all panels."""
     columns = min(columns, len(cells))
     rows = -(-len(cells) // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(3.2 * columns + 1.2, 3.1 * rows + 0.6), squeeze=False)
+    fig, axes = plt.subplots(rows, columns, figsize=(2.9 * columns + 1.2, 2.9 * rows + 0.6), squeeze=False, layout="constrained")
     top = max(0.05, float(by_pair[by_pair["cell"].isin(cells)]["error_rate"].max()))
     for i, (ax, cell) in enumerate(zip(axes.flat, cells)):
         grid = by_pair[by_pair["cell"] == cell].pivot(index="d1", columns="d2", values="error_rate")
@@ -146,10 +146,38 @@ def error_heatmaps(by_pair: pd.DataFrame, cells: list[str], path: Path, columns:
         ax.tick_params(labelsize=6)
     for ax in axes.flat[len(cells) :]:
         ax.axis("off")
-    fig.colorbar(plt.cm.ScalarMappable(norm=plt.Normalize(0, top), cmap="rocket_r"), ax=axes, shrink=0.6, label="error rate")
-    fig.suptitle("Test error rate by digit pair (equal digits: class 1)")
+    fig.colorbar(plt.cm.ScalarMappable(norm=plt.Normalize(0, top), cmap="rocket_r"), ax=axes, shrink=0.5, label="error rate")
+    fig.suptitle("Test error rate by digit pair, test pairs pooled over seeds (equal digits: class 1)")
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def pairwise_matrix(pairwise: pd.DataFrame, cells: list[str], path: Path) -> Path:
+    """Every two cells at a glance: the mean paired difference (row minus column, points of test
+    accuracy) in colour, a dot where the paired t-test (Holm over all pairs) finds it; grey where
+    the pair was not tested."""
+    index = {c: i for i, c in enumerate(cells)}
+    diff = np.full((len(cells), len(cells)), np.nan)
+    significant = np.zeros_like(diff, dtype=bool)
+    for r in pairwise[pairwise["a"].isin(index) & pairwise["b"].isin(index)].itertuples():
+        i, j = index[r.a], index[r.b]
+        diff[i, j], diff[j, i] = 100 * r.diff, -100 * r.diff
+        significant[i, j] = significant[j, i] = bool(r.p_t_holm < 0.05)
+    size = 0.32 * len(cells) + 3
+    fig, ax = plt.subplots(figsize=(size + 1.5, size), layout="constrained")
+    top = max(1.0, float(np.nanmax(np.abs(diff))) if np.isfinite(diff).any() else 1.0)
+    ax.set_facecolor("lightgrey")
+    image = ax.imshow(diff, cmap="RdBu", vmin=-top, vmax=top)
+    rows, cols = np.nonzero(significant)
+    ax.scatter(cols, rows, s=6, color="black")
+    ax.set_xticks(range(len(cells)), cells, rotation=90, fontsize=7)
+    ax.set_yticks(range(len(cells)), cells, fontsize=7)
+    fig.colorbar(image, ax=ax, shrink=0.6, label="row minus column (points of test accuracy)")
+    ax.set_title("Paired differences of every two cells; dot: differs (paired t, Holm)", fontsize=9)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
 
