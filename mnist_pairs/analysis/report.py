@@ -71,8 +71,11 @@ def header(a: Analysis) -> list[str]:
 def findings_section(a: Analysis) -> list[str]:
     if a.findings.empty:
         return []
-    table = a.findings.assign(diff_pts=a.findings["diff"] * 100, ci_pts=[
-        "" if math.isnan(lo) else f"{lo * 100:+.1f} to {hi * 100:+.1f}" for lo, hi in zip(a.findings["diff_ci_low"], a.findings["diff_ci_high"])])  # fmt: skip
+    f = a.findings
+    table = f.assign(
+        diff_pts=["" if math.isnan(d) else f"{d * 100:+.2f}" for d in f["diff"]], d_z=f["d_z"].round(2),
+        ci_pts=["" if math.isnan(lo) else f"{lo * 100:+.1f} to {hi * 100:+.1f}" for lo, hi in zip(f["diff_ci_low"], f["diff_ci_high"])],
+    )  # fmt: skip
     return [
         "",
         "## Findings",
