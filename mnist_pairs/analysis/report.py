@@ -131,11 +131,12 @@ def pairwise_section(a: Analysis) -> list[str]:
         return []
     counts = differing_counts(a.pairwise)
     untested = a.pairwise[a.pairwise["p_t_holm"].isna()]
-    n_min = int(a.pairwise["n"][a.pairwise["p_t_holm"].notna()].min()) if counts["tested"] else 0
-    lines = [
-        "",
-        "## Every two cells",
-        "",
+    lines = ["", "## Every two cells", ""]
+    if not counts["tested"]:
+        reasons = "; ".join(f"{n} pairs: {why}" for why, n in untested["note"].value_counts().items())
+        return lines + [f"`tables/pairwise.csv`: {len(a.pairwise)} pairs of cells, none tested ({reasons})."]
+    n_min = int(a.pairwise["n"][a.pairwise["p_t_holm"].notna()].min())
+    lines += [
         f"`tables/pairwise.csv`: {len(a.pairwise)} pairs of cells, {counts['tested']} tested on at least {MIN_SEEDS} common seeds. "
         f"Differ at alpha {ALPHA}, Holm over the tested pairs: paired t-test {counts['p_t_holm']} (it decides); McNemar's exact "
         f"test on all common test pairs pooled {counts['p_mcnemar_holm']} (it treats every test pair as independent and so "
