@@ -58,13 +58,13 @@ def assert_tracked_once(uri: str, experiment: str, results: Path, tmp_path: Path
         assert (tags["model"], tags["activation"], tags["seed"], tags["experiment"]) == (record["model"], record["activation"], str(record["seed"]), "grid")
         assert tags["record_finished_at"] == record["finished_at"] and tags["cell_hash"] == records.cell_hash(record["config"])
         assert run.data.params == dict(track.flat_params(record["config"]))
-        assert run.data.params["train.epochs"] == "2" and run.data.params["model.name"] == record["model"]
+        assert run.data.params["train.epochs"] == str(record["config"]["train"]["epochs"]) and run.data.params["model.name"] == record["model"]
         for key, value in record["metrics"].items():
             assert run.data.metrics[key] == pytest.approx(value), key
         for key, values in record["history"].items():
             history = sorted(client.get_metric_history(run.info.run_id, f"history/{key}"), key=lambda m: m.step)
             assert [(m.step, m.value) for m in history] == [(e, pytest.approx(v)) for e, v in enumerate(values, 1) if v is not None], key
-        assert {a.path for a in client.list_artifacts(run.info.run_id)} == {records.RECORD_FILE}
+        assert {a.path for a in client.list_artifacts(run.info.run_id)} == {records.RECORD_FILE, *([record["weights"]] if "weights" in record else [])}
         copy = mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path=records.RECORD_FILE,
                                                    dst_path=str(tmp_path / run.info.run_id), tracking_uri=uri)  # fmt: skip
         assert json.loads(Path(copy).read_text()) == json.loads(json.dumps(record))
@@ -106,7 +106,8 @@ def kill_and_resume(out: Path, synthetic_root: Path, uri: str, tmp_path: Path, *
 
 @pytest.mark.slow
 def test_a_killed_and_resumed_sweep_logs_each_run_once_into_a_server(tmp_path, synthetic_root, mlflow_server):
-    kill_and_resume(tmp_path / "out", synthetic_root, mlflow_server, tmp_path, f"tracking.uri={mlflow_server}")
+    kill_and_resume(tmp_path / "out", synthetic_root, mlflow_server, tmp_path, f"tracking.uri={mlflow_server}", "train.save_model=true")
+    assert all("weights" in r for r in finished(tmp_path / "out" / "grid").values())  # and each saved model is an artifact
 
 
 @pytest.mark.slow
@@ -191,12 +192,13 @@ def test_parallel_processes_on_a_fresh_sqlite_store_log_each_run_once(compose_cf
 
 def test_a_tracker_that_is_down_fails_no_run_and_the_next_sweep_exports_them(tmp_path, synthetic_root):
     args = ["-m", "model=cnn3", "seed=0,1", f"data.root={synthetic_root}", "data.download=false", f"output_root={tmp_path}",
-            "experiment_name=grid", "data.n_train=100", "data.n_test=50", "train.epochs=1", "tracking=mlflow"]  # fmt: skip
+            "experiment_name=grid", "data.n_train=100", "data.n_test=50", "train.epochs=1", "tracking=mlflow",
+            "device.vectorize=2"]  # both seeds in one job, trained at once, each logged on its own  # fmt: skip
     down = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     done = run_cli(*args, f"tracking.uri={down}", env={"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"})  # refused at once
     assert done.returncode == 0, done.stderr
     output = done.stdout + done.stderr
-    assert "sweep 2/2 (2 ok" in output
+    assert "sweep 2/2 (2 ok" in output and "2 runs in 1 jobs" in output
     assert output.count(f"not logged to {down}") == 2 and "its record is written" in output
     assert "the sweep was not exported" in output
     assert len(finished(tmp_path / "grid")) == 2
