@@ -110,6 +110,16 @@ def config_hash(config: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
+    """A nested config as {dotted key: value} (an empty mapping stays a value)."""
+    if isinstance(node, dict):
+        out: dict[str, Any] = {}
+        for key, value in node.items():
+            out.update(flatten(value, f"{prefix}{key}."))
+        return out if out or not prefix else {prefix[:-1]: {}}
+    return {prefix[:-1]: node}
+
+
 def cell_hash(config: dict[str, Any]) -> str:
     """The identity of a run's cell: its config hash without the seed. Runs of one cell differ
     only in their seed, so aggregation may pool them; runs of two cells must never be pooled."""

@@ -183,13 +183,9 @@ def run_name(record: records.RunRecord) -> str:
     return "/".join(p for p in (record["model"], record["activation"], record["variant"]) if p) + f" seed={record['seed']}"
 
 
-def flat_params(node: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, str]]:
-    """(dotted key, value) of a nested config; values as in a command-line override (JSON)."""
-    for key, value in node.items():
-        if isinstance(value, dict) and value:
-            yield from flat_params(value, f"{prefix}{key}.")
-        else:
-            yield f"{prefix}{key}", value if isinstance(value, str) else json.dumps(value)
+def flat_params(config: dict[str, Any]) -> dict[str, str]:
+    """The config as params: dotted keys, values as in a command-line override (JSON)."""
+    return {key: value if isinstance(value, str) else json.dumps(value) for key, value in records.flatten(config).items()}
 
 
 def run_tags(record: records.RunRecord, rel_dir: str) -> dict[str, str]:
@@ -240,7 +236,7 @@ def create_run(client: MlflowClient, experiment_id: str, record: records.RunReco
     from mlflow.entities import Param
 
     run_id = client.create_run(experiment_id, start_time=millis(record["started_at"]), tags=run_tags(record, rel_dir), run_name=run_name(record)).info.run_id
-    params = [Param(k, v) for k, v in flat_params(record["config"])]
+    params = [Param(k, v) for k, v in flat_params(record["config"]).items()]
     for i in range(0, len(params), MAX_PARAMS):
         client.log_batch(run_id, params=params[i : i + MAX_PARAMS])
     metrics = run_metrics(record)

@@ -5,6 +5,7 @@ folder, twice; parallel processes on a fresh SQLite store; a tracker that is dow
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import signal
@@ -18,6 +19,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from mnist_pairs import records, track
+from mnist_pairs.config import ConfigError, validate
 from mnist_pairs.train import run, seed_config
 from tests.conftest import ROOT, free_port, run_cli
 
@@ -57,7 +59,7 @@ def assert_tracked_once(uri: str, experiment: str, results: Path, tmp_path: Path
         tags = run.data.tags
         assert (tags["model"], tags["activation"], tags["seed"], tags["experiment"]) == (record["model"], record["activation"], str(record["seed"]), "grid")
         assert tags["record_finished_at"] == record["finished_at"] and tags["cell_hash"] == records.cell_hash(record["config"])
-        assert run.data.params == dict(track.flat_params(record["config"]))
+        assert run.data.params == track.flat_params(record["config"])
         assert run.data.params["train.epochs"] == str(record["config"]["train"]["epochs"]) and run.data.params["model.name"] == record["model"]
         for key, value in record["metrics"].items():
             assert run.data.metrics[key] == pytest.approx(value), key
@@ -215,3 +217,23 @@ def test_tracking_and_save_model_stay_out_of_a_runs_identity_and_folder(compose_
     other = compose_cfg("model=cnn3", "tracking=mlflow", "tracking.uri=http://example.invalid:5000", "train.save_model=true", hydra=True)
     identity = [records.config_hash({k: v for k, v in OmegaConf.to_container(c, resolve=False).items() if k != "hydra"}) for c in (base, other)]
     assert identity[0] == identity[1]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [(("train.save_model=sometimes",), "train.save_model='sometimes' is not allowed: true or false"),
+     (("tracking=mlflow", "tracking.uri=''"), "tracking.uri='' is not allowed: null (the embedded SQLite store"),
+     (("tracking=mlflow", "tracking.experiment=''"), "tracking.experiment='' is not allowed: a non-empty experiment name")],
+)  # fmt: skip
+def test_bad_tracking_values_are_refused_before_any_work(compose_cfg, overrides, message):
+    with pytest.raises(ConfigError) as info:
+        validate(compose_cfg(*overrides))
+    assert str(info.value).startswith(message)
+
+
+def test_tracking_mlflow_without_mlflow_installed_says_how_to_install_it(compose_cfg, monkeypatch):
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "mlflow" else find_spec(name, *a))
+    with pytest.raises(ConfigError, match=r"tracking='mlflow' is not allowed: MLflow is not installed: pip install -e '\.\[tracking\]'"):
+        validate(compose_cfg("tracking=mlflow"))
+    validate(compose_cfg())  # tracking=none needs no MLflow
