@@ -32,6 +32,7 @@ def pairs_config(run_config: DictConfig, overrides: list[str]) -> DictConfig:
     cfg = run_config.copy()
     with open_dict(cfg):
         cfg.device.type = "auto"
+        cfg.tracking = {"backend": "none"}  # scoring logs nothing (and needs no MLflow)
     for override in overrides:
         key, sep, value = override.partition("=")
         if not sep or key not in OVERRIDABLE:

@@ -14,7 +14,8 @@ Design: both logging from the jobs and an export from the records, through one i
 function (``log_record``). A job logs each run right after writing its record (``log_run``), so
 the runs show up as they finish; the grid sweeper exports the sweep's folder once its jobs are
 done (``export_sweep``), which fills in whatever a job could not log (a tracker that was down, a
-job killed while logging, SLURM jobs with the SQLite store). The export alone would show nothing
+job killed while logging, SLURM jobs with the SQLite store); it also creates the store and the
+experiment while it validates the sweep (``prepare_sweep``), before any job starts. The export alone would show nothing
 until a sweep ends; the jobs alone would lose a run to every tracker failure.
 
 Idempotent: an MLflow run is found by its record's identity (tag ``config_hash``) in the folder's
@@ -42,6 +43,7 @@ import json
 import logging
 import os
 import sys
+import threading
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -65,11 +67,12 @@ ARTIFACTS_DIR = "mlartifacts"  # beside a SQLite store: <its folder>/mlartifacts
 IDENTITY_TAG = "config_hash"
 RECORD_TAG = "record_finished_at"  # which record of that identity the MLflow run holds
 TRACKED = {"ok": "FINISHED", "diverged": "FAILED"}  # record status -> MLflow run status
-# A job must not wait minutes for a tracker that is down (MLflow's own defaults retry for long), nor
-# print a link per run; the user's own MLFLOW_* variables win.
+# A job must not wait minutes for a tracker that is down (MLflow's own defaults retry for long),
+# print a link per run, nor send MLflow's usage telemetry from compute nodes; the user's own
+# MLFLOW_* variables win.
 CLIENT_DEFAULTS = {
     "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "20",
-    "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",  # its "View run" line, once per run
+    "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true", "MLFLOW_DISABLE_TELEMETRY": "true",
 }  # fmt: skip
 MAX_PARAMS, MAX_METRICS = 100, 1000  # per log_batch call (MLflow's limits)
 
@@ -335,6 +338,26 @@ def summary(results_dir: Path, where: Target, counts: Counter) -> str:
     n = sum(counts.values())
     return (f"{results_dir}: {n} finished runs in experiment {where.experiment!r} of {where.uri}: {counts['logged']} logged, "
             f"{counts['replaced']} replaced, {counts['present']} already there, {counts['failed']} failed")  # fmt: skip
+
+
+def prepare_sweep(cfg: DictConfig) -> threading.Thread | None:
+    """The grid sweeper's first step with ``tracking=mlflow``: in a thread, while the sweep is
+    validated, import MLflow, create the store (a fresh SQLite file's schema migration takes ~6 s)
+    and the experiment, so that the jobs find both. Returns the thread to join before launching."""
+    if not tracking_on(cfg):
+        return None
+    where = target_of(cfg)
+
+    def prepare() -> None:
+        try:
+            with store_lock(where):
+                connect(where)
+        except Exception as error:  # the jobs try again, and warn
+            log.warning("tracking: %s not ready (%s)", where.uri, first_line(error))
+
+    thread = threading.Thread(target=prepare, name="prepare-tracking")  # not a daemon: an exit waits for a migration to end
+    thread.start()
+    return thread
 
 
 def export_sweep(cfg: DictConfig, sweep_dir: Path) -> None:

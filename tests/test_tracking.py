@@ -172,15 +172,19 @@ track.log_run(cfg, run_dir, records.read_record(run_dir / records.RECORD_FILE))
 
 
 @pytest.mark.slow
-def test_parallel_processes_on_a_fresh_sqlite_store_log_each_run_once(compose_cfg, synthetic_root, tmp_path):
-    """The hazards of MLflow under parallel jobs (schema migration of a fresh SQLite file, creating
-    one experiment, 'database is locked'): four processes released at once into a new store.
-    Without mnist_pairs.track.store_lock each of them fails in MLflow's schema migration
-    ("duplicate column name: step", "table ... already exists", alembic's "Online migration
-    expected to match one row")."""
+@pytest.mark.parametrize("store", ["sqlite", "server"])
+def test_parallel_processes_log_each_run_once_into_a_fresh_store(compose_cfg, synthetic_root, tmp_path, request, store):
+    """The hazards of MLflow under parallel jobs: four processes released at once into a new
+    SQLite store (its schema migration, 'database is locked'), or into a new experiment of a
+    server (created by all four at once). Without mnist_pairs.track.store_lock each SQLite one
+    fails in MLflow's migration ("duplicate column name: step", "table ... already exists",
+    alembic's "Online migration expected to match one row")."""
     results = tmp_path / "out" / "grid"
     dirs = tiny_runs(compose_cfg, synthetic_root, results, seeds=(0, 1, 2, 3))
-    OmegaConf.save(compose_cfg("tracking=mlflow", f"output_root={results.parent}", "experiment_name=grid"), tmp_path / "cfg.yaml", resolve=True)
+    uri = request.getfixturevalue("mlflow_server") if store == "server" else track.default_uri(results.parent)
+    experiment = f"grid-{tmp_path.name}"  # new on the server too
+    cfg = compose_cfg("tracking=mlflow", f"tracking.uri={uri}", f"tracking.experiment={experiment}", f"output_root={results.parent}", "experiment_name=grid")
+    OmegaConf.save(cfg, tmp_path / "cfg.yaml", resolve=True)
     release = tmp_path / "go"
     workers = [subprocess.Popen([sys.executable, "-c", LOG_WHEN_RELEASED, str(tmp_path / "cfg.yaml"), str(d), str(release)], cwd=ROOT,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for d in dirs.values()]  # fmt: skip
@@ -189,7 +193,7 @@ def test_parallel_processes_on_a_fresh_sqlite_store_log_each_run_once(compose_cf
     outputs = [w.communicate(timeout=180)[0] for w in workers]
     assert [w.returncode for w in workers] == [0] * 4, outputs
     assert not any("not logged" in out for out in outputs), outputs
-    assert_tracked_once(track.default_uri(results.parent), "grid", results, tmp_path)
+    assert_tracked_once(uri, experiment, results, tmp_path)
 
 
 def test_a_tracker_that_is_down_fails_no_run_and_the_next_sweep_exports_them(tmp_path, synthetic_root):

@@ -6,7 +6,8 @@ command line apply to every grid (the command line wins). Before launching, ever
 composed and validated, so a bad value stops the sweep before any training; then the sweep's
 progress session is started (see mnist_pairs.progress). Runs whose folder already holds their
 finished record are not launched at all (a resumed sweep launches only what is missing). With
-``tracking=mlflow`` the sweep ends by exporting its folder (mnist_pairs.track.export_sweep).
+``tracking=mlflow`` the store and experiment are created while the sweep is validated and the
+sweep ends by exporting its folder (mnist_pairs.track.prepare_sweep, export_sweep).
 
 ``warm_up`` (joblib launcher only; default true): start the worker processes, and let each import
 torch, read MNIST and open the device, while the parent validates the jobs. On a GPU a worker's
@@ -213,7 +214,10 @@ class GridSweeper(BasicSweeper):
 
         assert self.config is not None and self.launcher is not None
         jobs = self.job_overrides(arguments)
+        preparing = track.prepare_sweep(self.config)  # tracking=mlflow: store and experiment, while validating
         models, per_job = self.validate_sweep(jobs)
+        if preparing is not None:
+            preparing.join()
         sweep_dir = Path(self.config.hydra.sweep.dir)
         done = self.finished_jobs(jobs, sweep_dir)
         if any(done):
