@@ -14,9 +14,9 @@ Design: both logging from the jobs and an export from the records, through one i
 function (``log_record``). A job logs each run right after writing its record (``log_run``), so
 the runs show up as they finish; the grid sweeper exports the sweep's folder once its jobs are
 done (``export_sweep``), which fills in whatever a job could not log (a tracker that was down, a
-job killed while logging, SLURM jobs with the SQLite store); it also creates the store and the
-experiment while it validates the sweep (``prepare_sweep``), before any job starts. The export alone would show nothing
-until a sweep ends; the jobs alone would lose a run to every tracker failure.
+job killed while logging, SLURM jobs with the SQLite store), and it creates the store and the
+experiment while it validates the sweep (``prepare_sweep``), before any job starts. The export
+alone would show nothing until a sweep ends; the jobs alone would lose a run to every failure.
 
 Idempotent: an MLflow run is found by its record's identity (tag ``config_hash``) in the folder's
 experiment. A complete MLflow run of the same record (same ``record_finished_at`` tag, terminated)
