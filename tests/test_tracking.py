@@ -216,7 +216,7 @@ def test_a_tracker_that_is_down_fails_no_run_and_the_next_sweep_exports_them(tmp
     assert len(tracked(track.default_uri(tmp_path), "grid")) == 2
 
 
-def test_tracking_and_save_model_stay_out_of_a_runs_identity_and_folder(compose_cfg):
+def test_tracking_and_save_model_stay_out_of_a_runs_identity(compose_cfg):
     base = compose_cfg("model=cnn3", hydra=True)
     other = compose_cfg("model=cnn3", "tracking=mlflow", "tracking.uri=http://example.invalid:5000", "train.save_model=true", hydra=True)
     identity = [records.config_hash({k: v for k, v in OmegaConf.to_container(c, resolve=False).items() if k != "hydra"}) for c in (base, other)]
