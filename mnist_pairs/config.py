@@ -6,6 +6,7 @@ of options; this module checks the values inside the groups and the `_target_`s 
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -99,6 +100,22 @@ def _validate_vectorize(cfg: DictConfig) -> None:
                 _fail(key, value, f"with device.vectorize > 1 only {off!r} (seeds trained at once)")
 
 
+def _validate_outputs(cfg: DictConfig) -> None:
+    """train.save_model and the tracking group (records written before them lack both)."""
+    save = OmegaConf.select(cfg, "train.save_model", default=False)
+    if not isinstance(save, bool):
+        _fail("train.save_model", save, "true or false")
+    if OmegaConf.select(cfg, "tracking.backend", default="none") != "mlflow":
+        return
+    if importlib.util.find_spec("mlflow") is None:
+        _fail("tracking", "mlflow", "MLflow is not installed: pip install -e '.[tracking]' (make venv installs it), or tracking=none")
+    uri, name = cfg.tracking.uri, cfg.tracking.experiment
+    if uri is not None and (not isinstance(uri, str) or not uri.strip()):
+        _fail("tracking.uri", uri, "null (the embedded SQLite store under output_root) or a tracking URI such as http://127.0.0.1:5000")
+    if not isinstance(name, str) or not name.strip():
+        _fail("tracking.experiment", name, "a non-empty experiment name")
+
+
 def _targets(node: Any, path: str = "") -> Iterator[tuple[str, str]]:
     """(dotted key, target) of every ``_target_`` below ``node``, outside Hydra's own ``hydra``
     node (its launcher and sweeper are Hydra plugins, not instantiated by us)."""
@@ -144,6 +161,7 @@ def validate(cfg: DictConfig) -> None:
         _fail("device", "cuda", "cuda needs a visible CUDA GPU and this machine has none; use device=cpu or device=auto")
     _int(cfg, "device.threads", 0, allowed="an integer >= 0 (0 = torch's default)")
     _validate_vectorize(cfg)
+    _validate_outputs(cfg)
     if cfg.device.channels_last not in ("auto", True, False):
         _fail("device.channels_last", cfg.device.channels_last, "auto, true or false")
     for key, target in _targets(cfg):

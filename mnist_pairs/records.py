@@ -9,9 +9,9 @@ import os
 import platform
 import tempfile
 from datetime import datetime, timezone
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Literal, TypedDict
+from typing import IO, Any, Literal, TypedDict
 
 try:
     from typing import NotRequired
@@ -23,7 +23,9 @@ SCHEMA_VERSION = 2  # 2: per-pair test predictions (test_pairs) and the digit br
 Status = Literal["ok", "failed", "diverged"]
 
 # Keys that do not change a run's results: left out of its identity hash.
-NON_IDENTITY_KEYS = ("force", "output_root", "experiment_name", "data.root", "data.cache_dir", "data.download", "device")
+NON_IDENTITY_KEYS = (
+    "force", "output_root", "experiment_name", "data.root", "data.cache_dir", "data.download", "device", "train.save_model", "tracking",
+)  # fmt: skip
 
 
 class Metrics(TypedDict):
@@ -88,6 +90,7 @@ class RunRecord(TypedDict):
     host: NotRequired[str]
     pid: NotRequired[int]
     slurm_job: NotRequired[str]
+    weights: NotRequired[str]  # with train.save_model: the file of the trained weights beside the record (mnist_pairs.runs)
     traceback: NotRequired[str]
 
 
@@ -105,6 +108,16 @@ def config_hash(config: dict[str, Any]) -> str:
         if isinstance(node, dict):
             node.pop(leaf, None)
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
+    """A nested config as {dotted key: value} (an empty mapping stays a value)."""
+    if isinstance(node, dict):
+        out: dict[str, Any] = {}
+        for key, value in node.items():
+            out.update(flatten(value, f"{prefix}{key}."))
+        return out if out or not prefix else {prefix[:-1]: {}}
+    return {prefix[:-1]: node}
 
 
 def cell_hash(config: dict[str, Any]) -> str:
@@ -170,27 +183,32 @@ def complete_record(
         record["test_pairs"] = test_pairs
 
 
-def write_record(run_dir: Path, record: RunRecord) -> Path:
-    """Write ``record.json`` atomically: a temporary file in the same folder, fsync, rename.
-    A reader sees the old record or the new one, never a torn file."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    path = run_dir / RECORD_FILE
-    fd, tmp = tempfile.mkstemp(prefix=".record-", suffix=".tmp", dir=run_dir)
+def write_atomically(path: Path, write: Callable[[IO[bytes]], None]) -> Path:
+    """Write ``path`` through ``write`` atomically: a temporary file in the same folder, fsync,
+    rename, fsync of the folder. A reader sees the old file or the new one, never a torn file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(record, f, indent=1, sort_keys=True, allow_nan=True)
+        with os.fdopen(fd, "wb") as f:
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    dir_fd = os.open(run_dir, os.O_RDONLY)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
     return path
+
+
+def write_record(run_dir: Path, record: RunRecord) -> Path:
+    """Write ``record.json`` atomically (``write_atomically``)."""
+    text = json.dumps(record, indent=1, sort_keys=True, allow_nan=True).encode()
+    return write_atomically(run_dir / RECORD_FILE, lambda f: f.write(text))
 
 
 class CorruptRecordError(ValueError):

@@ -25,11 +25,12 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 import mnist_pairs
-from mnist_pairs import records
+from mnist_pairs import records, track
 from mnist_pairs.config import ConfigError, resolve_device, use_channels_last, validate
 from mnist_pairs.augment import AugmentSettings, augment
 from mnist_pairs.data import DataNotFoundError, Pairs, make_pairs, split_validation
 from mnist_pairs.progress import record_outcome
+from mnist_pairs.runs import build_model, save_weights
 from mnist_pairs.engine import Augmenter, DivergedError, FitResult, TrainSettings, evaluate, fit, score
 from mnist_pairs.seeding import generator, stream_seed
 from mnist_pairs.vectorize import StackedModels, fit_stacked
@@ -44,13 +45,6 @@ def run_subdir(model: str, activation: str, seed: Any, variant: str = "") -> str
 
 
 OmegaConf.register_new_resolver("run_subdir", run_subdir, replace=True)
-
-
-def build_model(model_cfg: DictConfig) -> torch.nn.Module:
-    """Instantiate the model group's ``_target_`` (its ``name`` is a label, not an argument)."""
-    spec = OmegaConf.to_container(model_cfg, resolve=True)
-    spec.pop("name", None)
-    return instantiate(spec)
 
 
 def library_versions() -> dict[str, str]:
@@ -82,7 +76,9 @@ def device_name(device: torch.device) -> str:
 
 
 def train_settings(cfg: DictConfig) -> TrainSettings:
-    return TrainSettings(**OmegaConf.to_container(cfg.train, resolve=True))
+    settings = OmegaConf.to_container(cfg.train, resolve=True)
+    settings.pop("save_model", None)  # what to keep of a run, not how to train it
+    return TrainSettings(**settings)
 
 
 def augmenter(cfg: DictConfig) -> Augmenter | None:
@@ -240,6 +236,8 @@ def run(cfg: DictConfig, run_dir: Path, variant: str = "") -> records.RunRecord:
         result = fit(model, optimizer, train, test, train_settings(cfg), generator(cfg.seed, "shuffle"), epoch_logger(cfg),
                      val=val, augment=augmenter(cfg))  # fmt: skip
         complete_record(record, model, result, train, val, test)
+        if cfg.train.save_model:
+            save_weights(run_dir, model, record)
     except DivergedError as error:
         record.update(status="diverged", error=str(error))
     except Exception as error:
@@ -249,6 +247,7 @@ def run(cfg: DictConfig, run_dir: Path, variant: str = "") -> records.RunRecord:
         record["finished_at"] = records.now()
         records.write_record(run_dir, record)
     log_done(record)
+    track.log_run(cfg, run_dir, record)
     return record
 
 
@@ -328,6 +327,8 @@ def train_seed_batch(
                 recs[seed].update(status="diverged", error=result.diverged)
             else:
                 complete_record(recs[seed], models[seed], result.fit, train, val, test)
+                if first.train.save_model:
+                    save_weights(run_dirs[seed], models[seed], recs[seed])
     except Exception as error:
         for rec in recs.values():
             fail_record(rec, error)
@@ -336,8 +337,9 @@ def train_seed_batch(
         for seed, rec in recs.items():
             rec["finished_at"] = records.now()
             records.write_record(run_dirs[seed], rec)
-    for rec in recs.values():
+    for seed, rec in recs.items():
         log_done(rec)
+        track.log_run(cfgs[seed], run_dirs[seed], rec)
     return recs
 
 

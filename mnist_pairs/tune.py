@@ -19,6 +19,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from mnist_pairs import records
+from mnist_pairs.records import flatten
 from mnist_pairs.config import CONF_DIR, compose_config
 from mnist_pairs.train import mean_objective
 
@@ -54,15 +55,6 @@ def best_run(sweep_dir: Path) -> tuple[Path, records.RunRecord, float, int]:
         best = chosen or best
     objective, _, path, rec, n_seeds = best[0]
     return path.parent, rec, -objective, n_seeds
-
-
-def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(node, dict):
-        out: dict[str, Any] = {}
-        for key, value in node.items():
-            out.update(flatten(value, f"{prefix}{key}."))
-        return out if out or not prefix else {prefix[:-1]: {}}
-    return {prefix[:-1]: node}
 
 
 def not_tuned(key: str) -> bool:

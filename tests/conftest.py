@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import os
+import signal
+import socket
 import struct
 import subprocess
 import sys
-from collections.abc import Callable
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -80,3 +84,57 @@ def run_cli(*args: str, module: str = "mnist_pairs.train", env: dict[str, str] |
         [sys.executable, "-m", module, *args],
         cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=timeout,
     )  # fmt: skip
+
+
+def free_port() -> int:
+    """A TCP port of localhost that nothing listens on (the OS's choice)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def healthy(uri: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{uri}/health", timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real `mlflow server` on a free localhost port (SQLite backend, artifacts proxied into
+    its folder), started once for the session and stopped after it; it stops by itself after
+    30 minutes in any case. Yields its tracking URI."""
+    folder = tmp_path_factory.mktemp("mlflow_server")
+    port = free_port()
+    cmd = ["timeout", "1800", sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "2",
+           "--backend-store-uri", f"sqlite:///{folder / 'mlflow.db'}", "--artifacts-destination", str(folder / "artifacts")]  # fmt: skip
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}  # no GenAI job workers: 2 cores here
+    with open(folder / "server.log", "w") as log:
+        server = subprocess.Popen(cmd, cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while not healthy(uri):
+            if server.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"mlflow server did not start: {(folder / 'server.log').read_text()[-3000:]}")
+            time.sleep(0.5)
+        yield uri
+    finally:
+        stop_process_group(server)
+
+
+def stop_process_group(proc: subprocess.Popen) -> None:
+    """SIGTERM to the process group a test started (``start_new_session``), then SIGKILL to any
+    process of it still there after 30 s."""
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        pass
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()

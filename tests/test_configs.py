@@ -150,10 +150,12 @@ def test_every_experiment_preset_composes_and_validates(name):
 
 def test_keys_outside_a_runs_identity_stay_out_of_its_folder_name():
     """A key that does not change results (records.NON_IDENTITY_KEYS) must not change the run's
-    folder either: Hydra's override_dirname must exclude it, and each device.* knob by name."""
+    folder either: Hydra's override_dirname must exclude it, and each device.* and tracking.* key
+    by name."""
     from mnist_pairs.records import NON_IDENTITY_KEYS
 
     cfg = compose_config(hydra=True)
     excluded = set(cfg.hydra.job.config.override_dirname.exclude_keys)
-    expected = {*NON_IDENTITY_KEYS, *(f"device.{key}" for key in cfg.device)}
+    tracking = compose_config("tracking=mlflow").tracking
+    expected = {*NON_IDENTITY_KEYS, *(f"device.{key}" for key in cfg.device), *(f"tracking.{key}" for key in tracking)}
     assert expected <= excluded, sorted(expected - excluded)

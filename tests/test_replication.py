@@ -24,7 +24,8 @@ def test_replication_preset_sets_the_authors_protocol():
     assert dict(cfg.train) == {"epochs": 50, "batch_size": 250, "shuffle": False, "monitor": "train_mode_forward",
                                "eval_every_epoch": True, "eval_interval": 1, "aux_schedule": "alternating_full_batch", "zero_grad": "zero",
                                # beyond the report, all off
-                               "label_smoothing": 0.0, "lr_schedule": "none", "early_stop_patience": 0, "precision": "fp32"}  # fmt: skip
+                               "label_smoothing": 0.0, "lr_schedule": "none", "early_stop_patience": 0, "precision": "fp32",
+                               "save_model": False}  # fmt: skip
     assert cfg.data.scale == "raw" and (cfg.data.n_train, cfg.data.n_test) == (1000, 1000)
     assert cfg.optimizer._target_ == "torch.optim.Adam" and cfg.device.threads == 1
     assert cfg.hydra.launcher._target_.endswith("JoblibLauncher") and cfg.hydra.launcher.n_jobs == 2

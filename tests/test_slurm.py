@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from mnist_pairs import records
+from mnist_pairs import records, track
 from mnist_pairs.analysis.collect import collect
 from tests.conftest import ROOT, run_cli
 
@@ -129,6 +129,29 @@ def test_grid_on_slurm_equals_local_and_a_cancelled_job_is_redone_alone(tmp_path
 
     # the same aggregated metrics as the local run (same seeds, same CPU, one thread each)
     pd.testing.assert_frame_equal(metrics_table(results), metrics_table(tmp_path / "local" / "grid"))
+
+
+def test_tracking_from_slurm_jobs(tmp_path, synthetic_root, slurm_cluster, mlflow_server):
+    """tracking=mlflow under launcher=slurm: with a tracking server the jobs log their runs
+    themselves; with the embedded SQLite store they leave it to the sweep's export, which the
+    submitting process runs. Either way every run is in MLflow once, whole."""
+    pytest.importorskip("mlflow")
+    from tests.test_tracking import assert_tracked_once
+
+    for name, extra, uri in [("server", [f"tracking.uri={mlflow_server}"], mlflow_server),
+                             ("sqlite", [], track.default_uri(tmp_path / "sqlite"))]:  # fmt: skip
+        done = run_cli(*grid_args(tmp_path / name, synthetic_root, "launcher=slurm", "hydra.launcher.runs_per_job=3", "tracking=mlflow", *extra))
+        assert done.returncode == 0, done.stdout + done.stderr
+        results = tmp_path / name / "grid"
+        assert {records.read_record(p)["slurm_job"].split("_")[0] for p in results.rglob(records.RECORD_FILE)} != {""}
+        assert_tracked_once(uri, "grid", results, tmp_path / name / "artifacts")
+        job_logs = "".join(p.read_text() for p in results.rglob("train.log"))
+        if name == "server":  # logged by the jobs; the sweep's export found them all
+            assert job_logs.count("logged in experiment 'grid'") == 6
+            assert "0 logged, 0 replaced, 6 already there" in done.stdout + done.stderr
+        else:  # left by the jobs to the sweep's export
+            assert job_logs.count("left to the export") == 6
+            assert "6 logged, 0 replaced, 0 already there" in done.stdout + done.stderr
 
 
 def _submitted_job(out: Path) -> str | None:

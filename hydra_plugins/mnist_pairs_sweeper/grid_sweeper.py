@@ -5,7 +5,9 @@ plus 5 advanced models x ReLU x 10 seeds), so ``grids`` lists several products; 
 command line apply to every grid (the command line wins). Before launching, every job's config is
 composed and validated, so a bad value stops the sweep before any training; then the sweep's
 progress session is started (see mnist_pairs.progress). Runs whose folder already holds their
-finished record are not launched at all (a resumed sweep launches only what is missing).
+finished record are not launched at all (a resumed sweep launches only what is missing). With
+``tracking=mlflow`` the store and experiment are created while the sweep is validated and the
+sweep ends by exporting its folder (mnist_pairs.track.prepare_sweep, export_sweep).
 
 ``warm_up`` (joblib launcher only; default true): start the worker processes, and let each import
 torch, read MNIST and open the device, while the parent validates the jobs. On a GPU a worker's
@@ -207,11 +209,15 @@ class GridSweeper(BasicSweeper):
         return models + more_models, per_job + more_per_job
 
     def sweep(self, arguments: List[str]) -> Any:
+        from mnist_pairs import track
         from mnist_pairs.progress import record_outcome, start_session
 
         assert self.config is not None and self.launcher is not None
         jobs = self.job_overrides(arguments)
+        preparing = track.prepare_sweep(self.config)  # tracking=mlflow: store and experiment, while validating
         models, per_job = self.validate_sweep(jobs)
+        if preparing is not None:
+            preparing.join()
         sweep_dir = Path(self.config.hydra.sweep.dir)
         done = self.finished_jobs(jobs, sweep_dir)
         if any(done):
@@ -235,11 +241,14 @@ class GridSweeper(BasicSweeper):
             log.info(line)
         returns: List[Sequence[JobReturn]] = []
         initial_job_idx = 0
-        while not self.is_done():
-            batch = self.get_job_batch()
-            results = self.launcher.launch(batch, initial_job_idx=initial_job_idx)
-            for r in results:
-                _ = r.return_value  # re-raises what escaped a job (the task records training errors itself)
-            initial_job_idx += len(batch)
-            returns.append(results)
+        try:
+            while not self.is_done():
+                batch = self.get_job_batch()
+                results = self.launcher.launch(batch, initial_job_idx=initial_job_idx)
+                for r in results:
+                    _ = r.return_value  # re-raises what escaped a job (the task records training errors itself)
+                initial_job_idx += len(batch)
+                returns.append(results)
+        finally:
+            track.export_sweep(self.config, sweep_dir)  # tracking=mlflow: what the jobs could not log (lost jobs too)
         return returns

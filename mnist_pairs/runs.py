@@ -1,0 +1,98 @@
+"""A run's trained model: built from its config, its weights saved beside its record
+(``train.save_model``), and rebuilt from the two by ``load_run``.
+
+    from mnist_pairs.runs import load_run
+    run = load_run("outputs/beyond/siamese_lenet_mlp/relu/tuned=siamese_lenet_mlp-none/seed=0")
+    logits = run.model(x)          # x: [n, 2, 14, 14], scaled as run.config.data.scale says
+
+The weights file holds the model's config and the run's identity hash next to the state dict, so
+that it rebuilds the model alone and cannot be mistaken for the weights of another run of the
+same folder (a run redone with another config)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from mnist_pairs import records
+from mnist_pairs.config import use_channels_last
+from mnist_pairs.data import Pairs
+
+WEIGHTS_FILE = "model.pt"
+WEIGHTS_FORMAT = 1
+
+
+class RunLoadError(ValueError):
+    """A run folder whose model cannot be rebuilt; the message says why and what to do."""
+
+
+def build_model(model_cfg: DictConfig) -> torch.nn.Module:
+    """Instantiate the model group's ``_target_`` (its ``name`` is a label, not an argument)."""
+    spec = OmegaConf.to_container(model_cfg, resolve=True)
+    spec.pop("name", None)
+    return instantiate(spec)
+
+
+def save_weights(run_dir: Path, model: torch.nn.Module, record: records.RunRecord) -> None:
+    """Write the model's weights (after ``engine.fit``: the last epoch's, or with early stopping
+    the best epoch's) atomically into ``run_dir``, on the CPU, and name the file in ``record``.
+    Called before the record is written, so that a finished record's weights always exist."""
+    state = {key: value.detach().to("cpu", copy=True).contiguous() for key, value in model.state_dict().items()}
+    payload = {"format": WEIGHTS_FORMAT, "config_hash": record["config_hash"], "model": record["config"]["model"], "state_dict": state}
+    records.write_atomically(run_dir / WEIGHTS_FILE, lambda f: torch.save(payload, f))
+    record["weights"] = WEIGHTS_FILE
+
+
+@dataclass
+class LoadedRun:
+    run_dir: Path
+    record: records.RunRecord
+    config: DictConfig  # the run's resolved config, as its record keeps it
+    model: torch.nn.Module  # in eval mode, on the device asked for, in the memory format it trained in
+    channels_last: bool  # the model's memory format, which its input pairs take too (as in training)
+
+    def input(self, pairs: Pairs) -> Pairs:
+        """``pairs`` on the model's device, in the memory format it trained with."""
+        pairs = pairs.to(next(self.model.parameters()).device)
+        return pairs.channels_last() if self.channels_last else pairs
+
+
+def read_finished(run_dir: Path) -> records.RunRecord:
+    """The run's record, which must be finished (status ok) and name its weights file."""
+    if not (run_dir / records.RECORD_FILE).is_file():
+        raise RunLoadError(f"{run_dir}: no {records.RECORD_FILE} there (a run's folder, e.g. outputs/beyond/<model>/<activation>/.../seed=0)")
+    try:
+        record = records.read_record(run_dir / records.RECORD_FILE)
+    except records.CorruptRecordError as error:
+        raise RunLoadError(str(error)) from None
+    if record["status"] != "ok":
+        raise RunLoadError(f"{run_dir}: the run did not finish (status {record['status']}): it has no trained model")
+    if "weights" not in record:
+        raise RunLoadError(f"{run_dir}: the run saved no weights (train.save_model=true saves them; force=true redoes a finished run)")
+    return record
+
+
+def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> LoadedRun:
+    """The finished run of ``run_dir`` with its trained model, rebuilt from the config of its
+    weights file and loaded with its weights; raises RunLoadError when that is not possible."""
+    run_dir = Path(run_dir)
+    record = read_finished(run_dir)
+    path = run_dir / record["weights"]
+    try:
+        payload = torch.load(path, map_location=device, weights_only=True)
+    except (OSError, RuntimeError, EOFError) as error:
+        raise RunLoadError(f"{path}: unreadable weights ({error})") from None
+    if payload.get("config_hash") != record["config_hash"]:
+        raise RunLoadError(f"{path}: weights of another run (identity {payload.get('config_hash')}, the record's {record['config_hash']})")
+    config = OmegaConf.create(record["config"])
+    model = build_model(OmegaConf.create(payload["model"]))
+    model.load_state_dict(payload["state_dict"])
+    model = model.to(device).eval()
+    channels_last = use_channels_last(OmegaConf.select(config, "device.channels_last", default="auto"), model)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return LoadedRun(run_dir, record, config, model, channels_last)

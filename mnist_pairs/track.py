@@ -1,0 +1,400 @@
+"""Runs in MLflow, fed from their records (the single source of truth: nothing reads MLflow back).
+
+    python -m mnist_pairs.train -m experiment=smoke tracking=mlflow     # logged as they finish
+    python -m mnist_pairs.track outputs/benchmark                       # any results folder, any time
+    mlflow ui --backend-store-uri sqlite:///outputs/mlflow.db           # browse them
+
+Each finished run (status ok or diverged) becomes one MLflow run in the experiment of its results
+folder: its flattened config as params; model, activation, variant, seed, experiment, config
+hash, cell hash, status, host as tags; the per-epoch history as ``history/<key>`` metrics with the
+epoch as step; the final metrics, ``train_time_s``, ``n_params``; ``record.json`` and the saved
+weights (``model.pt``) as artifacts. Failed runs are not logged: a resumed sweep redoes them.
+
+Design: both logging from the jobs and an export from the records, through one idempotent
+function (``log_record``). A job logs each run right after writing its record (``log_run``), so
+the runs show up as they finish; the grid sweeper exports the sweep's folder once its jobs are
+done (``export_sweep``), which fills in whatever a job could not log (a tracker that was down, a
+job killed while logging, SLURM jobs with the SQLite store), and it creates the store and the
+experiment while it validates the sweep (``prepare_sweep``), before any job starts. The export
+alone would show nothing until a sweep ends; the jobs alone would lose a run to every failure.
+
+Idempotent: an MLflow run is found by its record's identity (tag ``config_hash``) in the folder's
+experiment. A complete MLflow run of the same record (same ``record_finished_at`` tag, terminated)
+is kept and nothing is logged; a half-logged one (a process killed while logging: still RUNNING),
+or one of an older record of the same identity (``force=true`` redid the run), is deleted and the
+run logged again. A tracker failure never fails a run: the record is written first, ``log_run``
+only warns, and a later export (the sweep's, or this module's CLI) logs the run.
+
+MLflow's known hazards under parallel jobs: several processes creating one experiment (MLflow
+issues #979, #4123, #10334: create, and on RESOURCE_ALREADY_EXISTS read it back); the schema
+migration of a fresh SQLite store run by several processes at once (hydraflow#245) and "database
+is locked" under parallel writers: every use of a SQLite store holds an exclusive lock on a file
+beside the database (fcntl.flock), so one process at a time creates, migrates and writes. SQLite
+and flock on a filesystem shared by several nodes are not to be trusted, so SLURM jobs leave a
+SQLite store to the sweep's export, which runs in the one submitting process; with a tracking
+server they log themselves. Two processes logging one record into a server at the same moment (a
+job and a hand-started export) both create a run; each then keeps the first complete one."""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import json
+import logging
+import os
+import sys
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from mnist_pairs import records
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.entities import Run
+
+log = logging.getLogger("mnist_pairs.track")
+
+DB_FILE = "mlflow.db"  # the embedded store, in the output root
+ARTIFACTS_DIR = "mlartifacts"  # beside a SQLite store: <its folder>/mlartifacts/<experiment>/<run id>/artifacts
+IDENTITY_TAG = "config_hash"
+RECORD_TAG = "record_finished_at"  # which record of that identity the MLflow run holds
+TRACKED = {"ok": "FINISHED", "diverged": "FAILED"}  # record status -> MLflow run status
+# A job must not wait minutes for a tracker that is down (MLflow's own defaults retry for long),
+# print a link per run, nor send MLflow's usage telemetry from compute nodes; the user's own
+# MLFLOW_* variables win.
+CLIENT_DEFAULTS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "20",
+    "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true", "MLFLOW_DISABLE_TELEMETRY": "true",
+}  # fmt: skip
+MAX_PARAMS, MAX_METRICS = 100, 1000  # per log_batch call (MLflow's limits)
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a results folder's runs go: a tracking URI and the folder's experiment."""
+
+    uri: str
+    experiment: str
+
+    @property
+    def sqlite_file(self) -> Path | None:
+        """The database file of a ``sqlite:///`` URI (relative or, with four slashes, absolute)."""
+        prefix = "sqlite:///"
+        return Path(self.uri[len(prefix) :]) if self.uri.startswith(prefix) and ":memory:" not in self.uri else None
+
+    @property
+    def artifact_location(self) -> str | None:
+        """Where a new experiment keeps its artifacts: beside a SQLite file; a server's own choice."""
+        db = self.sqlite_file
+        return (db.parent / ARTIFACTS_DIR / self.experiment).resolve().as_uri() if db is not None else None
+
+
+def default_uri(output_root: str | Path) -> str:
+    """The embedded store of an output root: a SQLite file, no server."""
+    return f"sqlite:///{(Path(output_root) / DB_FILE).resolve()}"
+
+
+def target_of(cfg: DictConfig) -> Target:
+    """The tracking target of a run's (or a sweep's) config."""
+    return Target(cfg.tracking.uri or default_uri(cfg.output_root), str(cfg.tracking.experiment))
+
+
+def tracking_on(cfg: DictConfig) -> bool:
+    return OmegaConf.select(cfg, "tracking.backend", default="none") == "mlflow"
+
+
+@contextmanager
+def store_lock(where: Target) -> Iterator[None]:
+    """Exclusive use of a SQLite store among the processes of this machine (a lock file beside
+    the database); nothing for a server, which serialises its writers itself."""
+    db = where.sqlite_file
+    if db is None:
+        yield
+        return
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with open(f"{db}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def connect(where: Target) -> tuple[MlflowClient, str]:
+    """A client of the target and its experiment's id, the experiment created (or restored from
+    MLflow's trash) when needed. Call it under ``store_lock``: the first use of a fresh SQLite
+    file creates and migrates its schema."""
+    for key, value in CLIENT_DEFAULTS.items():
+        os.environ.setdefault(key, value)
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    client = MlflowClient(where.uri)
+    for _ in range(3):
+        found = client.get_experiment_by_name(where.experiment)
+        if found is not None:
+            if found.lifecycle_stage == "deleted":
+                client.restore_experiment(found.experiment_id)
+            return client, found.experiment_id
+        try:
+            return client, client.create_experiment(where.experiment, artifact_location=where.artifact_location)
+        except MlflowException as error:  # another process created it meanwhile
+            if error.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+    raise RuntimeError(f"experiment {where.experiment!r} of {where.uri} was created but cannot be read")
+
+
+def runs_of(client: MlflowClient, experiment_id: str, ident: str | None = None) -> dict[str, list[Run]]:
+    """Active MLflow runs of the experiment by identity tag (only ``ident``'s when given)."""
+    from mlflow.entities import ViewType
+
+    query = f"tags.{IDENTITY_TAG} = '{ident}'" if ident else ""
+    found: dict[str, list[Run]] = {}
+    token = None
+    while True:
+        page = client.search_runs([experiment_id], query, ViewType.ACTIVE_ONLY, max_results=1000, page_token=token)
+        for run in page:
+            found.setdefault(run.data.tags.get(IDENTITY_TAG, ""), []).append(run)
+        token = page.token
+        if not token:
+            return found
+
+
+def is_complete(run: Run, record: records.RunRecord) -> bool:
+    """The MLflow run holds all of this record: logged to the end (terminated) from this record."""
+    return run.info.status != "RUNNING" and run.data.tags.get(RECORD_TAG) == record["finished_at"]
+
+
+def first_line(error: BaseException) -> str:
+    return f"{type(error).__name__}: {(str(error).splitlines() or [''])[0]}"
+
+
+def millis(stamp: str) -> int:
+    return int(datetime.fromisoformat(stamp).timestamp() * 1000)
+
+
+def run_name(record: records.RunRecord) -> str:
+    """``model/activation[/variant] seed=N``, as the run's folder reads."""
+    return "/".join(p for p in (record["model"], record["activation"], record["variant"]) if p) + f" seed={record['seed']}"
+
+
+def flat_params(config: dict[str, Any]) -> dict[str, str]:
+    """The config as params: dotted keys, values as in a command-line override (JSON)."""
+    return {key: value if isinstance(value, str) else json.dumps(value) for key, value in records.flatten(config).items()}
+
+
+def run_tags(record: records.RunRecord, rel_dir: str) -> dict[str, str]:
+    config = record["config"]
+    tags = {
+        IDENTITY_TAG: record["config_hash"],
+        RECORD_TAG: record["finished_at"],
+        "model": record["model"],
+        "activation": record["activation"],
+        "variant": record["variant"] or "-",
+        "seed": str(record["seed"]),
+        "experiment": str(config.get("experiment_name", "")),
+        "cell_hash": records.cell_hash(config),  # the seeds of one cell share it: group by it
+        "status": record["status"],
+        "run_dir": rel_dir,
+        "device": record["device_name"],
+        "host": record.get("host", ""),
+    }
+    if "slurm_job" in record:
+        tags["slurm_job"] = record["slurm_job"]
+    if record["error"]:
+        tags["error"] = record["error"][:5000]
+    return tags
+
+
+def run_metrics(record: records.RunRecord) -> list:
+    """The per-epoch history (step = epoch, from 1) and the final numbers, stamped with the
+    record's end (deterministic: a run logged twice logs the same values)."""
+    from mlflow.entities import Metric
+
+    stamp = millis(record["finished_at"])
+    out = [
+        Metric(f"history/{key}", float(value), stamp, epoch)
+        for key, values in (record["history"] or {}).items()
+        for epoch, value in enumerate(values, 1)
+        if value is not None
+    ]  # fmt: skip
+    final = {**(record["metrics"] or {}), "n_params": record["n_params"]}
+    for key in ("train_time_s", "best_epoch"):
+        if record.get(key) is not None:
+            final[key] = record[key]
+    return out + [Metric(key, float(value), stamp, 0) for key, value in final.items()]
+
+
+def create_run(client: MlflowClient, experiment_id: str, record: records.RunRecord, run_dir: Path, rel_dir: str) -> str:
+    """One MLflow run holding the whole record; terminated last, so a run still RUNNING is one
+    whose logging was cut short."""
+    from mlflow.entities import Param
+
+    run_id = client.create_run(experiment_id, start_time=millis(record["started_at"]), tags=run_tags(record, rel_dir), run_name=run_name(record)).info.run_id
+    params = [Param(k, v) for k, v in flat_params(record["config"]).items()]
+    for i in range(0, len(params), MAX_PARAMS):
+        client.log_batch(run_id, params=params[i : i + MAX_PARAMS])
+    metrics = run_metrics(record)
+    for i in range(0, len(metrics), MAX_METRICS):
+        client.log_batch(run_id, metrics=metrics[i : i + MAX_METRICS])
+    client.log_artifact(run_id, str(run_dir / records.RECORD_FILE))
+    if "weights" in record:
+        client.log_artifact(run_id, str(run_dir / record["weights"]))
+    client.set_terminated(run_id, TRACKED[record["status"]], end_time=millis(record["finished_at"]))
+    return run_id
+
+
+def log_record(client: MlflowClient, experiment_id: str, record: records.RunRecord, run_dir: Path, rel_dir: str) -> str:
+    """Make the experiment hold this finished record exactly once. Returns what was done:
+    ``present`` (already there), ``logged`` or ``replaced`` (a half-logged run, or one of an
+    older record of the same identity, was deleted first)."""
+    ident = record["config_hash"]
+    existing = runs_of(client, experiment_id, ident).get(ident, [])
+    complete = sorted((r for r in existing if is_complete(r, record)), key=lambda r: r.info.run_id)
+    keep = complete[:1]
+    for run in existing:
+        if run not in keep:
+            client.delete_run(run.info.run_id)
+    if keep:
+        return "present"
+    create_run(client, experiment_id, record, run_dir, rel_dir)
+    # another process (against a server: no lock) may have logged the same record meanwhile
+    twins = sorted((r for r in runs_of(client, experiment_id, ident).get(ident, []) if is_complete(r, record)), key=lambda r: r.info.run_id)
+    for run in twins[1:]:
+        client.delete_run(run.info.run_id)
+    return "replaced" if existing else "logged"
+
+
+def relative_dir(run_dir: Path, results_dir: Path) -> str:
+    try:
+        return str(run_dir.resolve().relative_to(results_dir.resolve()))
+    except ValueError:
+        return str(run_dir)
+
+
+def log_run(cfg: DictConfig, run_dir: Path, record: records.RunRecord) -> None:
+    """After a run's record is written: log the run to the tracker of ``cfg.tracking``, if any.
+    Never raises: a failure is a warning, and the sweep's export (or the CLI) logs it later."""
+    if not tracking_on(cfg) or record["status"] not in TRACKED:
+        return
+    where = target_of(cfg)
+    if where.sqlite_file is not None and records.slurm_job():
+        log.info("tracking: %s left to the export (the sweep's, or python -m mnist_pairs.track): a SQLite store is not "
+                 "written from SLURM jobs", run_dir)
+        return
+    try:
+        with store_lock(where):
+            client, experiment_id = connect(where)
+            done = log_record(client, experiment_id, record, run_dir, relative_dir(run_dir, Path(cfg.output_root) / cfg.experiment_name))
+        log.info("tracking: %s %s in experiment %r of %s", run_name(record), done, where.experiment, where.uri)
+    except Exception as error:
+        log.warning("tracking: %s not logged to %s (%s); its record is written, and the sweep's export or "
+                    "`python -m mnist_pairs.track %s` logs it later", run_name(record), where.uri,
+                    first_line(error), Path(cfg.output_root) / cfg.experiment_name)  # fmt: skip
+
+
+def finished_runs(results_dir: Path) -> dict[Path, records.RunRecord]:
+    """Run folder -> finished record (ok or diverged) of every run under ``results_dir``."""
+    found = {}
+    for path in sorted(results_dir.rglob(records.RECORD_FILE)):
+        record = records.finished_record(path.parent)
+        if record is not None:
+            found[path.parent] = record
+    return found
+
+
+def export(results_dir: Path, where: Target, found: dict[Path, records.RunRecord] | None = None) -> Counter:
+    """Log every finished run of ``results_dir`` (or those ``found`` there) that the target's
+    experiment does not hold yet (one query lists what it holds). Returns the count of each
+    outcome of ``log_record``, and of ``failed`` runs (each warned about; the others go on)."""
+    found = finished_runs(results_dir) if found is None else found
+    with store_lock(where):
+        client, experiment_id = connect(where)
+        held = runs_of(client, experiment_id)
+    counts: Counter = Counter()
+    for run_dir, record in found.items():
+        runs = held.get(record["config_hash"], [])
+        if len(runs) == 1 and is_complete(runs[0], record):
+            counts["present"] += 1
+            continue
+        try:
+            with store_lock(where):
+                counts[log_record(client, experiment_id, record, run_dir, relative_dir(run_dir, results_dir))] += 1
+        except Exception as error:
+            counts["failed"] += 1
+            log.warning("tracking: %s not logged (%s)", run_dir, first_line(error))
+    return counts
+
+
+def summary(results_dir: Path, where: Target, counts: Counter) -> str:
+    n = sum(counts.values())
+    return (f"{results_dir}: {n} finished runs in experiment {where.experiment!r} of {where.uri}: {counts['logged']} logged, "
+            f"{counts['replaced']} replaced, {counts['present']} already there, {counts['failed']} failed")  # fmt: skip
+
+
+def prepare_sweep(cfg: DictConfig) -> threading.Thread | None:
+    """The grid sweeper's first step with ``tracking=mlflow``: in a thread, while the sweep is
+    validated, import MLflow, create the store (a fresh SQLite file's schema migration takes ~6 s)
+    and the experiment, so that the jobs find both. Returns the thread to join before launching."""
+    if not tracking_on(cfg):
+        return None
+    where = target_of(cfg)
+
+    def prepare() -> None:
+        try:
+            with store_lock(where):
+                connect(where)
+        except Exception as error:  # the jobs try again, and warn
+            log.warning("tracking: %s not ready (%s)", where.uri, first_line(error))
+
+    thread = threading.Thread(target=prepare, name="prepare-tracking")  # not a daemon: an exit waits for a migration to end
+    thread.start()
+    return thread
+
+
+def export_sweep(cfg: DictConfig, sweep_dir: Path) -> None:
+    """The grid sweeper's last step with ``tracking=mlflow``: export the sweep's folder (what its
+    jobs could not log). Never raises: the records are the results."""
+    if not tracking_on(cfg):
+        return
+    where = target_of(cfg)
+    try:
+        log.info("tracking: %s", summary(sweep_dir, where, export(sweep_dir, where)))
+    except Exception as error:
+        log.warning("tracking: the sweep was not exported to %s (%s); `python -m mnist_pairs.track %s` does it later",
+                    where.uri, first_line(error), sweep_dir)  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("results_dir", type=Path, help="a folder of run records (e.g. outputs/benchmark)")
+    parser.add_argument("--uri", help="an MLflow tracking URI (default: sqlite:///<results_dir>/../mlflow.db, as tracking=mlflow)")
+    parser.add_argument("--experiment", help="the MLflow experiment (default: the folder's name)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    results_dir: Path = args.results_dir
+    found = finished_runs(results_dir) if results_dir.is_dir() else {}
+    if not found:
+        sys.exit(f"error: {results_dir} holds no finished run record (a results folder such as outputs/benchmark, with <model>/<activation>/.../seed=<n>/record.json)")
+    where = Target(args.uri or default_uri(results_dir.resolve().parent), args.experiment or results_dir.resolve().name)
+    try:
+        counts = export(results_dir, where, found)
+    except Exception as error:
+        sys.exit(f"error: cannot use the tracker at {where.uri} ({first_line(error)})")
+    print(summary(results_dir, where, counts))
+    if where.sqlite_file is not None:
+        print(f"browse: mlflow ui --backend-store-uri {where.uri}")
+    if counts["failed"]:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

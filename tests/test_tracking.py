@@ -1,0 +1,243 @@
+"""tracking=mlflow (mnist_pairs.track): every finished run in MLflow exactly once, with its params,
+tags, per-epoch metrics and artifacts, checked through MLflow's client: 2-worker joblib sweeps
+killed and resumed, against a real `mlflow server` and the embedded SQLite store; the export of a
+folder, twice; parallel processes on a fresh SQLite store; a tracker that is down."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from mnist_pairs import records, track
+from mnist_pairs.config import ConfigError, validate
+from mnist_pairs.train import run, seed_config
+from tests.conftest import ROOT, free_port, run_cli
+
+mlflow = pytest.importorskip("mlflow")  # the dev extra installs it (make venv)
+
+GRID = 'hydra.sweeper.grids=[{model:"cnn3,fcnn_bn",seed:"0,1,2"}]'
+
+
+def sweep_args(out: Path, synthetic_root: Path, *extra: str) -> list[str]:
+    return ["-m", GRID, f"data.root={synthetic_root}", "data.download=false", f"output_root={out}", "experiment_name=grid",
+            "data.n_train=100", "data.n_test=50", "train.epochs=2", "launcher=joblib", "tracking=mlflow", *extra]  # fmt: skip
+
+
+def finished(results: Path) -> dict[str, records.RunRecord]:
+    """Identity hash -> finished record, of every run under ``results``."""
+    return {r["config_hash"]: r for r in track.finished_runs(results).values()}
+
+
+def tracked(uri: str, experiment: str) -> list:
+    """The active MLflow runs of ``experiment``."""
+    client = mlflow.MlflowClient(uri)
+    found = client.get_experiment_by_name(experiment)
+    return [] if found is None else client.search_runs([found.experiment_id], max_results=1000)
+
+
+def assert_tracked_once(uri: str, experiment: str, results: Path, tmp_path: Path) -> None:
+    """Every finished run of ``results`` is in the experiment exactly once, and holds its record:
+    params, identity tags, final and per-epoch metrics, record.json as an artifact."""
+    client = mlflow.MlflowClient(uri)
+    expected = finished(results)
+    runs = tracked(uri, experiment)
+    counts = Counter(r.data.tags["config_hash"] for r in runs)
+    assert counts == Counter(expected.keys()), "each finished run exactly once, and nothing else"
+    for run in runs:
+        record = expected[run.data.tags["config_hash"]]
+        assert run.info.status == "FINISHED" and run.info.run_name == track.run_name(record)
+        tags = run.data.tags
+        assert (tags["model"], tags["activation"], tags["seed"], tags["experiment"]) == (record["model"], record["activation"], str(record["seed"]), "grid")
+        assert tags["record_finished_at"] == record["finished_at"] and tags["cell_hash"] == records.cell_hash(record["config"])
+        assert run.data.params == track.flat_params(record["config"])
+        assert run.data.params["train.epochs"] == str(record["config"]["train"]["epochs"]) and run.data.params["model.name"] == record["model"]
+        for key, value in record["metrics"].items():
+            assert run.data.metrics[key] == pytest.approx(value), key
+        for key, values in record["history"].items():
+            history = sorted(client.get_metric_history(run.info.run_id, f"history/{key}"), key=lambda m: m.step)
+            assert [(m.step, m.value) for m in history] == [(e, pytest.approx(v)) for e, v in enumerate(values, 1) if v is not None], key
+        assert {a.path for a in client.list_artifacts(run.info.run_id)} == {records.RECORD_FILE, *([record["weights"]] if "weights" in record else [])}
+        copy = mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path=records.RECORD_FILE,
+                                                   dst_path=str(tmp_path / run.info.run_id), tracking_uri=uri)  # fmt: skip
+        assert json.loads(Path(copy).read_text()) == json.loads(json.dumps(record))
+
+
+def kill_midway(args: list[str], results: Path, uri: str) -> int:
+    """Start the sweep, SIGKILL its process group once it has finished some runs and a job has
+    logged one of them; returns how many runs were finished then."""
+    sweep = subprocess.Popen([sys.executable, "-m", "mnist_pairs.train", *args], cwd=ROOT,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+    deadline = time.monotonic() + 240
+    try:
+        while time.monotonic() < deadline and sweep.poll() is None:
+            if len(finished(results)) >= 2 and tracked(uri, "grid"):
+                break
+            time.sleep(0.2)
+    finally:
+        os.killpg(sweep.pid, signal.SIGKILL)
+        sweep.wait()
+    done = len(finished(results))
+    assert 2 <= done < 6, f"the sweep was not killed midway ({done} runs finished)"
+    return done
+
+
+def kill_and_resume(out: Path, synthetic_root: Path, uri: str, tmp_path: Path, *extra: str) -> None:
+    results = out / "grid"
+    before = kill_midway(sweep_args(out, synthetic_root, *extra), results, uri)
+    assert tracked(uri, "grid"), "the jobs log their runs as they finish (the killed sweep never exported)"
+    resumed = run_cli(*sweep_args(out, synthetic_root, *extra))
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"{before} already done" in resumed.stdout + resumed.stderr
+    assert "tracking: " in resumed.stdout + resumed.stderr and "6 finished runs in experiment 'grid'" in resumed.stdout + resumed.stderr
+    assert_tracked_once(uri, "grid", results, tmp_path)
+    again = run_cli(str(results), "--uri", uri, module="mnist_pairs.track")
+    assert again.returncode == 0, again.stderr
+    assert "0 logged, 0 replaced, 6 already there, 0 failed" in again.stdout
+    assert_tracked_once(uri, "grid", results, tmp_path)
+
+
+@pytest.mark.slow
+def test_a_killed_and_resumed_sweep_logs_each_run_once_into_a_server(tmp_path, synthetic_root, mlflow_server):
+    kill_and_resume(tmp_path / "out", synthetic_root, mlflow_server, tmp_path, f"tracking.uri={mlflow_server}", "train.save_model=true")
+    assert all("weights" in r for r in finished(tmp_path / "out" / "grid").values())  # and each saved model is an artifact
+
+
+@pytest.mark.slow
+def test_a_killed_and_resumed_sweep_logs_each_run_once_into_the_embedded_store(tmp_path, synthetic_root):
+    out = tmp_path / "out"
+    kill_and_resume(out, synthetic_root, track.default_uri(out), tmp_path)
+    assert (out / "mlflow.db").is_file() and (out / track.ARTIFACTS_DIR / "grid").is_dir()  # under the output root, no server
+
+
+def tiny_cfg(compose_cfg, synthetic_root: Path, results: Path, *extra: str):
+    return compose_cfg("model=fcnn", "model.hidden=[16]", f"data.root={synthetic_root}", "data.download=false", "data.n_train=100",
+                       "data.n_test=50", "train.epochs=2", f"output_root={results.parent}", f"experiment_name={results.name}", *extra)  # fmt: skip
+
+
+def tiny_runs(compose_cfg, synthetic_root: Path, results: Path, seeds=(0, 1, 2)) -> dict[int, Path]:
+    """Finished runs of a tiny config, trained in this process; seed -> run folder."""
+    cfg = tiny_cfg(compose_cfg, synthetic_root, results)
+    dirs = {seed: results / "fcnn" / "relu" / f"seed={seed}" for seed in seeds}
+    for seed, run_dir in dirs.items():
+        assert run(seed_config(cfg, seed), run_dir)["status"] == "ok"
+    return dirs
+
+
+def test_exporting_a_folder_twice_logs_each_run_once(compose_cfg, synthetic_root, tmp_path):
+    results = tmp_path / "out" / "grid"
+    dirs = tiny_runs(compose_cfg, synthetic_root, results)
+    uri = track.default_uri(results.parent)
+    for outcome in ("3 logged, 0 replaced, 0 already there", "0 logged, 0 replaced, 3 already there"):
+        done = run_cli(str(results), module="mnist_pairs.track")
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.splitlines() == [f"{results}: 3 finished runs in experiment 'grid' of {uri}: {outcome}, 0 failed",
+                                            f"browse: mlflow ui --backend-store-uri {uri}"]  # fmt: skip
+    assert_tracked_once(uri, "grid", results, tmp_path)
+
+    # seed 1 redone (force=true: a new record of the same identity): its MLflow run is replaced
+    run(tiny_cfg(compose_cfg, synthetic_root, results, "seed=1", "force=true"), dirs[1])
+    # seed 2's MLflow run as a process killed while logging leaves it (RUNNING): replaced too
+    client = mlflow.MlflowClient(uri)
+    half = records.read_record(dirs[2] / records.RECORD_FILE)
+    held = {r.data.tags["config_hash"]: r for r in tracked(uri, "grid")}
+    client.delete_run(held[half["config_hash"]].info.run_id)
+    client.create_run(held[half["config_hash"]].info.experiment_id, tags={"config_hash": half["config_hash"], "record_finished_at": half["finished_at"]})
+    assert track.export(results, track.Target(uri, "grid")) == Counter(present=1, replaced=2)
+    assert_tracked_once(uri, "grid", results, tmp_path)
+
+    empty = run_cli(str(tmp_path / "nothing"), module="mnist_pairs.track")
+    assert empty.returncode != 0 and "holds no finished run record" in empty.stderr and "Traceback" not in empty.stderr
+
+
+LOG_WHEN_RELEASED = """
+import sys, time
+from pathlib import Path
+from omegaconf import OmegaConf
+from mnist_pairs import records, track
+cfg, run_dir, release = OmegaConf.load(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
+while not release.exists():
+    time.sleep(0.01)
+track.log_run(cfg, run_dir, records.read_record(run_dir / records.RECORD_FILE))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("store", ["sqlite", "server"])
+def test_parallel_processes_log_each_run_once_into_a_fresh_store(compose_cfg, synthetic_root, tmp_path, request, store):
+    """The hazards of MLflow under parallel jobs: four processes released at once into a new
+    SQLite store (its schema migration, 'database is locked'), or into a new experiment of a
+    server (created by all four at once). Without mnist_pairs.track.store_lock each SQLite one
+    fails in MLflow's migration ("duplicate column name: step", "table ... already exists",
+    alembic's "Online migration expected to match one row")."""
+    results = tmp_path / "out" / "grid"
+    dirs = tiny_runs(compose_cfg, synthetic_root, results, seeds=(0, 1, 2, 3))
+    uri = request.getfixturevalue("mlflow_server") if store == "server" else track.default_uri(results.parent)
+    experiment = f"grid-{tmp_path.name}"  # new on the server too
+    cfg = compose_cfg("tracking=mlflow", f"tracking.uri={uri}", f"tracking.experiment={experiment}", f"output_root={results.parent}", "experiment_name=grid")
+    OmegaConf.save(cfg, tmp_path / "cfg.yaml", resolve=True)
+    release = tmp_path / "go"
+    workers = [subprocess.Popen([sys.executable, "-c", LOG_WHEN_RELEASED, str(tmp_path / "cfg.yaml"), str(d), str(release)], cwd=ROOT,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for d in dirs.values()]  # fmt: skip
+    time.sleep(2)  # imported and waiting (a late one still logs, only less at once)
+    release.touch()
+    outputs = [w.communicate(timeout=180)[0] for w in workers]
+    assert [w.returncode for w in workers] == [0] * 4, outputs
+    assert not any("not logged" in out for out in outputs), outputs
+    assert_tracked_once(uri, experiment, results, tmp_path)
+
+
+def test_a_tracker_that_is_down_fails_no_run_and_the_next_sweep_exports_them(tmp_path, synthetic_root):
+    args = ["-m", "model=cnn3", "seed=0,1", f"data.root={synthetic_root}", "data.download=false", f"output_root={tmp_path}",
+            "experiment_name=grid", "data.n_train=100", "data.n_test=50", "train.epochs=1", "tracking=mlflow",
+            "device.vectorize=2"]  # both seeds in one job, trained at once, each logged on its own  # fmt: skip
+    down = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    done = run_cli(*args, f"tracking.uri={down}", env={"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"})  # refused at once
+    assert done.returncode == 0, done.stderr
+    output = done.stdout + done.stderr
+    assert "sweep 2/2 (2 ok" in output and "2 runs in 1 jobs" in output
+    assert output.count(f"not logged to {down}") == 2 and "its record is written" in output
+    assert "the sweep was not exported" in output
+    assert len(finished(tmp_path / "grid")) == 2
+    # the next sweep (here into the embedded store) launches nothing and exports both runs
+    again = run_cli(*args)
+    assert again.returncode == 0, again.stderr
+    assert "2 already done" in again.stdout + again.stderr and "Launching" not in again.stdout
+    assert "2 finished runs in experiment 'grid'" in again.stdout + again.stderr and "2 logged" in again.stdout + again.stderr
+    assert len(tracked(track.default_uri(tmp_path), "grid")) == 2
+
+
+def test_tracking_and_save_model_stay_out_of_a_runs_identity(compose_cfg):
+    base = compose_cfg("model=cnn3", hydra=True)
+    other = compose_cfg("model=cnn3", "tracking=mlflow", "tracking.uri=http://example.invalid:5000", "train.save_model=true", hydra=True)
+    identity = [records.config_hash({k: v for k, v in OmegaConf.to_container(c, resolve=False).items() if k != "hydra"}) for c in (base, other)]
+    assert identity[0] == identity[1]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [(("train.save_model=sometimes",), "train.save_model='sometimes' is not allowed: true or false"),
+     (("tracking=mlflow", "tracking.uri=''"), "tracking.uri='' is not allowed: null (the embedded SQLite store"),
+     (("tracking=mlflow", "tracking.experiment=''"), "tracking.experiment='' is not allowed: a non-empty experiment name")],
+)  # fmt: skip
+def test_bad_tracking_values_are_refused_before_any_work(compose_cfg, overrides, message):
+    with pytest.raises(ConfigError) as info:
+        validate(compose_cfg(*overrides))
+    assert str(info.value).startswith(message)
+
+
+def test_tracking_mlflow_without_mlflow_installed_says_how_to_install_it(compose_cfg, monkeypatch):
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "mlflow" else find_spec(name, *a))
+    with pytest.raises(ConfigError, match=r"tracking='mlflow' is not allowed: MLflow is not installed: pip install -e '\.\[tracking\]'"):
+        validate(compose_cfg("tracking=mlflow"))
+    validate(compose_cfg())  # tracking=none needs no MLflow
