@@ -217,6 +217,12 @@ def _validate_vectorize(cfg: DictConfig) -> None:
                 _fail(key, value, f"with device.vectorize > 1 only {off!r} (seeds trained at once)")
 
 
+def validate_seed(cfg: DictConfig) -> None:
+    """The seed alone: what tells apart the jobs of a sweep that share one composition (the rest
+    of such a job's config is the same, validated once)."""
+    _int(cfg, "seed", 0)
+
+
 def validate(cfg: DictConfig) -> None:
     """Raise ConfigError on the first value that is not allowed. Nothing is instantiated before
     every ``_target_`` passed; the model is then built once per distinct config (cached), on the
@@ -226,7 +232,7 @@ def validate(cfg: DictConfig) -> None:
     config = task_config(cfg)
     _validate_interpolations(cfg, config)
     _validate_names(config)
-    _int(cfg, "seed", 0)
+    validate_seed(cfg)
     for key in ("force", "data.download", "train.shuffle", "train.eval_every_epoch"):
         if not isinstance(OmegaConf.select(cfg, key), bool):
             _fail(key, OmegaConf.select(cfg, key), "true or false")

@@ -95,17 +95,22 @@ class GridSweeper(BasicSweeper):
         line naming the first bad value. Returns the model name of every job (for the progress
         estimate) and how many of its seeds one job takes: ``device.vectorize`` when > 1 (trained
         at once), else ``device.seeds_per_job``."""
-        from mnist_pairs.config import ConfigError, validate
+        from mnist_pairs.config import ConfigError, validate, validate_seed
         from mnist_pairs.data import DataError
         from mnist_pairs.preflight import check_folder_and_data
 
         models: List[str] = []
         per_job: List[int] = []
+        validated: set = set()  # compositions validated: their other jobs differ only in the seed
         with self.hydra_config() as set_config:
             for overrides in jobs:
                 cfg = self.compose(overrides)
                 try:
-                    validate(cfg)
+                    if id(cfg) in validated:
+                        validate_seed(cfg)
+                    else:
+                        validate(cfg)
+                        validated.add(id(cfg))
                     set_config(cfg)
                     run_dir = self.job_run_dir(cfg)
                     check_folder_and_data(cfg, run_dir, "hydra.sweep.subdir")
