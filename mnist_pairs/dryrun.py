@@ -53,7 +53,7 @@ def bounded_building(memory: int, seeds_at_once: int) -> Iterator[None]:
         if need > memory:
             at_once = f"device.vectorize={seeds_at_once} seeds at once" if seeds_at_once > 1 else "one seed"
             raise TooLarge(f"its parameters need more than {need / 1e9:,.1f} GB with their gradients and the optimizer's state "
-                           f"({at_once}), and this device has {memory / 1e9:,.1f} GB")  # fmt: skip
+                           f"({at_once}), and this machine has {memory / 1e9:,.1f} GB")  # fmt: skip
 
     handles = [registry.register_module_module_registration_hook(on_module), registry.register_module_parameter_registration_hook(on_parameter)]
     try:
@@ -75,16 +75,16 @@ def problem(config: dict[str, Any]) -> str | None:
         "last": fit_pairs % train["batch_size"] if train["aux_schedule"] != "alternating_full_batch" else 0,
         "label_smoothing": train["label_smoothing"],
         "seeds_at_once": device["vectorize"],
-        "memory": memory_bytes(device["type"]),
+        "memory": memory_bytes(),
         "batch_keys": f"train.batch_size={train['batch_size']} with data.n_train={data['n_train']}, data.n_val={data['n_val']}",
     }
     return _problem(json.dumps(spec, sort_keys=True, default=str))
 
 
-def memory_bytes(device_type: str) -> int:
-    """Memory of the device a run of ``device.type`` uses: the GPU's, or this machine's RAM."""
-    if device_type in ("cuda", "auto") and torch.cuda.is_available():
-        return torch.cuda.get_device_properties(0).total_memory
+def memory_bytes() -> int:
+    """This machine's RAM: the bound of the parameters a model may have. A GPU's memory is not
+    asked for: that would open a CUDA context in a sweep's parent process, which trains nothing (a
+    model that fits the RAM and not the GPU fails in its runs, which the sweep then names)."""
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
