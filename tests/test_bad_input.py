@@ -186,14 +186,14 @@ HOSTILE_MODELS = {
     "nested_not_recursive": "_target_: mnist_pairs.models.FCNN\n_recursive_: false\nactivation:\n  _target_: torch.nn.functional.torch.save\n",
     "nested_in_a_list": "_target_: mnist_pairs.models.FCNN\nactivation: ${activation.fn}\nhidden: [{_target_: torch.nn.functional.torch.save}]\n",
     "convert_all": "_target_: mnist_pairs.models.FCNN\n_convert_: all\nactivation:\n  _target_: mnist_pairs.train.os.system\n",
-    "created_by_a_resolver": "_target_: mnist_pairs.models.FCNN\nactivation: ${oc.create:{_target_: torch.nn.functional.torch.save}}\n",
+    "created_by_a_resolver": "_target_: mnist_pairs.models.FCNN\nactivation: \"${oc.create:{_target_: torch.nn.functional.torch.save}}\"\n",
     "decoded_by_a_resolver": "_target_: mnist_pairs.models.FCNN\nactivation: \"${oc.decode:'{_target_: mnist_pairs.train.os.system}'}\"\n",
     "environment_into_a_name": "_target_: mnist_pairs.models.FCNN\nactivation: ${activation.fn}\nname: ${oc.env:HOME}\n",
     "environment_escaped_for_later": "_target_: mnist_pairs.models.FCNN\nactivation: ${activation.fn}\nname: \\${oc.env:HOME}\n",
-    "resolves_to_an_interpolation": "_target_: mnist_pairs.models.Siamese\nbranch: {_target_: mnist_pairs.models.ConvBranch, activation: ${activation.fn}}\n"
+    "resolves_to_an_interpolation": "_target_: mnist_pairs.models.Siamese\nbranch:\n  _target_: mnist_pairs.models.ConvBranch\n  activation: ${activation.fn}\n"
     "activation: ${activation.fn}\ndollar: $\ncombiner_input: ${model.dollar}{oc.env:HOME}\n",
     "unset_environment": "_target_: mnist_pairs.models.FCNN\nactivation: ${activation.fn}\nhidden: ${oc.env:MNIST_PAIRS_SURELY_UNSET}\n",
-    "deeply_nested": "_target_: mnist_pairs.models.FCNN\nactivation: ${activation.fn}\nhidden: " + "[" * 300 + "1" + "]" * 300 + "\n",
+    "deeply_nested": "_target_: mnist_pairs.models.FCNN\nactivation: ${activation.fn}\nhidden: " + "[" * 50 + "1" + "]" * 50 + "\n",
     "huge_width": "_target_: mnist_pairs.models.FCNN\nactivation: ${activation.fn}\nhidden: [100000000, 100000000]\n",
     "huge_string": "_target_: mnist_pairs.models.CNN\nactivation: ${activation.fn}\nhead: " + "x" * 1_000_000 + "\n",
     "not_a_model": "_target_: torch.optim.Adam\n_args_: [[]]\n",
@@ -213,12 +213,8 @@ def hostile_conf(tmp_path_factory) -> Path:
 def test_hostile_model_yaml_is_refused_before_anything_is_built(hostile_conf, synthetic_root, tmp_path, name):
     pwned = Path("/tmp/pwned_by_yaml")
     pwned.unlink(missing_ok=True)
-    try:
-        cfg = compose_config(f"hydra.searchpath=[file://{hostile_conf}]", f"model={name}", f"data.root={synthetic_root}", "data.download=false",
-                             f"output_root={tmp_path}", *SMALL, hydra=True)  # fmt: skip
-    except Exception as error:  # Hydra itself refuses the file: still one message, nothing built
-        assert "Traceback" not in str(error)
-        return
+    cfg = compose_config(f"hydra.searchpath=[file://{hostile_conf}]", f"model={name}", f"data.root={synthetic_root}", "data.download=false",
+                         f"output_root={tmp_path}", *SMALL, hydra=True)  # fmt: skip
     message = judge(cfg)
     assert message is not None, name
     assert "\n" not in message and "is not allowed" in message and message.split("=")[0].startswith("model"), message
