@@ -1,29 +1,44 @@
 """One place for the allowed values of the configuration, checked before any work starts.
 
 Hydra already rejects unknown group choices (model=..., activation=..., device=...) with its list
-of options; this module checks the values inside the groups and the `_target_`s YAML may name.
-``compose_config`` composes conf/ outside the CLI (scripts, tests) as the CLI would."""
+of options; this module checks the values inside the groups, the `_target_`s YAML may name (on
+the object they name: mnist_pairs.targets), the arguments each target gets (against its
+constructor's type hints: mnist_pairs.targets too), and that the model can be built and trained (a dry run on the meta
+device: mnist_pairs.dryrun). ``compose_config`` composes conf/ outside the CLI (scripts, tests)
+as the CLI would."""
 
 from __future__ import annotations
 
+import collections.abc
 import importlib.util
-from collections.abc import Iterator
+import math
+import re
 from pathlib import Path
 from typing import Any
 
 import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from mnist_pairs.data import SCALES, SPLIT_SIZES
+from mnist_pairs.targets import TargetError, check_targets
 
-ALLOWED_TARGET_PREFIXES = ("mnist_pairs.", "torch.nn.", "torch.optim.")
 DEVICE_TYPES = ("auto", "cpu", "cuda")
 MONITOR_MODES = ("batches", "train_mode_forward")
 AUX_SCHEDULES = ("weighted_sum", "alternating_full_batch")
 ZERO_GRAD_MODES = ("none", "zero")
 LR_SCHEDULES = ("none", "cosine", "onecycle")
 PRECISIONS = ("fp32", "bf16")
+MAX_EPOCHS = 100_000  # beyond, a typo (the report trains 50); a bound keeps a run from never ending
+MAX_THREADS = 1024
+# Keys that may read the environment (${oc.env:...}): paths on this machine, outside a run's
+# identity. Anywhere else a shared YAML would carry the environment into folder names and records.
+ENVIRONMENT_KEYS = ("data.root", "data.cache_dir", "output_root")
+# Labels that name folders: plain names, never a way out of output_root.
+NAME = re.compile(r"[A-Za-z0-9_.+-]+")
+NAMED_LABELS = ("model.name", "activation.name", "augment.name")
+MAX_NAME = 255  # characters of a file name on common file systems
 
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
@@ -40,8 +55,14 @@ class ConfigError(ValueError):
     """A configuration value is not allowed; the message names key, value and what is allowed."""
 
 
+def shown(value: Any, limit: int = 200) -> str:
+    """``repr(value)``, cut to ``limit`` characters: a hostile value must not flood the one line."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
 def _fail(key: str, value: Any, allowed: str) -> None:
-    raise ConfigError(f"{key}={value!r} is not allowed: {allowed}")
+    raise ConfigError(f"{key}={shown(value)} is not allowed: {allowed}")
 
 
 def _int(cfg: DictConfig, key: str, low: int, high: int | None = None, allowed: str | None = None) -> int:
@@ -64,9 +85,106 @@ def _choice(cfg: DictConfig, key: str, choices: tuple[str, ...]) -> None:
 
 def _number(cfg: DictConfig, key: str, low: float, high: float, high_open: bool = False) -> None:
     value = OmegaConf.select(cfg, key)
-    ok = not isinstance(value, bool) and isinstance(value, (int, float)) and low <= value and (value < high if high_open else value <= high)
+    ok = _is_number(value) and low <= value and (value < high if high_open else value <= high)
     if not ok:
         _fail(key, value, f"a number from {low} to {high}{' (excluded)' if high_open else ''}")
+
+
+def _is_number(value: Any) -> bool:
+    """A finite int or float (not a bool: YAML's true is an int to Python)."""
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def task_config(cfg: DictConfig) -> dict[str, Any]:
+    """The resolved config a job's task function gets (all but the ``hydra`` node), as plain
+    dicts and lists; a value that cannot be resolved (an unset environment variable, a missing
+    key, an unknown resolver) is a ConfigError naming it."""
+    out: dict[str, Any] = {}
+    for key in cfg:
+        if key == "hydra":
+            continue
+        try:
+            value = cfg[key]
+            out[str(key)] = OmegaConf.to_container(value, resolve=True) if isinstance(value, (DictConfig, ListConfig)) else value
+        except OmegaConfBaseException as error:
+            where = getattr(error, "full_key", None) or str(key)
+            reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            _fail(where, _raw(cfg, where), f"it cannot be resolved ({reason})")
+    return out
+
+
+def _raw(cfg: DictConfig, dotted: str) -> Any:
+    """The value at ``dotted`` as written, interpolations unresolved (None when not found)."""
+    node: Any = OmegaConf.to_container(cfg, resolve=False)
+    for part in re.findall(r"[^.\[\]]+", dotted):
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            return None
+    return node
+
+
+def _leaves(node: Any, path: str = "") -> collections.abc.Iterator[tuple[str, Any]]:
+    """(dotted key, value) of every leaf of a plain container."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield from _leaves(value, f"{path}.{key}" if path else str(key))
+    elif isinstance(node, list):
+        for i, item in enumerate(node):
+            yield from _leaves(item, f"{path}[{i}]")
+    else:
+        yield path, node
+
+
+ENVIRONMENT_READ = re.compile(r"\$\{\s*oc\.env\s*:")
+
+
+def _validate_interpolations(cfg: DictConfig, config: dict[str, Any]) -> None:
+    """``${oc.env:...}`` only where ENVIRONMENT_KEYS allow it (as written, escaped or not); and no
+    value that resolves to an interpolation: building the model (Hydra's instantiate of the
+    resolved values) would resolve it a second time, past these checks."""
+    written = {k: v for k, v in OmegaConf.to_container(cfg, resolve=False).items() if k != "hydra"}
+    for key, value in _leaves(written):
+        if isinstance(value, str) and ENVIRONMENT_READ.search(value) and key not in ENVIRONMENT_KEYS:
+            _fail(key, value, f"environment variables (oc.env) may only set {', '.join(ENVIRONMENT_KEYS)}: "
+                              "elsewhere they would go into run folders and records")  # fmt: skip
+    for key, value in _leaves(config):
+        if isinstance(value, str) and "${" in value:
+            _fail(key, value, "a value without ${...}: this one would be resolved a second time when the model is built")
+
+
+def _validate_names(config: dict[str, Any]) -> None:
+    """Labels that become folder names are plain names; experiment_name a relative path of them."""
+    for key in NAMED_LABELS:
+        value = _get(config, key)
+        if not _plain_name(value):
+            _fail(key, value, f"a plain name of at most {MAX_NAME} characters (letters, digits, _ . + -): it names run folders")
+    name = config.get("experiment_name")
+    if not isinstance(name, str) or not all(_plain_name(part) for part in name.split("/")):
+        _fail("experiment_name", name, f"plain names (letters, digits, _ . + -, at most {MAX_NAME} characters) separated by /: a folder below output_root")
+    _path(config, "output_root")
+
+
+def _plain_name(value: Any) -> bool:
+    return isinstance(value, str) and bool(NAME.fullmatch(value)) and value not in (".", "..") and len(value) <= MAX_NAME
+
+
+def _get(config: dict[str, Any], dotted: str) -> Any:
+    node: Any = config
+    for part in dotted.split("."):
+        node = node.get(part) if isinstance(node, dict) else None
+    return node
+
+
+def _path(cfg: DictConfig | dict[str, Any], key: str) -> None:
+    """A folder's path: a non-empty string without control characters, no part of it longer than
+    file systems allow."""
+    value = OmegaConf.select(cfg, key) if isinstance(cfg, DictConfig) else _get(cfg, key)
+    ok = isinstance(value, str) and value.strip() and value.isprintable() and all(len(p) <= MAX_NAME for p in value.split("/"))
+    if not ok:
+        _fail(key, value, f"a folder (a path of printable characters, each part at most {MAX_NAME})" + (" or null" if key == "data.cache_dir" else ""))
 
 
 def _validate_selection_and_augmentation(cfg: DictConfig) -> None:
@@ -116,29 +234,26 @@ def _validate_outputs(cfg: DictConfig) -> None:
         _fail("tracking.experiment", name, "a non-empty experiment name")
 
 
-def _targets(node: Any, path: str = "") -> Iterator[tuple[str, str]]:
-    """(dotted key, target) of every ``_target_`` below ``node``, outside Hydra's own ``hydra``
-    node (its launcher and sweeper are Hydra plugins, not instantiated by us)."""
-    if isinstance(node, (DictConfig, ListConfig)) and node._is_none():
-        return
-    if isinstance(node, DictConfig):
-        for key in node.keys():
-            if not path and key == "hydra":
-                continue
-            child = node._get_node(key)
-            if key == "_target_":
-                yield f"{path}._target_".lstrip("."), str(node[key])
-            elif isinstance(child, (DictConfig, ListConfig)):
-                yield from _targets(child, f"{path}.{key}")
-    elif isinstance(node, ListConfig):
-        for i, item in enumerate(node):
-            yield from _targets(item, f"{path}[{i}]")
+def validate_seed(cfg: DictConfig) -> None:
+    """The seed alone: what tells apart the jobs of a sweep that share one composition (the rest
+    of such a job's config is the same, validated once)."""
+    _int(cfg, "seed", 0)
 
 
 def validate(cfg: DictConfig) -> None:
-    """Raise ConfigError on the first value that is not allowed."""
-    _int(cfg, "seed", 0)
-    _positive_int(cfg, "train.epochs")
+    """Raise ConfigError on the first value that is not allowed. Nothing is instantiated before
+    every ``_target_`` passed; the model is then built once per distinct config (cached), on the
+    meta device: no memory, no time."""
+    from mnist_pairs import dryrun  # imports the training engine: after the plain checks' imports
+
+    config = task_config(cfg)
+    _validate_interpolations(cfg, config)
+    _validate_names(config)
+    validate_seed(cfg)
+    for key in ("force", "data.download", "train.shuffle", "train.eval_every_epoch"):
+        if not isinstance(OmegaConf.select(cfg, key), bool):
+            _fail(key, OmegaConf.select(cfg, key), "true or false")
+    _int(cfg, "train.epochs", 1, MAX_EPOCHS)
     _positive_int(cfg, "train.batch_size")
     _positive_int(cfg, "train.eval_interval")
     _positive_int(cfg, "data.n_train", SPLIT_SIZES["train"] // 2)
@@ -146,27 +261,34 @@ def validate(cfg: DictConfig) -> None:
     if n_test == 0 and cfg.train.eval_every_epoch:
         _fail("train.eval_every_epoch", True, "false with data.n_test=0 (there are no test pairs to evaluate)")
     _choice(cfg, "data.scale", SCALES)
+    _path(cfg, "data.root")
+    if cfg.data.cache_dir is not None:
+        _path(cfg, "data.cache_dir")
     _choice(cfg, "train.monitor", MONITOR_MODES)
     _choice(cfg, "train.aux_schedule", AUX_SCHEDULES)
     _choice(cfg, "train.zero_grad", ZERO_GRAD_MODES)
     lr = cfg.optimizer.lr
-    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0:
-        _fail("optimizer.lr", lr, "a number > 0 (or a preset: lr=fcnn|fc_dropout|conv|resnet_siamese)")
+    if not _is_number(lr) or not lr > 0:
+        _fail("optimizer.lr", lr, "a finite number > 0 (or a preset: lr=fcnn|fc_dropout|conv|resnet_siamese)")
     aux = OmegaConf.select(cfg, "model.aux_weight", default=0.0)
-    if not isinstance(aux, (int, float)) or aux < 0:
-        _fail("model.aux_weight", aux, "a number >= 0")
+    if not _is_number(aux) or aux < 0:
+        _fail("model.aux_weight", aux, "a finite number >= 0")
     _validate_selection_and_augmentation(cfg)
     _choice(cfg, "device.type", DEVICE_TYPES)
     if cfg.device.type == "cuda" and not torch.cuda.is_available():
         _fail("device", "cuda", "cuda needs a visible CUDA GPU and this machine has none; use device=cpu or device=auto")
-    _int(cfg, "device.threads", 0, allowed="an integer >= 0 (0 = torch's default)")
+    _int(cfg, "device.threads", 0, MAX_THREADS, f"an integer from 0 (torch's default) to {MAX_THREADS}")
     _validate_vectorize(cfg)
     _validate_outputs(cfg)
-    if cfg.device.channels_last not in ("auto", True, False):
+    if not (isinstance(cfg.device.channels_last, bool) or cfg.device.channels_last == "auto"):
         _fail("device.channels_last", cfg.device.channels_last, "auto, true or false")
-    for key, target in _targets(cfg):
-        if not target.startswith(ALLOWED_TARGET_PREFIXES):
-            _fail(key, target, f"targets must start with one of {', '.join(ALLOWED_TARGET_PREFIXES)}")
+    try:
+        check_targets(config)
+    except TargetError as error:
+        _fail(error.key, error.value, error.allowed)
+    problem = dryrun.problem(config)
+    if problem is not None:
+        raise ConfigError(problem)
 
 
 def use_channels_last(setting: str | bool, model: torch.nn.Module) -> bool:

@@ -7,8 +7,11 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import functools
+import gzip
+import hashlib
 import os
 import shutil
+import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,12 +24,21 @@ RAW_FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
+ALL_FILES = [name for pair in RAW_FILES.values() for name in pair]
 SCALES = ("raw", "unit", "standard")
 DEFAULT_CACHE = Path.home() / ".cache" / "mnist_pairs"
 
 
-class DataNotFoundError(RuntimeError):
+class DataError(RuntimeError):
+    """MNIST cannot be read: missing, or a file is corrupt; the message names the file or folder."""
+
+
+class DataNotFoundError(DataError):
     """MNIST is neither on disk nor downloadable; the message says where we looked."""
+
+
+class CorruptDataError(DataError):
+    """An MNIST file is there but not what it should be (truncated, damaged, another file)."""
 
 
 @dataclass(frozen=True)
@@ -48,38 +60,167 @@ class Pairs:
         return Pairs(self.x.contiguous(memory_format=torch.channels_last), self.target, self.digits)
 
 
-def _all_files(folder: Path, names: list[str]) -> bool:
-    return all((folder / n).is_file() for n in names)
-
-
 def _writable(folder: Path) -> bool:
     """Writable by its permission bits too: root passes os.access on a read-only (r-x) folder,
     and we must not unpack into a folder its owner marked read-only."""
     return os.access(folder, os.W_OK) and bool(folder.stat().st_mode & 0o200)
 
 
+@functools.lru_cache(maxsize=1)
+def official_md5() -> dict[str, str]:
+    """The MD5 of each official ``.gz`` file, as torchvision knows them (it checks them too when
+    it downloads)."""
+    from torchvision.datasets import MNIST  # deferred: importing torchvision costs ~1 s
+
+    return {os.path.basename(url): md5 for url, md5 in MNIST.resources}
+
+
+def _md5(path: Path) -> str:
+    digest = hashlib.md5()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def check_gz(path: Path) -> None:
+    """CorruptDataError unless ``path`` is the official file of its name (its MD5)."""
+    expected = official_md5().get(path.name)
+    actual = _md5(path)
+    if expected is not None and actual != expected:
+        raise CorruptDataError(
+            f"{path} is corrupt: its MD5 is {actual}, the official file's is {expected} (truncated or damaged?). "
+            "Replace it with the official file, or delete it and let data.download=true fetch it again."
+        )
+
+
+def idx_problem(path: Path) -> str | None:
+    """Why the unpacked IDX file ``path`` cannot be read as MNIST (None when it can): its header
+    (magic number, dimensions: [n, 28, 28] images or [n] labels 0-9) and its exact size. A file
+    cut short by a killed unpacking is caught here; its bytes are not checked against a checksum
+    (torchvision publishes those of the .gz files only; check_gz checks them before unpacking)."""
+    images = "images" in path.name
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            head = f.read(16 if images else 8)
+            labels = b"" if images else f.read(1 << 20)
+    except OSError as error:
+        return f"unreadable ({error.strerror})"
+    if len(head) < (16 if images else 8):
+        return f"{size} bytes: shorter than an IDX header"
+    magic, n = struct.unpack(">II", head[:8])
+    if magic != (0x803 if images else 0x801):
+        return f"not an MNIST IDX {'image' if images else 'label'} file (magic number {magic:#x})"
+    if images and struct.unpack(">II", head[8:16]) != (28, 28):
+        return f"images of {struct.unpack('>II', head[8:16])} pixels, not 28 x 28"
+    expected = (16 + 28 * 28 * n) if images else (8 + n)
+    if size != expected:
+        return f"{size} bytes where its header announces {expected} ({n} {'images' if images else 'labels'}): cut short or padded"
+    if labels and max(labels) > 9:
+        return f"a label {max(labels)} outside 0-9"
+    return None
+
+
+def idx_count(path: Path) -> int:
+    """The number of items an IDX file's header announces."""
+    with open(path, "rb") as f:
+        return struct.unpack(">II", f.read(8))[1]
+
+
+def _unpack(gz: Path, target: Path) -> None:
+    """Unpack ``gz`` to ``target`` atomically (a temporary file, then a rename): a killed
+    unpacking leaves a ``.part`` file that nothing reads, never a half-written ``target``."""
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.part")
+    try:
+        with gzip.open(gz, "rb") as fin, open(tmp, "wb") as fout:
+            shutil.copyfileobj(fin, fout, 1 << 20)
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def resolve_root(root: str | os.PathLike, cache_dir: str | os.PathLike | None = None) -> Path:
     """The root torchvision should read: ``root`` itself when it holds the unpacked IDX files or
-    can unpack the official ``.gz`` files in place; otherwise a writable cache holding a copy of
-    the ``.gz`` files (a read-only root, such as a shared data folder)."""
+    can unpack in place (or download into); otherwise (a read-only root, such as a shared data
+    folder) a writable cache, into which its ``.gz`` files are unpacked."""
     root = Path(root).expanduser().resolve()
     raw = root / "MNIST" / "raw"
-    idx_names = [n for pair in RAW_FILES.values() for n in pair]
-    if _all_files(raw, idx_names):
+    if all(idx_problem(raw / n) is None for n in ALL_FILES) or not raw.is_dir() or _writable(raw):
         return root
-    gz_names = [n + ".gz" for n in idx_names]
-    if not _all_files(raw, gz_names) or _writable(raw):
-        return root  # nothing to copy: torchvision unpacks in place or downloads
-    cache = Path(cache_dir).expanduser().resolve() if cache_dir else DEFAULT_CACHE
-    cached_raw = cache / "MNIST" / "raw"
-    cached_raw.mkdir(parents=True, exist_ok=True)
-    for name in gz_names:
-        target = cached_raw / name
-        if not target.is_file() or target.stat().st_size != (raw / name).stat().st_size:
-            tmp = target.with_suffix(".part")
-            shutil.copyfile(raw / name, tmp)
-            os.replace(tmp, target)
-    return cache
+    return Path(cache_dir).expanduser().resolve() if cache_dir else DEFAULT_CACHE
+
+
+def _gz_of(name: str, folders: tuple[Path, ...]) -> Path | None:
+    return next((d / (name + ".gz") for d in folders if (d / (name + ".gz")).is_file()), None)
+
+
+def _ready_files(root: Path, where: Path) -> str | None:
+    """Make the four unpacked files under ``where`` readable (torchvision wants all four, whatever
+    the split), unpacking verified ``.gz``
+    files (from ``where`` or the data ``root``) for any that is missing or damaged; the name of
+    the first file still missing, or None. CorruptDataError for a ``.gz`` that is not the official
+    file, or an unpacked file that is damaged with no ``.gz`` to unpack again."""
+    raw, root_raw = where / "MNIST" / "raw", root / "MNIST" / "raw"
+    for name in ALL_FILES:
+        if idx_problem(raw / name) is None:
+            continue
+        gz = _gz_of(name, (raw, root_raw))
+        if gz is None:
+            damaged = next((d / name for d in (raw, root_raw) if (d / name).exists()), None)
+            if damaged is not None:
+                raise CorruptDataError(f"{damaged} is corrupt: {idx_problem(damaged)}. Replace it with the official file (or its .gz).")
+            return name
+        check_gz(gz)
+        raw.mkdir(parents=True, exist_ok=True)
+        _unpack(gz, raw / name)
+        problem = idx_problem(raw / name)
+        if problem is not None:
+            raise CorruptDataError(f"{raw / name}, unpacked from {gz}, is not MNIST: {problem}")
+    return None
+
+
+def prepare_split(root: str | os.PathLike, split: str, download: bool = True, cache_dir: str | os.PathLike | None = None) -> tuple[Path, int]:
+    """(the root torchvision reads the ``split`` from, its number of images), all four files
+    checked (torchvision wants them all): unpacked IDX files by their header and size, ``.gz`` files by their official MD5
+    before they are unpacked, atomically. Downloads (torchvision, which checks the MD5 too) only
+    what is missing, when ``download``. DataNotFoundError or CorruptDataError otherwise, naming
+    the folder or the file. Nothing is created where there is nothing to unpack or download."""
+    if split not in SPLIT_SIZES:
+        raise ValueError(f"split={split!r}: allowed are {sorted(SPLIT_SIZES)}")
+    try:
+        return _prepare_split(Path(root).expanduser().resolve(), split, download, cache_dir)
+    except OSError as error:  # a path too long, a folder that cannot be read or written
+        raise DataNotFoundError(f"MNIST cannot be read from data.root={str(root)[:200]!r} (data.cache_dir={cache_dir!r}): {error}") from None
+
+
+def _prepare_split(source: Path, split: str, download: bool, cache_dir: str | os.PathLike | None) -> tuple[Path, int]:
+    where = resolve_root(source, cache_dir)
+    raw = where / "MNIST" / "raw"
+    if any(idx_problem(raw / n) is not None for n in ALL_FILES):
+        writes = download or any(_gz_of(n, (raw, source / "MNIST" / "raw")) for n in ALL_FILES)
+        with _unpack_lock(where) if writes else contextlib.nullcontext():
+            missing = _ready_files(source, where)
+            if missing is not None and download:
+                _download(where, split)
+                missing = _ready_files(source, where)
+        if missing is not None:
+            raise DataNotFoundError(_missing_data_message(source, download, None))
+    images, labels = (idx_count(raw / n) for n in RAW_FILES[split])
+    if images != labels:
+        raise CorruptDataError(f"{raw}: {RAW_FILES[split][0]} holds {images} images and {RAW_FILES[split][1]} {labels} labels")
+    return where, images
+
+
+def _download(where: Path, split: str) -> None:
+    """torchvision's download of MNIST into ``where`` (it checks each .gz's MD5 and unpacks)."""
+    from torchvision.datasets import MNIST
+
+    try:
+        MNIST(str(where), train=(split == "train"), download=True)
+    except Exception as error:  # torchvision raises RuntimeError, URLError, OSError, ...
+        raise DataNotFoundError(_missing_data_message(where, True, error)) from None
 
 
 def _missing_data_message(root: Path, download: bool, cause: BaseException | None) -> str:
@@ -121,14 +262,11 @@ def load_split(root: str, split: str, download: bool = True, cache_dir: str | No
     Cached per process: a worker that runs many jobs reads the files once."""
     from torchvision.datasets import MNIST  # deferred: importing torchvision costs ~1 s
 
-    if split not in SPLIT_SIZES:
-        raise ValueError(f"split={split!r}: allowed are {sorted(SPLIT_SIZES)}")
-    where = resolve_root(root, cache_dir)
+    where, _ = prepare_split(root, split, download, cache_dir)
     try:
-        with _unpack_lock(where):
-            dataset = MNIST(str(where), train=(split == "train"), download=download)
-    except Exception as error:  # torchvision raises RuntimeError, URLError, OSError, ...
-        raise DataNotFoundError(_missing_data_message(where, download, error if download else None)) from None
+        dataset = MNIST(str(where), train=(split == "train"), download=False)
+    except Exception as error:  # the files passed prepare_split: say what torchvision said
+        raise CorruptDataError(f"{where / 'MNIST' / 'raw'}: torchvision cannot read MNIST ({type(error).__name__}: {error})") from None
     images = F.avg_pool2d(dataset.data.unsqueeze(1).float(), kernel_size=2).squeeze(1)
     return images, dataset.targets.clone()
 

@@ -18,7 +18,10 @@ try:
 except ImportError:  # Python 3.10
     from typing_extensions import NotRequired
 
+from mnist_pairs.seeding import DRAWS_VERSION
+
 RECORD_FILE = "record.json"
+STARTED_FILE = "started.json"  # written into a run's folder when its training starts (every seed of a batch)
 SCHEMA_VERSION = 2  # 2: per-pair test predictions (test_pairs) and the digit branch's accuracy (digit_acc)
 Status = Literal["ok", "failed", "diverged"]
 
@@ -98,8 +101,12 @@ REQUIRED_KEYS = RunRecord.__required_keys__
 
 
 def config_hash(config: dict[str, Any]) -> str:
-    """A short stable hash of the resolved config minus the NON_IDENTITY_KEYS."""
+    """A short stable hash of the resolved config minus the NON_IDENTITY_KEYS, and of what its
+    seed draws (seeding.DRAWS_VERSION; version 1, the draws of every record written before the
+    version existed, adds nothing, so that their hashes stay as they were)."""
     ident = json.loads(json.dumps(config, sort_keys=True, default=str))
+    if DRAWS_VERSION > 1:
+        ident["_draws_version"] = DRAWS_VERSION
     for dotted in NON_IDENTITY_KEYS:
         *parents, leaf = dotted.split(".")
         node = ident
@@ -209,6 +216,14 @@ def write_record(run_dir: Path, record: RunRecord) -> Path:
     """Write ``record.json`` atomically (``write_atomically``)."""
     text = json.dumps(record, indent=1, sort_keys=True, allow_nan=True).encode()
     return write_atomically(run_dir / RECORD_FILE, lambda f: f.write(text))
+
+
+def mark_started(run_dir: Path, seeds: Sequence[int]) -> None:
+    """Write ``started.json`` (when, where, and the seeds trained together) into ``run_dir``: a
+    folder holding it and no finished record is a run that started and did not finish (killed,
+    or still running). Hydra's ``.hydra/`` says as much for a job's first seed only."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / STARTED_FILE).write_text(json.dumps({"started_at": now(), "host": platform.node(), "pid": os.getpid(), "seeds": list(seeds)}))
 
 
 class CorruptRecordError(ValueError):

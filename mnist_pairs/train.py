@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 import os
 import platform
@@ -28,7 +29,9 @@ import mnist_pairs
 from mnist_pairs import records, track
 from mnist_pairs.config import ConfigError, resolve_device, use_channels_last, validate
 from mnist_pairs.augment import AugmentSettings, augment
-from mnist_pairs.data import DataNotFoundError, Pairs, make_pairs, split_validation
+from mnist_pairs.data import DataError, Pairs, make_pairs, split_validation
+from mnist_pairs.models import build_model
+from mnist_pairs.preflight import check_data, seed_batch_dirs
 from mnist_pairs.progress import record_outcome
 from mnist_pairs.runs import build_model, save_weights
 from mnist_pairs.engine import Augmenter, DivergedError, FitResult, TrainSettings, evaluate, fit, score
@@ -113,13 +116,29 @@ def finished_or_set_aside(cfg: DictConfig, run_dir: Path) -> tuple[dict[str, Any
     config = OmegaConf.to_container(cfg, resolve=True)
     ident = records.config_hash(config)
     done = records.finished_record(run_dir)
-    if done is not None and not cfg.force:
-        if done["config_hash"] == ident:
-            log.info("skip %s: finished record exists (force=true redoes it)", run_dir)
-            return config, ident, done
+    if done is not None and done["config_hash"] == ident and not cfg.force:
+        log.info("skip %s: finished record exists (force=true redoes it)", run_dir)
+        return config, ident, done
+    if done is not None and done["config_hash"] != ident:  # force=true too: force redoes this config's run, never erases another's
         kept = records.set_aside(run_dir, done["config_hash"])
         log.warning("%s held a finished run of another config (hash %s, now %s): kept as %s", run_dir, done["config_hash"], ident, kept.name)
     return config, ident, None
+
+
+def keeps_torch_threads(function: Callable[..., Any]) -> Callable[..., Any]:
+    """``device.threads`` sets torch's thread count, process-wide: give the caller (a test
+    process, a notebook, the next job of a worker) its own count back when ``function`` returns."""
+
+    @functools.wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        before = torch.get_num_threads()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            if torch.get_num_threads() != before:
+                torch.set_num_threads(before)
+
+    return wrapper
 
 
 def set_up_device(cfg: DictConfig) -> torch.device:
@@ -148,7 +167,7 @@ def warm_up_worker(data: dict[str, Any], device_type: str) -> tuple[int, float]:
     tic = time.perf_counter()
     try:
         make_pairs(data["root"], 1, 1, torch.Generator(), download=data["download"], cache_dir=data["cache_dir"])
-    except DataNotFoundError:
+    except DataError:
         pass
     device = resolve_device(device_type)
     if device.type == "cuda":
@@ -214,6 +233,7 @@ def epoch_logger(cfg: DictConfig) -> Callable[[int, dict[str, float]], None]:
     return log_epoch
 
 
+@keeps_torch_threads
 def run(cfg: DictConfig, run_dir: Path, variant: str = "") -> records.RunRecord:
     """Train one run and write its record into ``run_dir``; skip it when ``run_dir`` already holds
     a finished record of the same config (unless ``force``); a finished record of another config
@@ -221,11 +241,13 @@ def run(cfg: DictConfig, run_dir: Path, variant: str = "") -> records.RunRecord:
     ``diverged``; an error while building or training the model is recorded as ``failed`` and
     re-raised; config and data errors raise before any work and write nothing."""
     validate(cfg)
+    check_data(cfg)
     config, ident, done = finished_or_set_aside(cfg, run_dir)
     if done is not None:
         return done
     device = set_up_device(cfg)
     train, val, test = load_pairs(cfg, device)
+    records.mark_started(run_dir, [cfg.seed])
     record = new_record(config, ident, variant, device)
     try:
         model, (train, val, test) = init_model(cfg, device, (train, val, test))
@@ -266,7 +288,7 @@ def run_seeds_in_turn(cfgs: dict[int, DictConfig], run_dirs: dict[int, Path], va
     for seed, one in cfgs.items():
         try:
             out.append(run(one, run_dirs[seed], variant))
-        except (ConfigError, DataNotFoundError):
+        except (ConfigError, DataError):
             raise  # nothing was written, and the other seeds would fail alike
         except Exception as error:
             log.error("run failed (recorded in %s): %s", run_dirs[seed], error)
@@ -284,6 +306,7 @@ def run_seed_batch(cfg: DictConfig, run_dirs: dict[int, Path], variant: str = ""
         return run_seeds_in_turn(cfgs, run_dirs, variant)  # run() validates each seed's config
     for one in cfgs.values():
         validate(one)
+    check_data(cfg)
     out: dict[int, records.RunRecord] = {}
     pending: dict[int, tuple[dict[str, Any], str]] = {}
     for seed, one in cfgs.items():
@@ -300,12 +323,15 @@ def run_seed_batch(cfg: DictConfig, run_dirs: dict[int, Path], variant: str = ""
     return [out[seed] for seed in run_dirs]
 
 
+@keeps_torch_threads
 def train_seed_batch(
     cfgs: dict[int, DictConfig], identities: dict[int, tuple[dict[str, Any], str]], run_dirs: dict[int, Path], variant: str
 ) -> dict[int, records.RunRecord]:
     first_seed, first = next(iter(cfgs.items()))
     device = set_up_device(first)
     pairs = {seed: load_pairs(one, device) for seed, one in cfgs.items()}
+    for seed in cfgs:  # only the first seed's folder gets Hydra's .hydra/: mark every one as started
+        records.mark_started(run_dirs[seed], list(cfgs))
     recs = {seed: new_record(*identities[seed], variant, device) for seed in cfgs}
     try:
         models = {}
@@ -343,15 +369,6 @@ def train_seed_batch(
     return recs
 
 
-def seed_batch_dirs(cfg: DictConfig, run_dir: Path) -> dict[int, Path]:
-    """Run folder per seed of the job: the job's own, or with ``device.seed_batch`` (set by the grid
-    sweeper for ``device.vectorize`` or ``device.seeds_per_job`` > 1) its ``seed=<n>`` siblings."""
-    seeds = list(cfg.device.get("seed_batch") or [cfg.seed])
-    if seeds[0] != cfg.seed or run_dir.name != f"seed={cfg.seed}":
-        raise ConfigError(f"device.seed_batch={seeds} is not allowed: it must start with seed={cfg.seed} and run folders must end in seed=<n>")
-    return {int(s): run_dir.parent / f"seed={s}" for s in seeds}
-
-
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> float | None:
     """One job: one run, or a batch of seeds (at once or in turn); returns the tuning objective
@@ -362,12 +379,12 @@ def main(cfg: DictConfig) -> float | None:
     run_dir = Path(hc.runtime.output_dir)
     done: list[records.RunRecord] = []
     try:
-        dirs = seed_batch_dirs(cfg, run_dir)
+        dirs = seed_batch_dirs(cfg, run_dir, "hydra.sweep.subdir" if multirun else "hydra.run.dir")
         if len(dirs) > 1:
             done = run_seed_batch(cfg, dirs, variant=hc.job.override_dirname)
         else:
             done = [run(cfg, run_dir, variant=hc.job.override_dirname)]
-    except (ConfigError, DataNotFoundError) as error:
+    except (ConfigError, DataError) as error:
         sys.exit(f"error: {error}")  # one clear line, before any training
     except Exception as error:
         log.error("run failed (recorded in %s): %s", run_dir, error)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -53,6 +54,17 @@ def make_synthetic_mnist(root: Path, n_train: int = 600, n_test: int = 300, seed
     return root
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``slurm`` install and start a SLURM cluster as root (scripts/slurm_cluster.sh):
+    they run only when asked for by name, ``-m slurm`` (make test-slurm), never by a plain pytest."""
+    if "slurm" in (config.option.markexpr or ""):
+        return
+    skip = pytest.mark.skip(reason="opt-in: run with -m slurm (make test-slurm), which starts a one-node SLURM cluster")
+    for item in items:
+        if "slurm" in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.fixture(scope="session")
 def synthetic_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_synthetic_mnist(tmp_path_factory.mktemp("mnist"))
@@ -75,6 +87,25 @@ def compose_cfg() -> Composer:
     """Compose conf/ with Hydra's compose API, as the CLI would."""
 
     return compose_config
+
+
+@contextlib.contextmanager
+def training_crashes(message: str = "boom in the optimizer") -> Iterator[None]:
+    """Every Adam step on real tensors raises RuntimeError(``message``) (torch's, patched; the
+    dry run's steps on the meta device pass): a real ``failed`` record, for tests that need one. A
+    config that cannot train is refused before any run, so a broken model no longer gives one."""
+    import torch
+
+    step = torch.optim.Adam.step
+
+    def broken_step(self, closure=None):
+        if all(p.device.type == "meta" for group in self.param_groups for p in group["params"]):
+            return step(self, closure)
+        raise RuntimeError(message)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(torch.optim.Adam, "step", broken_step)
+        yield
 
 
 def run_cli(*args: str, module: str = "mnist_pairs.train", env: dict[str, str] | None = None, timeout: int = 600) -> subprocess.CompletedProcess:

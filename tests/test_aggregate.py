@@ -18,7 +18,7 @@ from mnist_pairs.analysis.stats import t_interval
 from mnist_pairs.analysis.summary import REPORT_ORDER, summarize
 from mnist_pairs.config import compose_config
 from mnist_pairs.train import run
-from tests.conftest import MODELS, run_cli
+from tests.conftest import MODELS, run_cli, training_crashes
 
 SMALL = ("data.n_train=100", "data.n_test=50", "train.epochs=2")
 
@@ -31,9 +31,9 @@ def results(tmp_path_factory, synthetic_root):
         for seed in seeds:
             cfg = compose_config(f"model={model}", f"seed={seed}", f"data.root={synthetic_root}", "data.download=false", *SMALL)
             run(cfg, root / model / "relu" / f"seed={seed}")
-    broken = compose_config("model=fcnn", "model.in_features=7", f"data.root={synthetic_root}", "data.download=false", *SMALL)
-    with pytest.raises(RuntimeError):
-        run(broken, root / "fcnn" / "relu" / "seed=0")
+    crashing = compose_config("model=fcnn", f"data.root={synthetic_root}", "data.download=false", *SMALL)
+    with training_crashes(), pytest.raises(RuntimeError):  # a model that cannot be built is refused before any record
+        run(crashing, root / "fcnn" / "relu" / "seed=0")
     collapsed = records.read_record(root / "cnn3" / "relu" / "seed=2" / records.RECORD_FILE)  # as dead logits give: one class
     n_test = len(collapsed["test_pairs"]["predicted"])
     records.write_record(root / "cnn3" / "relu" / "seed=2", {**collapsed, "metrics": {**collapsed["metrics"], "test_loss": math.log(2)},
@@ -41,6 +41,7 @@ def results(tmp_path_factory, synthetic_root):
     (root / "fcnn" / "tanh" / "seed=0").mkdir(parents=True)
     (root / "fcnn" / "tanh" / "seed=0" / records.RECORD_FILE).write_text('{"model": "fcnn", "stat')
     (root / "cnn3" / "relu" / "seed=3" / ".hydra").mkdir(parents=True)
+    records.mark_started(root / "cnn3" / "relu" / "seed=4", [3, 4])  # the second seed of a killed vectorised batch: no .hydra
     return root
 
 
@@ -49,7 +50,7 @@ def test_collect_reads_good_records_and_reports_bad_ones(results):
     assert len(data.runs) == 6
     assert data.runs["status"].value_counts().to_dict() == {"ok": 5, "failed": 1}
     assert len(data.corrupt) == 1 and "fcnn/tanh/seed=0" in data.corrupt[0]
-    assert data.incomplete == ["cnn3/relu/seed=3"]
+    assert data.incomplete == ["cnn3/relu/seed=3", "cnn3/relu/seed=4"]
     assert len(data.history) == 5 * 2  # 2 epochs of each finished run
 
 
@@ -75,7 +76,7 @@ def test_aggregate_writes_consistent_tables_figures_and_report(results, tmp_path
         png = tmp_path / "figures" / f"{name}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
     text = report.read_text()
-    assert "6 run records in 3 cells (a cell: one config, its seeds aside): 5 ok (1 of them collapsed to one class), 1 failed, 0 diverged; 1 corrupt records; 1 run folders without a record" in text
+    assert "6 run records in 3 cells (a cell: one config, its seeds aside): 5 ok (1 of them collapsed to one class), 1 failed, 0 diverged; 1 corrupt records; 2 run folders without a record" in text
     assert "fcnn/relu/seed=0`: failed: RuntimeError" in text and "corrupt record:" in text
     assert "![accuracy](figures/accuracy.png)" in text
     comparison = pd.read_csv(tmp_path / "tables" / "published_comparison.csv")

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import gzip
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from mnist_pairs.data import DataNotFoundError, load_split, make_pairs, resolve_root, sample_pairs
+from mnist_pairs.data import (
+    RAW_FILES, CorruptDataError, DataNotFoundError, load_split, make_pairs, official_md5, prepare_split, resolve_root, sample_pairs,
+)  # fmt: skip
 from mnist_pairs.seeding import generator
-from tests.conftest import make_synthetic_mnist
+from tests.conftest import make_synthetic_mnist, run_cli
 
 
 def test_loader_pools_synthetic_idx_to_14x14(synthetic_root):
@@ -64,23 +67,129 @@ def test_missing_data_gives_one_clear_error(tmp_path):
     assert "data.root=" in message and "MNIST_PAIRS_DATA" in message and "data.download=true" in message
 
 
-def test_read_only_root_with_gz_files_is_copied_to_the_cache(tmp_path):
-    src = make_synthetic_mnist(tmp_path / "src", n_train=20, n_test=10)
-    shared = tmp_path / "shared" / "MNIST" / "raw"
-    shared.mkdir(parents=True)
+def gzip_files(src: Path, dest: Path, cut: dict[str, int] | None = None) -> Path:
+    """The IDX files of ``src``'s MNIST/raw gzipped into ``dest``/MNIST/raw; ``cut`` truncates
+    some of the .gz files to that many bytes."""
+    raw = dest / "MNIST" / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
     for f in (src / "MNIST" / "raw").iterdir():
-        with open(f, "rb") as fin, gzip.open(shared / (f.name + ".gz"), "wb") as fout:
-            shutil.copyfileobj(fin, fout)
-    shared.chmod(0o555)
+        if f.suffix != ".gz":
+            with open(f, "rb") as fin, gzip.open(raw / (f.name + ".gz"), "wb") as fout:
+                shutil.copyfileobj(fin, fout)
+    for name, size in (cut or {}).items():
+        (raw / name).write_bytes((raw / name).read_bytes()[:size])
+    return dest
+
+
+def test_a_gz_file_that_is_not_the_official_one_is_named_as_corrupt_and_nothing_is_unpacked(tmp_path):
+    """Synthetic .gz files are not the official ones (their MD5s are torchvision's): corrupt, named."""
+    root = gzip_files(make_synthetic_mnist(tmp_path / "src", n_train=20, n_test=10), tmp_path / "root", cut={"train-images-idx3-ubyte.gz": 100})
+    with pytest.raises(CorruptDataError) as info:
+        load_split(str(root), "train", download=False)
+    message = str(info.value)
+    assert message.startswith(f"{root.resolve() / 'MNIST' / 'raw' / 'train-images-idx3-ubyte.gz'} is corrupt: its MD5 is ")
+    assert "not found" not in message and "\n" not in message
+    assert sorted(p.name for p in (root / "MNIST" / "raw").iterdir()) == sorted(f.name + ".gz" for f in (tmp_path / "src" / "MNIST" / "raw").iterdir())
+
+
+@pytest.mark.parametrize(
+    ("name", "damage", "expected"),
+    [
+        ("train-images-idx3-ubyte", lambda b: b[: len(b) // 2], "bytes where its header announces"),
+        ("train-labels-idx1-ubyte", lambda b: b[:8] + bytes([12]) + b[9:], "a label 12 outside 0-9"),
+        ("t10k-images-idx3-ubyte", lambda b: b"\x00\x00\x08\x01" + b[4:], "not an MNIST IDX image file"),
+        ("t10k-labels-idx1-ubyte", lambda b: b[:3], "shorter than an IDX header"),
+    ],
+)
+def test_a_damaged_unpacked_file_is_named_as_corrupt(tmp_path, name, damage, expected):
+    root = make_synthetic_mnist(tmp_path, n_train=20, n_test=10)
+    path = root / "MNIST" / "raw" / name
+    path.write_bytes(damage(path.read_bytes()))
+    split = "train" if name.startswith("train") else "test"
+    with pytest.raises(CorruptDataError) as info:
+        load_split(str(root), split, download=False)
+    assert str(info.value).startswith(f"{path.resolve()} is corrupt: ") and expected in str(info.value), str(info.value)
+
+
+def test_images_and_labels_of_different_lengths_are_refused(tmp_path):
+    root = make_synthetic_mnist(tmp_path, n_train=20, n_test=10)
+    other = make_synthetic_mnist(tmp_path / "other", n_train=30, n_test=10)
+    shutil.copy(other / "MNIST" / "raw" / "train-labels-idx1-ubyte", root / "MNIST" / "raw")
+    with pytest.raises(CorruptDataError, match="holds 20 images and train-labels-idx1-ubyte 30 labels"):
+        prepare_split(str(root), "train", download=False)
+
+
+def test_a_missing_root_is_not_created(tmp_path):
+    with pytest.raises(DataNotFoundError):
+        prepare_split(str(tmp_path / "typo"), "train", download=False)
+    assert not (tmp_path / "typo").exists()
+
+
+def test_a_read_only_root_is_unpacked_into_the_cache_not_in_place(tmp_path):
+    """A read-only folder holding only .gz files (a shared data folder) is never written to; the
+    files are unpacked into the cache. Synthetic .gz files are refused on their MD5, before
+    anything is unpacked; real MNIST goes through (test_real_gz_files_are_checked_and_unpacked_atomically)."""
+    shared = gzip_files(make_synthetic_mnist(tmp_path / "src", n_train=20, n_test=10), tmp_path / "shared")
+    raw = shared / "MNIST" / "raw"
+    raw.chmod(0o555)
     try:
-        where = resolve_root(shared.parents[1], cache_dir=tmp_path / "cache")
+        assert resolve_root(shared, cache_dir=tmp_path / "cache") == (tmp_path / "cache").resolve()
+        with pytest.raises(CorruptDataError, match=f"^{raw.resolve() / 'train-images-idx3-ubyte.gz'} is corrupt"):
+            load_split(str(shared), "test", download=False, cache_dir=str(tmp_path / "cache"))
     finally:
-        shared.chmod(0o755)
-    assert where == (tmp_path / "cache").resolve()
-    assert sorted(p.name for p in (where / "MNIST" / "raw").iterdir()) == sorted(p.name for p in shared.iterdir())
-    assert sorted(p.name for p in shared.iterdir()) == sorted(f.name + ".gz" for f in (src / "MNIST" / "raw").iterdir())
-    # a writable root is used in place (torchvision unpacks there)
-    assert resolve_root(shared.parents[1], cache_dir=tmp_path / "cache") == shared.parents[1].resolve()
+        raw.chmod(0o755)
+    assert not list((tmp_path / "cache").rglob("*-ubyte"))  # nothing unpacked from a file that failed its check
+    assert resolve_root(shared, cache_dir=tmp_path / "cache") == shared.resolve()  # writable: used in place
+
+
+def test_a_corrupt_file_is_one_clear_error_on_the_command_line(tmp_path):
+    root = gzip_files(make_synthetic_mnist(tmp_path / "src", n_train=20, n_test=10), tmp_path / "root")
+    done = run_cli(f"data.root={root}", "data.download=false", f"output_root={tmp_path / 'out'}")
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith(f"error: {root.resolve() / 'MNIST' / 'raw'}/t") and "is corrupt" in done.stderr
+    assert not (tmp_path / "out").exists()  # checked before Hydra makes the run's folder
+
+
+@pytest.mark.slow
+def test_real_gz_files_are_checked_and_unpacked_atomically(real_root, tmp_path):
+    """The four official .gz files: a truncated copy is named as corrupt; whole ones are unpacked
+    (into the cache when the folder is read-only); an unpacked file cut short by a killed unpacking
+    is noticed and unpacked again from its .gz, never read."""
+    gz = sorted((real_root / "MNIST" / "raw").glob("*.gz"))
+    assert len(gz) == 4
+    raw = tmp_path / "root" / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for f in gz:
+        shutil.copy(f, raw)
+    whole = (raw / "train-images-idx3-ubyte.gz").read_bytes()
+    (raw / "train-images-idx3-ubyte.gz").write_bytes(whole[: len(whole) // 3])
+    with pytest.raises(CorruptDataError, match=f"^{raw.resolve() / 'train-images-idx3-ubyte.gz'} is corrupt: its MD5 is"):
+        load_split.__wrapped__(str(tmp_path / "root"), "train", False, None)
+    assert not (raw / "train-images-idx3-ubyte").exists() and not list(raw.glob("*.part"))
+
+    (raw / "train-images-idx3-ubyte.gz").write_bytes(whole)
+    raw.chmod(0o555)
+    try:
+        images, labels = load_split.__wrapped__(str(tmp_path / "root"), "train", False, str(tmp_path / "cache"))
+    finally:
+        raw.chmod(0o755)
+    assert images.shape == (60_000, 14, 14) and labels.shape == (60_000,)
+    cached = tmp_path / "cache" / "MNIST" / "raw"
+    assert sorted(p.name for p in cached.iterdir()) == sorted(f.name[:-3] for f in gz)  # unpacked, not copied
+    assert not list(raw.glob("*-ubyte"))  # the read-only folder was not written to
+
+    (cached / "train-images-idx3-ubyte").write_bytes((cached / "train-images-idx3-ubyte").read_bytes()[:1000])  # a killed unpacking
+    raw.chmod(0o555)
+    try:
+        again, _ = load_split.__wrapped__(str(tmp_path / "root"), "train", False, str(tmp_path / "cache"))
+    finally:
+        raw.chmod(0o755)
+    assert torch.equal(again, images) and (cached / "train-images-idx3-ubyte").stat().st_size == 47_040_016
+
+
+def test_the_checksums_of_the_four_official_files_are_known():
+    assert sorted(official_md5()) == sorted(f"{name}.gz" for pair in RAW_FILES.values() for name in pair)
+    assert official_md5()["train-images-idx3-ubyte.gz"] == "f68b3c2dcbeaaa9fbdd348bbdeb94873"  # MNIST's published MD5
 
 
 @pytest.mark.slow

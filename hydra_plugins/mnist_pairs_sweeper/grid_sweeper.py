@@ -5,21 +5,23 @@ plus 5 advanced models x ReLU x 10 seeds), so ``grids`` lists several products; 
 command line apply to every grid (the command line wins). Before launching, every job's config is
 composed and validated, so a bad value stops the sweep before any training; then the sweep's
 progress session is started (see mnist_pairs.progress). Runs whose folder already holds their
-finished record are not launched at all (a resumed sweep launches only what is missing). With
+finished record are not launched at all (a resumed sweep launches only what is missing). After the
+launch, runs without a finished record are named and the sweep exits non-zero. With
 ``tracking=mlflow`` the store and experiment are created while the sweep is validated and the
-sweep ends by exporting its folder (mnist_pairs.track.prepare_sweep, export_sweep).
+sweep's folder is exported once its jobs are done (mnist_pairs.track.prepare_sweep, export_sweep).
 
 ``warm_up`` (joblib launcher only; default true): start the worker processes, and let each import
 torch, read MNIST and open the device, while the parent validates the jobs. On a GPU a worker's
 start (CUDA context included) took ~10 s of a 60 s grid."""
 
+import contextlib
 import logging
 import sys
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import yaml
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
@@ -50,12 +52,6 @@ def split_seed(overrides: Sequence[str]) -> Tuple[tuple, Optional[str]]:
     rest = tuple(o for o in overrides if not o.startswith("seed="))
     seeds = [o.split("=", 1)[1] for o in overrides if o.startswith("seed=")]
     return rest, (seeds[-1] if seeds else None)
-
-
-def task_config(cfg: DictConfig) -> Dict[str, Any]:
-    """The resolved config a job's task function gets (all but the ``hydra`` node), as a dict."""
-    return {key: OmegaConf.to_container(value, resolve=True) if isinstance(value, (DictConfig, ListConfig)) else value
-            for key, value in ((k, cfg[k]) for k in cfg if k != "hydra")}  # fmt: skip
 
 
 class GridSweeper(BasicSweeper):
@@ -95,23 +91,79 @@ class GridSweeper(BasicSweeper):
         return cfg
 
     def validate_jobs(self, jobs: Sequence[Sequence[str]]) -> Tuple[List[str], List[int]]:
-        """Compose and validate every job; exit with one line naming the first bad value. Returns
-        the model name of every job (for the progress estimate) and how many of its seeds one job
-        takes: ``device.vectorize`` when > 1 (trained at once), else ``device.seeds_per_job``."""
-        from mnist_pairs.config import ConfigError, validate
+        """Compose and check every job as a single run is checked before Hydra makes its folder
+        (mnist_pairs.preflight: the config, the model's dry run once per distinct model config,
+        the data once per data folder, the run folder of a job of several seeds); exit with one
+        line naming the first bad value. Returns the model name of every job (for the progress
+        estimate) and how many of its seeds one job takes: ``device.vectorize`` when > 1 (trained
+        at once), else ``device.seeds_per_job``."""
+        from mnist_pairs.config import ConfigError, validate, validate_seed
+        from mnist_pairs.data import DataError
+        from mnist_pairs.preflight import check_folder_and_data
 
         models: List[str] = []
         per_job: List[int] = []
-        for overrides in jobs:
-            cfg = self.compose(overrides)
-            try:
-                validate(cfg)
-            except ConfigError as error:
-                sys.exit(f"error: {error} (job: {' '.join(overrides)})")
-            models.append(str(cfg.model.name))
-            k = int(OmegaConf.select(cfg, "device.vectorize", default=1))
-            per_job.append(k if k > 1 else int(OmegaConf.select(cfg, "device.seeds_per_job", default=1)))
+        validated: set = set()  # compositions validated: their other jobs differ only in the seed
+        with self.hydra_config() as set_config:
+            for overrides in jobs:
+                cfg = self.compose(overrides)
+                try:
+                    if id(cfg) in validated:
+                        validate_seed(cfg)
+                    else:
+                        validate(cfg)
+                        validated.add(id(cfg))
+                    set_config(cfg)
+                    run_dir = self.job_run_dir(cfg)
+                    check_folder_and_data(cfg, run_dir, "hydra.sweep.subdir")
+                    k = int(cfg.device.vectorize)
+                    k = k if k > 1 else int(cfg.device.seeds_per_job)
+                    if k > 1 and run_dir.name != f"seed={cfg.seed}":
+                        raise ConfigError(
+                            f"hydra.sweep.subdir={run_dir.name} is not allowed with device.vectorize or device.seeds_per_job > 1: the "
+                            f"seeds packed into a job go to sibling folders seed=<n>, so it must end in seed={cfg.seed}"
+                        )  # fmt: skip
+                except (ConfigError, DataError) as error:
+                    sys.exit(f"error: {error} (job: {' '.join(overrides)})")
+                models.append(str(cfg.model.name))
+                per_job.append(k)
         return models, per_job
+
+    @staticmethod
+    def job_run_dir(cfg: DictConfig) -> Path:
+        """A job's run folder, as Hydra's run_job makes it (Hydra's global config set to the job's)."""
+        return Path(str(OmegaConf.select(cfg, "hydra.sweep.dir")), str(OmegaConf.select(cfg, "hydra.sweep.subdir")))
+
+    @contextlib.contextmanager
+    def hydra_config(self) -> Iterator[Callable[[DictConfig], None]]:
+        """A setter of Hydra's global config to a job's (a run folder's name reads
+        ``${hydra:job.override_dirname}``), set only when the composition changes; the sweep's own
+        config is restored after."""
+        hydra_config = HydraConfig.instance()
+        before, current = hydra_config.cfg, [None]
+
+        def set_config(cfg: DictConfig) -> None:
+            if cfg is not current[0]:
+                hydra_config.set_config(cfg)
+                current[0] = cfg
+
+        try:
+            yield set_config
+        finally:
+            hydra_config.cfg = before
+
+    def run_records(self, jobs: Sequence[Sequence[str]]) -> Iterator[Tuple[bool, Path, str, Optional[Dict[str, Any]]]]:
+        """(force, run folder, identity hash, finished record or None) of every job, worked out as
+        Hydra's run_job and the job do them."""
+        from mnist_pairs import records
+        from mnist_pairs.config import task_config
+
+        with self.hydra_config() as set_config:
+            for overrides in jobs:
+                cfg = self.compose(overrides)
+                set_config(cfg)
+                run_dir = self.job_run_dir(cfg)
+                yield bool(cfg.force), run_dir, records.config_hash(task_config(cfg)), records.finished_record(run_dir)
 
     def warm_up_workers(self, cfg: DictConfig, n_jobs: int) -> Optional[threading.Thread]:
         """With the joblib launcher: start its loky worker processes now, each running
@@ -152,27 +204,37 @@ class GridSweeper(BasicSweeper):
         """Which jobs' run folders hold their finished record (ok or diverged, the same identity
         hash, no ``force``): such a job would only skip its run (mnist_pairs.train.run), so the
         sweep does not launch it, and under SLURM does not submit it. A record of another identity
-        is left to the job, which sets it aside and redoes the run. Folder and identity are worked
-        out as Hydra's run_job and the job do them."""
+        is left to the job, which sets it aside and redoes the run."""
         from mnist_pairs import records
 
         if not any(sweep_dir.rglob(records.RECORD_FILE)):
             return [False] * len(jobs)
-        hydra_config = HydraConfig.instance()
-        before, current = hydra_config.cfg, None
-        done: List[bool] = []
+        return [not force and record is not None and record["config_hash"] == ident for force, _, ident, record in self.run_records(jobs)]
+
+    def report_unfinished(self, jobs: Sequence[Sequence[str]]) -> None:
+        """After the launch: each job whose run has no finished record of its config (it failed,
+        or its process died) is named with its error, and the sweep exits non-zero; the others
+        have finished. Their records say why; the same command redoes exactly them."""
+        unfinished = [f"{run_dir}: {why}" for _, run_dir, ident, record in self.run_records(jobs)
+                      if (why := self.why_unfinished(run_dir, ident, record)) is not None]  # fmt: skip
+        if unfinished:
+            for line in unfinished:
+                log.error("run failed: %s", line)
+            sys.exit(f"error: {len(unfinished)} of {len(jobs)} runs of this sweep failed (listed above, with the error their "
+                     "record.json holds); the others finished. The same command redoes only the failed ones.")  # fmt: skip
+
+    @staticmethod
+    def why_unfinished(run_dir: Path, ident: str, finished: Optional[Dict[str, Any]]) -> Optional[str]:
+        """None for a run that finished (ok or diverged, this config); else why not, in a few words."""
+        from mnist_pairs import records
+
+        if finished is not None and finished["config_hash"] == ident:
+            return None
         try:
-            for overrides in jobs:
-                cfg = self.compose(overrides)
-                if cfg is not current:  # the folder's name reads ${hydra:job.override_dirname}
-                    hydra_config.set_config(cfg)
-                    current = cfg
-                run_dir = Path(str(OmegaConf.select(cfg, "hydra.sweep.dir")), str(OmegaConf.select(cfg, "hydra.sweep.subdir")))
-                record = None if cfg.force else records.finished_record(run_dir)
-                done.append(record is not None and record["config_hash"] == records.config_hash(task_config(cfg)))
-        finally:
-            hydra_config.cfg = before
-        return done
+            record = records.read_record(run_dir / records.RECORD_FILE)
+        except records.CorruptRecordError:
+            return "no record of this config (the run failed before writing one: the log above says why)"
+        return str(record["error"]) if record["config_hash"] == ident else "no record of this config"
 
     @staticmethod
     def pack_seeds(jobs: Sequence[Sequence[str]], per_job: Sequence[int]) -> List[List[str]]:
@@ -224,6 +286,7 @@ class GridSweeper(BasicSweeper):
             log.info("%d of %d runs already done (finished records of the same config): not launched", sum(done), len(jobs))
         todo = [i for i, d in enumerate(done) if not d]
         jobs, per_job = [jobs[i] for i in todo], [per_job[i] for i in todo]
+        launched = list(jobs)
         if jobs and max(per_job) > 1:
             jobs = self.pack_seeds(jobs, per_job)
             log.info("%d runs in %d jobs of several seeds each (device.vectorize, device.seeds_per_job)", len(todo), len(jobs))
@@ -251,4 +314,5 @@ class GridSweeper(BasicSweeper):
                 returns.append(results)
         finally:
             track.export_sweep(self.config, sweep_dir)  # tracking=mlflow: what the jobs could not log (lost jobs too)
+        self.report_unfinished(launched)
         return returns

@@ -156,7 +156,8 @@ def collect(results_dir: Path) -> Collected:
             "version": rec["versions"].get("mnist_pairs", "?"), "data_root": setting(config, "data.root", "?"),
         })  # fmt: skip
     with_record = {p.parent for p in record_paths}
-    incomplete = sorted(str(d.parent.relative_to(results_dir)) for d in results_dir.rglob(".hydra") if d.parent not in with_record)
+    started = {d.parent for d in results_dir.rglob(".hydra")} | {m.parent for m in results_dir.rglob(records.STARTED_FILE)}
+    incomplete = sorted(str(d.relative_to(results_dir)) for d in started - with_record)  # killed or running (every seed of a batch)
     labels = unique_labels(cells)
     warnings = mixed_sources(rows, labels) if rows else []
     runs = pd.DataFrame(rows, columns=[*(c for c in RUN_COLUMNS if c != "cell"), "finished_at"])

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from mnist_pairs.models.layers import ActivationFactory, hidden_unit, output_unit, selected
+from mnist_pairs.models.layers import ActivationFactory, check_at_least, check_layer_indices, check_probability, hidden_unit, output_unit, selected
 
 
 class FCNN(nn.Module):
@@ -29,6 +29,9 @@ class FCNN(nn.Module):
         activation_on_logits: bool = False,
     ) -> None:
         super().__init__()
+        check_at_least(1, in_features=in_features, hidden=hidden, n_classes=n_classes)
+        check_probability(dropout=dropout)
+        check_layer_indices(len(hidden), dropout_layers=dropout_layers, batchnorm_layers=batchnorm_layers)
         layers: list[nn.Module] = [nn.Flatten()]
         width = in_features
         for i, size in enumerate(hidden):

@@ -12,6 +12,29 @@ ActivationFactory = Callable[[], nn.Module]
 ``functools.partial`` of it, as Hydra builds from ``_partial_: true``)."""
 
 
+def check_at_least(low: float, **values: float | Sequence[float]) -> None:
+    """ValueError naming the first argument (or an item of a list argument) below ``low``: a width,
+    a channel or class count, a kernel below 1 builds a model that trains on nothing."""
+    for name, value in values.items():
+        if any(v < low for v in (value if isinstance(value, Sequence) else [value])):
+            raise ValueError(f"{name}={value!r}: allowed are numbers >= {low}")
+
+
+def check_probability(**values: float) -> None:
+    """ValueError naming the first dropout probability outside [0, 1)."""
+    for name, value in values.items():
+        if not 0 <= value < 1:
+            raise ValueError(f"{name}={value!r}: allowed is a probability from 0 to 1 (excluded)")
+
+
+def check_layer_indices(n_layers: int, **values: Sequence[int] | None) -> None:
+    """ValueError naming the first list of layer indices with one outside 0..n_layers - 1 (such an
+    index would silently select nothing)."""
+    for name, value in values.items():
+        if value is not None and any(not 0 <= i < n_layers for i in value):
+            raise ValueError(f"{name}={list(value)!r}: allowed are indices of the {n_layers} hidden layers, 0 to {n_layers - 1}")
+
+
 def selected(layer_index: int, layers: Sequence[int] | None) -> bool:
     """True when ``layer_index`` is chosen by ``layers`` (``None`` means every layer)."""
     return layers is None or layer_index in layers

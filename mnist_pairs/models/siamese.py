@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from mnist_pairs.models.cnn import conv_output_size
-from mnist_pairs.models.layers import ActivationFactory
+from mnist_pairs.models.layers import ActivationFactory, check_at_least, check_probability
 
 
 class ConvBranch(nn.Module):
@@ -31,6 +31,9 @@ class ConvBranch(nn.Module):
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
+        check_at_least(1, channels=channels, kernel=kernel, hidden=hidden, n_digits=n_digits, input_size=input_size, in_channels=in_channels)
+        check_at_least(0, padding=padding)
+        check_probability(dropout=dropout)
         layers: list[nn.Module] = []
         width, size = in_channels, input_size
         for out in channels:
@@ -40,7 +43,8 @@ class ConvBranch(nn.Module):
             layers.append(activation())
             width, size = out, conv_output_size(size, kernel, padding) // 2
         if size < 1:
-            raise ValueError(f"ConvBranch: channels {list(channels)} with kernel {kernel} leave no pixels")
+            raise ValueError(f"channels={list(channels)}: {len(channels)} conv layers of kernel={kernel}, padding={padding} (each with a max pool 2) "
+                             f"leave no pixels of the input_size={input_size} image")  # fmt: skip
         layers += [nn.Flatten(), nn.Linear(width * size * size, hidden), activation()]
         if dropout > 0:
             layers.append(nn.Dropout(dropout))
@@ -74,6 +78,9 @@ class Siamese(nn.Module):
         aux_weight: float = 0.0,
     ) -> None:
         super().__init__()
+        check_at_least(1, n_digits=n_digits, n_classes=n_classes, combiner_hidden=combiner_hidden)
+        check_at_least(0, aux_weight=aux_weight)
+        check_probability(combiner_dropout=combiner_dropout)
         if combiner_input not in ("logits", "softmax"):
             raise ValueError(f"combiner_input={combiner_input!r}: allowed are 'logits' and 'softmax'")
         self.branch = branch

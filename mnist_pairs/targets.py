@@ -1,0 +1,206 @@
+"""What a config's ``_target_`` may name, checked on the object it resolves to, not on its
+spelling; and what arguments its config may give, checked against that object's constructor.
+
+A YAML file (a model, a tuned config, an experiment preset) is shared between people, and Hydra
+calls whatever its ``_target_``s name with whatever ``_args_`` they carry. A prefix test on the
+string is not enough: ``torch.nn.functional.torch.save`` starts with ``torch.nn.`` and is
+``torch.save``, reached through an import of ``torch.nn.functional``. So each dotted name is
+walked part by part as Hydra's ``_locate`` does, every module on the way must be named by its own
+name (none reached through another module's imports), and the object at the end must be a model
+part or an optimizer: a ``torch.nn.Module`` or ``torch.optim.Optimizer`` class defined in
+mnist_pairs, torch.nn or torch.optim. Functions are refused even there (``mnist_pairs.records``
+has functions that write files), and nothing is imported outside these packages. Each other key
+of a target's node must be an argument its constructor takes, with a value of its type hint."""
+
+from __future__ import annotations
+
+import collections.abc
+import importlib
+import inspect
+import math
+import types
+import typing
+from collections.abc import Iterator
+from types import ModuleType
+from typing import Any
+
+import torch
+
+ALLOWED_PACKAGES = ("mnist_pairs", "torch.nn", "torch.optim")
+ALLOWED = (
+    f"a torch.nn.Module or torch.optim.Optimizer class defined in {', '.join(ALLOWED_PACKAGES)} "
+    "(such as mnist_pairs.models.CNN, torch.nn.ReLU, torch.optim.Adam)"
+)
+
+
+class TargetError(ValueError):
+    """A ``_target_`` that names something a config may not instantiate, or an argument its
+    class does not take: ``key``, ``value`` and what is ``allowed``."""
+
+    def __init__(self, key: str, value: Any, allowed: str) -> None:
+        super().__init__(f"{key}={value!r}: {allowed}")
+        self.key, self.value, self.allowed = key, value, allowed
+
+
+class _Refused(Exception):
+    """Why ``check_target`` refuses a dotted name (TargetError adds the key)."""
+
+
+def _in_allowed_package(dotted: str) -> bool:
+    return any(dotted == p or dotted.startswith(p + ".") for p in ALLOWED_PACKAGES)
+
+
+def _walk(path: str) -> Any:
+    """The object ``path`` names, resolved as Hydra's ``_locate`` does (attribute first, else a
+    submodule import), refusing a module reached under a name that is not its own."""
+    parts = path.split(".")
+    if not all(part.isidentifier() for part in parts):
+        raise _Refused("it is not a dotted Python name")
+    obj: Any = importlib.import_module(parts[0])
+    for i in range(1, len(parts)):
+        prefix = ".".join(parts[: i + 1])
+        try:
+            obj = getattr(obj, parts[i])
+        except AttributeError:
+            if not isinstance(obj, ModuleType):
+                raise _Refused(f"{'.'.join(parts[:i])} has no attribute {parts[i]!r}") from None
+            try:
+                obj = importlib.import_module(prefix)
+            except ImportError:
+                raise _Refused(f"there is no {prefix}") from None
+        if isinstance(obj, ModuleType) and obj.__name__ != prefix:
+            raise _Refused(f"it reaches module {obj.__name__} through an import in {'.'.join(parts[:i])}")
+    return obj
+
+
+def check_target(path: Any) -> type:
+    """The class ``path`` names, or _Refused. Nothing outside ALLOWED_PACKAGES is imported."""
+    if not isinstance(path, str):
+        raise _Refused("it must be a dotted name (a string)")
+    if not _in_allowed_package(path):
+        raise _Refused(f"it is outside {', '.join(ALLOWED_PACKAGES)}")
+    obj = _walk(path)
+    if not isinstance(obj, type) or not issubclass(obj, (torch.nn.Module, torch.optim.Optimizer)):
+        raise _Refused(f"it is {_describe(obj)}, not a Module or Optimizer class")
+    if not _in_allowed_package(obj.__module__):
+        raise _Refused(f"it is defined in {obj.__module__}")
+    return obj
+
+
+def _describe(obj: Any) -> str:
+    name = getattr(obj, "__qualname__", None) or type(obj).__name__
+    module = getattr(obj, "__module__", None)
+    return f"{type(obj).__name__} {module + '.' if module else ''}{name}"
+
+
+def targets(node: Any, path: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
+    """(dotted key, node) of every node with a ``_target_`` in a resolved config (plain dicts and
+    lists, as ``OmegaConf.to_container(resolve=True)`` gives: what Hydra's instantiate sees,
+    interpolations such as ``${oc.create:...}`` included), at any depth, in ``_args_`` and lists
+    too; outer nodes before the nodes inside them."""
+    if isinstance(node, dict):
+        if "_target_" in node:
+            yield path, node
+        for key, value in node.items():
+            yield from targets(value, f"{path}.{key}" if path else str(key))
+    elif isinstance(node, list):
+        for i, item in enumerate(node):
+            yield from targets(item, f"{path}[{i}]")
+
+
+def check_targets(config: dict[str, Any]) -> None:
+    """Every ``_target_`` of the resolved ``config`` names an allowed class, and every argument
+    its node gives fits that class's constructor: a name it takes, a value of its type hint.
+    TargetError on the first that does not."""
+    classes = []
+    for path, node in targets(config):  # all targets first: an argument error must not hide one
+        try:
+            classes.append((check_target(node["_target_"]), node, path))
+        except _Refused as why:
+            raise TargetError(f"{path}._target_" if path else "_target_", node["_target_"], f"{ALLOWED}; {why}") from None
+    for cls, node, path in classes:
+        _check_arguments(cls, node, path)
+
+
+def _check_arguments(cls: type, node: dict[str, Any], path: str) -> None:
+    """The keys of a target's config against ``cls.__init__``: no argument it does not take, and
+    each value of its type hint (Hydra's own keys ``_args_`` etc. and the model's ``name`` label
+    aside). Ranges are left to the class (the dry run builds it)."""
+    signature = inspect.signature(cls.__init__)
+    params = {name: p for name, p in signature.parameters.items() if name != "self"}
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    try:
+        hints = typing.get_type_hints(cls.__init__)
+    except Exception:  # unresolvable annotations: the dry run still checks the values
+        hints = {}
+    for name, value in node.items():
+        key = f"{path}.{name}"
+        if name in INSTANTIATE_KEYS:
+            allowed, fits = INSTANTIATE_KEYS[name]
+            if not fits(value):
+                raise TargetError(key, value, allowed)
+            continue
+        if key == "model.name":
+            continue
+        if name not in params:
+            if not takes_any:
+                takes = ", ".join(n for n, p in params.items() if p.kind is not inspect.Parameter.VAR_POSITIONAL)
+                raise TargetError(key, value, f"{cls.__name__} takes no argument {name!r}; it takes {takes}")
+            continue
+        hint = hints.get(name)
+        if hint is not None and not _matches(value, hint):
+            raise TargetError(key, value, f"{_describe(hint)} ({cls.__name__}'s {name})")
+
+
+# Hydra's own keys of a node it instantiates: what each may hold.
+INSTANTIATE_KEYS = {
+    "_target_": ("a dotted class name", lambda v: isinstance(v, str)),
+    "_partial_": ("true or false", lambda v: isinstance(v, bool)),
+    "_recursive_": ("true or false", lambda v: isinstance(v, bool)),
+    "_convert_": ("one of none, partial, object, all", lambda v: v in ("none", "partial", "object", "all")),
+    "_args_": ("a list of positional arguments", lambda v: isinstance(v, list)),
+}
+
+
+def _matches(value: Any, hint: Any) -> bool:
+    """Whether a YAML value fits a constructor's type hint (hints it cannot judge pass)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, a) for a in args)
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if hint is str:
+        return isinstance(value, str)
+    if hint is torch.Tensor:
+        return False  # a YAML value is never a tensor: another member of the union must fit
+    if origin in (tuple, list, collections.abc.Sequence):
+        if not isinstance(value, list):
+            return False
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            return len(value) == len(args) and all(_matches(v, a) for v, a in zip(value, args))
+        return not args or all(_matches(v, args[0]) for v in value)
+    if isinstance(hint, type) and issubclass(hint, torch.nn.Module) or origin is collections.abc.Callable:
+        return isinstance(value, dict) and "_target_" in value  # built from its own checked target
+    return True
+
+
+def _describe(hint: Any, plural: bool = False) -> str:
+    """A type hint in words: ``Sequence[int] | None`` -> "a list of integers or null"."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(dict.fromkeys(_describe(a, plural) for a in args if a is not torch.Tensor))
+    if origin in (tuple, list, collections.abc.Sequence):
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            return f"a list of {len(args)} {_describe(args[0], plural=True)}" if len(set(args)) == 1 else f"a list of {len(args)} values"
+        return f"a list of {_describe(args[0], plural=True)}" if args else "a list"
+    named = {type(None): ("null", "nulls"), bool: ("true or false", "true/false values"), int: ("an integer", "integers"),
+             float: ("a finite number", "finite numbers"), str: ("a string", "strings")}  # fmt: skip
+    if hint in named:
+        return named[hint][plural]
+    return f"a config with a _target_ ({getattr(hint, '__name__', hint)})"
