@@ -15,12 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from mnist_pairs import records
 from mnist_pairs.config import use_channels_last
 from mnist_pairs.data import Pairs
+from mnist_pairs.models import build_model
+from mnist_pairs.targets import TargetError, check_targets
 
 WEIGHTS_FILE = "model.pt"
 WEIGHTS_FORMAT = 1
@@ -28,13 +29,6 @@ WEIGHTS_FORMAT = 1
 
 class RunLoadError(ValueError):
     """A run folder whose model cannot be rebuilt; the message says why and what to do."""
-
-
-def build_model(model_cfg: DictConfig) -> torch.nn.Module:
-    """Instantiate the model group's ``_target_`` (its ``name`` is a label, not an argument)."""
-    spec = OmegaConf.to_container(model_cfg, resolve=True)
-    spec.pop("name", None)
-    return instantiate(spec)
 
 
 def save_weights(run_dir: Path, model: torch.nn.Module, record: records.RunRecord) -> None:
@@ -89,7 +83,11 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> LoadedR
     if payload.get("config_hash") != record["config_hash"]:
         raise RunLoadError(f"{path}: weights of another run (identity {payload.get('config_hash')}, the record's {record['config_hash']})")
     config = OmegaConf.create(record["config"])
-    model = build_model(OmegaConf.create(payload["model"]))
+    try:  # a weights file is data: what it names is checked as a config's targets are, before anything is built
+        check_targets({"model": payload["model"]})
+    except TargetError as error:
+        raise RunLoadError(f"{path}: {error}") from None
+    model = build_model(payload["model"])
     model.load_state_dict(payload["state_dict"])
     model = model.to(device).eval()
     channels_last = use_channels_last(OmegaConf.select(config, "device.channels_last", default="auto"), model)

@@ -33,7 +33,7 @@ from mnist_pairs.data import DataError, Pairs, make_pairs, split_validation
 from mnist_pairs.models import build_model
 from mnist_pairs.preflight import check_data, seed_batch_dirs
 from mnist_pairs.progress import record_outcome
-from mnist_pairs.runs import build_model, save_weights
+from mnist_pairs.runs import save_weights
 from mnist_pairs.engine import Augmenter, DivergedError, FitResult, TrainSettings, evaluate, fit, score
 from mnist_pairs.seeding import generator, stream_seed
 from mnist_pairs.vectorize import StackedModels, fit_stacked

@@ -70,6 +70,17 @@ def test_without_save_model_no_weights_and_the_loader_says_why(compose_cfg, synt
         load_run(tmp_path / "nowhere")
 
 
+def test_a_weights_file_naming_a_hostile_target_is_refused_before_anything_is_built(compose_cfg, synthetic_root, tmp_path):
+    run(small(compose_cfg, synthetic_root, "cnn3"), tmp_path)
+    payload = torch.load(tmp_path / WEIGHTS_FILE, weights_only=True)
+    target = tmp_path / "written-by-the-weights-file"
+    payload["model"] = {"_target_": "torch.nn.functional.torch.save", "_args_": [{"a": 1}, str(target)]}
+    torch.save(payload, tmp_path / WEIGHTS_FILE)
+    with pytest.raises(RunLoadError, match="torch.nn.functional.torch.save"):
+        load_run(tmp_path)
+    assert not target.exists()
+
+
 @pytest.mark.parametrize("model", ["cnn3", "cnn3_bn"])
 def test_a_vectorised_batch_saves_each_seeds_weights_as_a_run_alone(compose_cfg, synthetic_root, tmp_path, model):
     """Seed k's weights from a batch trained at once predict what its record says, and what seed
