@@ -141,18 +141,15 @@ def _leaves(node: Any, path: str = "") -> collections.abc.Iterator[tuple[str, An
 ENVIRONMENT_READ = re.compile(r"\$\{\s*oc\.env\s*:")
 
 
-def _validate_interpolations(cfg: DictConfig, config: dict[str, Any]) -> None:
-    """``${oc.env:...}`` only where ENVIRONMENT_KEYS allow it (as written, escaped or not); and no
-    value that resolves to an interpolation: building the model (Hydra's instantiate of the
-    resolved values) would resolve it a second time, past these checks."""
+def _validate_interpolations(cfg: DictConfig) -> None:
+    """``${oc.env:...}`` only where ENVIRONMENT_KEYS allow it (as written, escaped or not). A value
+    that resolves to an interpolation is refused by targets.check_targets (every caller that
+    builds from a config gets that check)."""
     written = {k: v for k, v in OmegaConf.to_container(cfg, resolve=False).items() if k != "hydra"}
     for key, value in _leaves(written):
         if isinstance(value, str) and ENVIRONMENT_READ.search(value) and key not in ENVIRONMENT_KEYS:
             _fail(key, value, f"environment variables (oc.env) may only set {', '.join(ENVIRONMENT_KEYS)}: "
                               "elsewhere they would go into run folders and records")  # fmt: skip
-    for key, value in _leaves(config):
-        if isinstance(value, str) and "${" in value:
-            _fail(key, value, "a value without ${...}: this one would be resolved a second time when the model is built")
 
 
 def _validate_names(config: dict[str, Any]) -> None:
@@ -218,20 +215,31 @@ def _validate_vectorize(cfg: DictConfig) -> None:
                 _fail(key, value, f"with device.vectorize > 1 only {off!r} (seeds trained at once)")
 
 
+TRACKING_BACKENDS = ("none", "mlflow")
+TRACKING_URI = re.compile(r"(https?://[\w.-]+(:\d+)?(/[\w./-]*)?|sqlite:///[\w./ +-]+)")
+
+
 def _validate_outputs(cfg: DictConfig) -> None:
-    """train.save_model and the tracking group (records written before them lack both)."""
+    """train.save_model and the tracking group (records written before them lack both). A tracking
+    URI is a server (http, https) or a SQLite file; the experiment's name becomes a folder of
+    artifacts, so it follows experiment_name's rules."""
     save = OmegaConf.select(cfg, "train.save_model", default=False)
     if not isinstance(save, bool):
         _fail("train.save_model", save, "true or false")
-    if OmegaConf.select(cfg, "tracking.backend", default="none") != "mlflow":
+    backend = OmegaConf.select(cfg, "tracking.backend", default="none")
+    if backend not in TRACKING_BACKENDS:
+        _fail("tracking.backend", backend, f"one of {', '.join(TRACKING_BACKENDS)} (or the group: tracking=mlflow)")
+    if backend == "none":
         return
     if importlib.util.find_spec("mlflow") is None:
         _fail("tracking", "mlflow", "MLflow is not installed: pip install -e '.[tracking]' (make venv installs it), or tracking=none")
-    uri, name = cfg.tracking.uri, cfg.tracking.experiment
-    if uri is not None and (not isinstance(uri, str) or not uri.strip()):
-        _fail("tracking.uri", uri, "null (the embedded SQLite store under output_root) or a tracking URI such as http://127.0.0.1:5000")
-    if not isinstance(name, str) or not name.strip():
-        _fail("tracking.experiment", name, "a non-empty experiment name")
+    uri = OmegaConf.select(cfg, "tracking.uri", default=None)
+    if uri is not None and not (isinstance(uri, str) and len(uri) <= 1000 and TRACKING_URI.fullmatch(uri) and ".." not in uri):
+        _fail("tracking.uri", uri, "null (the embedded SQLite store under output_root), a server's http(s)://host[:port] or sqlite:///<path>")
+    name = OmegaConf.select(cfg, "tracking.experiment", default=OmegaConf.select(cfg, "experiment_name"))
+    if not isinstance(name, str) or not all(_plain_name(part) for part in name.split("/")):
+        _fail("tracking.experiment", name, f"plain names (letters, digits, _ . + -, at most {MAX_NAME} characters) separated by /: "
+                                           "it names the folder of the experiment's artifacts")  # fmt: skip
 
 
 def validate_seed(cfg: DictConfig) -> None:
@@ -247,7 +255,7 @@ def validate(cfg: DictConfig) -> None:
     from mnist_pairs import dryrun  # imports the training engine: after the plain checks' imports
 
     config = task_config(cfg)
-    _validate_interpolations(cfg, config)
+    _validate_interpolations(cfg)
     _validate_names(config)
     validate_seed(cfg)
     for key in ("force", "data.download", "train.shuffle", "train.eval_every_epoch"):

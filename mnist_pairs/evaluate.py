@@ -17,7 +17,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from mnist_pairs.config import _fail, resolve_device, validate
-from mnist_pairs.data import DataNotFoundError
+from mnist_pairs.data import DataError
 from mnist_pairs.engine import score
 from mnist_pairs.runs import LoadedRun, load_run
 from mnist_pairs.train import load_pairs
@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> None:
         run = load_run(Path(args[0]))
         cfg = pairs_config(run.config, args[1:])
         lines = report(run, cfg)
-    except (ValueError, DataNotFoundError) as error:  # RunLoadError, ConfigError, too few images for the pairs
+    except (ValueError, DataError) as error:  # RunLoadError, ConfigError, too few images for the pairs, missing or corrupt MNIST
         sys.exit(f"error: {error}")
     print("\n".join(lines))
 

@@ -97,6 +97,12 @@ def check_run(config: DictConfig) -> Path:
     return run_dir
 
 
+def one_line(error: BaseException) -> str:
+    """An unexpected error in one line: its type and the first line of its message."""
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0] if lines else ''}"
+
+
 class CheckBeforeRun(Callback):
     """``check_run`` for a single run, before Hydra makes its folder; exits with one line."""
 
@@ -105,3 +111,5 @@ class CheckBeforeRun(Callback):
             check_run(config)
         except (ConfigError, DataError) as error:
             sys.exit(f"error: {error}")
+        except Exception as error:  # Hydra would turn it into a warning and make the folder anyway
+            sys.exit(f"error: {one_line(error)} (while checking the config, before any run folder)")

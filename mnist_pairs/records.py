@@ -245,14 +245,27 @@ def read_record(path: Path) -> RunRecord:
 
 
 def set_aside(run_dir: Path, old_hash: str) -> Path:
-    """Rename the run's record to ``record.superseded-<hash>.json`` (aggregation reads only
-    ``record.json``), so that a run of another config can take the folder without losing it."""
-    target = run_dir / f"record.superseded-{old_hash}.json"
-    n = 1
-    while target.exists():
+    """Rename the run's record to ``record.superseded-<hash>[-n].json`` (aggregation reads only
+    ``record.json``), so that a run of another config can take the folder without losing it; its
+    saved weights, when it names any, go aside with it (``model.superseded-<hash>[-n].pt``, named
+    in the set-aside record), before the new run's weights can take their place."""
+    suffix, n = old_hash, 1
+    while (run_dir / f"record.superseded-{suffix}.json").exists():
         n += 1
-        target = run_dir / f"record.superseded-{old_hash}-{n}.json"
-    os.replace(run_dir / RECORD_FILE, target)
+        suffix = f"{old_hash}-{n}"
+    target = run_dir / f"record.superseded-{suffix}.json"
+    try:
+        old = read_record(run_dir / RECORD_FILE)
+    except CorruptRecordError:
+        old = None
+    weights = run_dir / old["weights"] if old is not None and "weights" in old else None
+    if weights is not None and weights.parent == run_dir and weights.is_file():
+        kept = f"{weights.stem}.superseded-{suffix}{weights.suffix}"
+        os.replace(weights, run_dir / kept)
+        write_atomically(target, lambda f: f.write(json.dumps({**old, "weights": kept}, indent=1, sort_keys=True, allow_nan=True).encode()))
+        (run_dir / RECORD_FILE).unlink()
+    else:
+        os.replace(run_dir / RECORD_FILE, target)
     return target
 
 

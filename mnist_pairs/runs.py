@@ -83,12 +83,17 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> LoadedR
     if payload.get("config_hash") != record["config_hash"]:
         raise RunLoadError(f"{path}: weights of another run (identity {payload.get('config_hash')}, the record's {record['config_hash']})")
     config = OmegaConf.create(record["config"])
+    if not isinstance(payload, dict) or not isinstance(payload.get("model"), dict) or not isinstance(payload.get("state_dict"), dict):
+        raise RunLoadError(f"{path}: not a weights file of this project (a dict with model and state_dict)")
     try:  # a weights file is data: what it names is checked as a config's targets are, before anything is built
         check_targets({"model": payload["model"]})
     except TargetError as error:
         raise RunLoadError(f"{path}: {error}") from None
     model = build_model(payload["model"])
-    model.load_state_dict(payload["state_dict"])
+    try:
+        model.load_state_dict(payload["state_dict"])
+    except RuntimeError as error:
+        raise RunLoadError(f"{path}: the weights do not fit the model ({str(error).strip().splitlines()[0]})") from None
     model = model.to(device).eval()
     channels_last = use_channels_last(OmegaConf.select(config, "device.channels_last", default="auto"), model)
     if channels_last:

@@ -81,13 +81,13 @@ def check_target(path: Any) -> type:
         raise _Refused(f"it is outside {', '.join(ALLOWED_PACKAGES)}")
     obj = _walk(path)
     if not isinstance(obj, type) or not issubclass(obj, (torch.nn.Module, torch.optim.Optimizer)):
-        raise _Refused(f"it is {_describe(obj)}, not a Module or Optimizer class")
+        raise _Refused(f"it is {_describe_object(obj)}, not a Module or Optimizer class")
     if not _in_allowed_package(obj.__module__):
         raise _Refused(f"it is defined in {obj.__module__}")
     return obj
 
 
-def _describe(obj: Any) -> str:
+def _describe_object(obj: Any) -> str:
     name = getattr(obj, "__qualname__", None) or type(obj).__name__
     module = getattr(obj, "__module__", None)
     return f"{type(obj).__name__} {module + '.' if module else ''}{name}"
@@ -108,10 +108,29 @@ def targets(node: Any, path: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
             yield from targets(item, f"{path}[{i}]")
 
 
+def _strings(node: Any, path: str = "") -> Iterator[tuple[str, str]]:
+    """(dotted key, value) of every string in a resolved config, keys included."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            child = f"{path}.{key}" if path else str(key)
+            if isinstance(key, str):
+                yield child, key
+            yield from _strings(value, child)
+    elif isinstance(node, list):
+        for i, item in enumerate(node):
+            yield from _strings(item, f"{path}[{i}]")
+    elif isinstance(node, str):
+        yield path, node
+
+
 def check_targets(config: dict[str, Any]) -> None:
-    """Every ``_target_`` of the resolved ``config`` names an allowed class, and every argument
-    its node gives fits that class's constructor: a name it takes, a value of its type hint.
-    TargetError on the first that does not."""
+    """No string of the resolved ``config`` holds an interpolation, every ``_target_`` names an
+    allowed class, and every argument its node gives fits that class's constructor: a name it
+    takes, a value of its type hint. TargetError on the first that does not. Everything that
+    instantiates from a config (a run, ``runs.load_run``) calls this first."""
+    for path, value in _strings(config):  # Hydra's instantiate resolves what it builds: a second resolution, past every check
+        if "${" in value:
+            raise TargetError(path, value, "a value without ${...}: it would be resolved a second time when the model is built")
     classes = []
     for path, node in targets(config):  # all targets first: an argument error must not hide one
         try:

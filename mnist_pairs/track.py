@@ -104,7 +104,8 @@ def default_uri(output_root: str | Path) -> str:
 
 def target_of(cfg: DictConfig) -> Target:
     """The tracking target of a run's (or a sweep's) config."""
-    return Target(cfg.tracking.uri or default_uri(cfg.output_root), str(cfg.tracking.experiment))
+    uri = OmegaConf.select(cfg, "tracking.uri", default=None) or default_uri(cfg.output_root)
+    return Target(uri, str(OmegaConf.select(cfg, "tracking.experiment", default=cfg.experiment_name)))
 
 
 def tracking_on(cfg: DictConfig) -> bool:

@@ -27,7 +27,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 import mnist_pairs
 from mnist_pairs import records, track
-from mnist_pairs.config import ConfigError, resolve_device, use_channels_last, validate
+from mnist_pairs.config import ConfigError, resolve_device, task_config, use_channels_last, validate
 from mnist_pairs.augment import AugmentSettings, augment
 from mnist_pairs.data import DataError, Pairs, make_pairs, split_validation
 from mnist_pairs.models import build_model
@@ -113,7 +113,7 @@ def mean_objective(done: list[records.RunRecord]) -> float | None:
 def finished_or_set_aside(cfg: DictConfig, run_dir: Path) -> tuple[dict[str, Any], str, records.RunRecord | None]:
     """(resolved config, identity hash, the finished record to skip with or None). A finished
     record of another config (a default changed since) is renamed aside, never overwritten."""
-    config = OmegaConf.to_container(cfg, resolve=True)
+    config = task_config(cfg)  # as the grid sweeper computes it (GridSweeper.finished_jobs): one identity
     ident = records.config_hash(config)
     done = records.finished_record(run_dir)
     if done is not None and done["config_hash"] == ident and not cfg.force:

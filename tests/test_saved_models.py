@@ -78,6 +78,12 @@ def test_a_weights_file_naming_a_hostile_target_is_refused_before_anything_is_bu
     torch.save(payload, tmp_path / WEIGHTS_FILE)
     with pytest.raises(RunLoadError, match="torch.nn.functional.torch.save"):
         load_run(tmp_path)
+    # an interpolation that Hydra's instantiate would resolve into a hostile target
+    payload["model"] = {"_target_": "mnist_pairs.models.FCNN", "activation": {"_target_": "torch.nn.ReLU", "_partial_": True},
+                        "hidden": ["${oc.create:{_target_: torch.save, _args_: [1, '" + str(target) + "']}}"]}  # fmt: skip
+    torch.save(payload, tmp_path / WEIGHTS_FILE)
+    with pytest.raises(RunLoadError, match="a value without"):
+        load_run(tmp_path)
     assert not target.exists()
 
 
@@ -142,3 +148,13 @@ def test_evaluate_scores_a_saved_run_on_its_own_and_on_fresh_pairs(compose_cfg, 
         assert str(refused.value.code).startswith(f"error: {message}")
     with pytest.raises(SystemExit, match="no record.json"):
         evaluate_main([str(tmp_path / "nowhere")])
+
+
+def test_a_run_of_another_config_sets_the_old_weights_aside_with_their_record(compose_cfg, synthetic_root, tmp_path):
+    old = run(small(compose_cfg, synthetic_root, "cnn3"), tmp_path)
+    saved = (tmp_path / WEIGHTS_FILE).read_bytes()
+    run(small(compose_cfg, synthetic_root, "cnn3", "train.epochs=2"), tmp_path)  # another config, same folder
+    aside = records.read_record(tmp_path / f"record.superseded-{old['config_hash']}.json")
+    assert aside["weights"] == f"model.superseded-{old['config_hash']}.pt"
+    assert (tmp_path / aside["weights"]).read_bytes() == saved  # not overwritten by the new run's weights
+    assert load_run(tmp_path).record["config_hash"] != old["config_hash"]

@@ -227,7 +227,10 @@ def test_tracking_and_save_model_stay_out_of_a_runs_identity(compose_cfg):
     ("overrides", "message"),
     [(("train.save_model=sometimes",), "train.save_model='sometimes' is not allowed: true or false"),
      (("tracking=mlflow", "tracking.uri=''"), "tracking.uri='' is not allowed: null (the embedded SQLite store"),
-     (("tracking=mlflow", "tracking.experiment=''"), "tracking.experiment='' is not allowed: a non-empty experiment name")],
+     (("tracking=mlflow", "tracking.experiment=''"), "tracking.experiment='' is not allowed: plain names"),
+     (("tracking=mlflow", "tracking.experiment=../../etc"), "tracking.experiment='../../etc' is not allowed: plain names"),  # its artifacts' folder
+     (("tracking=mlflow", "tracking.uri=/any/path"), "tracking.uri='/any/path' is not allowed: null (the embedded SQLite store"),
+     (("tracking.backend=mlfow",), "tracking.backend='mlfow' is not allowed: one of none, mlflow")],
 )  # fmt: skip
 def test_bad_tracking_values_are_refused_before_any_work(compose_cfg, overrides, message):
     with pytest.raises(ConfigError) as info:

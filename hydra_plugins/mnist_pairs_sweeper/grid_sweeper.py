@@ -99,7 +99,7 @@ class GridSweeper(BasicSweeper):
         at once), else ``device.seeds_per_job``."""
         from mnist_pairs.config import ConfigError, validate, validate_seed
         from mnist_pairs.data import DataError
-        from mnist_pairs.preflight import check_folder_and_data
+        from mnist_pairs.preflight import check_folder_and_data, one_line
 
         models: List[str] = []
         per_job: List[int] = []
@@ -125,6 +125,8 @@ class GridSweeper(BasicSweeper):
                         )  # fmt: skip
                 except (ConfigError, DataError) as error:
                     sys.exit(f"error: {error} (job: {' '.join(overrides)})")
+                except Exception as error:  # one line, not a traceback, before anything is launched
+                    sys.exit(f"error: {one_line(error)} (while checking job: {' '.join(overrides)})")
                 models.append(str(cfg.model.name))
                 per_job.append(k)
         return models, per_job
@@ -257,17 +259,21 @@ class GridSweeper(BasicSweeper):
         return packed
 
     def validate_sweep(self, jobs: Sequence[Sequence[str]]) -> Tuple[List[str], List[int]]:
-        """``validate_jobs`` for the whole sweep, the joblib workers warming up meanwhile (once the
-        first job passed: a bad value common to all jobs starts no worker)."""
+        """``validate_jobs`` for the whole sweep, the joblib workers warming up and (tracking=mlflow)
+        the store and experiment being created meanwhile, once the first job passed: a bad value
+        common to all jobs starts no worker and writes no store."""
+        from mnist_pairs import track
+
         tic = time.perf_counter()
         models, per_job = self.validate_jobs(jobs[:1])
-        warm_up = self.warm_up_workers(self.compose(jobs[0]), len(jobs))
+        assert self.config is not None
+        background = [t for t in (self.warm_up_workers(self.compose(jobs[0]), len(jobs)), track.prepare_sweep(self.config)) if t is not None]
         try:
             more_models, more_per_job = self.validate_jobs(jobs[1:])
             log.info("sweep of %d runs validated in %.1f s", len(jobs), time.perf_counter() - tic)
         finally:
-            if warm_up is not None:
-                warm_up.join()
+            for thread in background:
+                thread.join()
         return models + more_models, per_job + more_per_job
 
     def sweep(self, arguments: List[str]) -> Any:
@@ -276,10 +282,7 @@ class GridSweeper(BasicSweeper):
 
         assert self.config is not None and self.launcher is not None
         jobs = self.job_overrides(arguments)
-        preparing = track.prepare_sweep(self.config)  # tracking=mlflow: store and experiment, while validating
         models, per_job = self.validate_sweep(jobs)
-        if preparing is not None:
-            preparing.join()
         sweep_dir = Path(self.config.hydra.sweep.dir)
         done = self.finished_jobs(jobs, sweep_dir)
         if any(done):
