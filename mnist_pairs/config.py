@@ -4,8 +4,8 @@ Hydra already rejects unknown group choices (model=..., activation=..., device=.
 of options; this module checks the values inside the groups, the `_target_`s YAML may name (on
 the object they name: mnist_pairs.targets), the arguments each target gets (against its
 constructor's type hints: mnist_pairs.targets too), and that the model can be built and trained (a dry run on the meta
-device: mnist_pairs.dryrun). ``compose_config`` composes conf/ outside the CLI (scripts, tests)
-as the CLI would."""
+device: mnist_pairs.dryrun). ``compose_config`` (mnist_pairs.compose, re-exported here) composes
+conf/ outside the CLI (scripts, tests) as the CLI would."""
 
 from __future__ import annotations
 
@@ -13,15 +13,15 @@ import collections.abc
 import importlib.util
 import math
 import re
-from pathlib import Path
 from typing import Any
 
 import torch
-from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from mnist_pairs.compose import CONF_DIR, compose_config  # noqa: F401 (their home before compose.py)
 from mnist_pairs.data import SCALES, SPLIT_SIZES
+from mnist_pairs.records import setting
 from mnist_pairs.targets import TargetError, check_targets
 
 DEVICE_TYPES = ("auto", "cpu", "cuda")
@@ -39,16 +39,6 @@ ENVIRONMENT_KEYS = ("data.root", "data.cache_dir", "output_root")
 NAME = re.compile(r"[A-Za-z0-9_.+-]+")
 NAMED_LABELS = ("model.name", "activation.name", "augment.name")
 MAX_NAME = 255  # characters of a file name on common file systems
-
-
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
-
-
-def compose_config(*overrides: str, hydra: bool = False) -> DictConfig:
-    """conf/ composed with Hydra's compose API, as the CLI composes a run's config; ``hydra`` keeps
-    the ``hydra`` node (launcher, sweeper, run folders)."""
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return compose(config_name="config", overrides=list(overrides), return_hydra_config=hydra)
 
 
 class ConfigError(ValueError):
@@ -155,7 +145,7 @@ def _validate_interpolations(cfg: DictConfig) -> None:
 def _validate_names(config: dict[str, Any]) -> None:
     """Labels that become folder names are plain names; experiment_name a relative path of them."""
     for key in NAMED_LABELS:
-        value = _get(config, key)
+        value = setting(config, key)
         if not _plain_name(value):
             _fail(key, value, f"a plain name of at most {MAX_NAME} characters (letters, digits, _ . + -): it names run folders")
     name = config.get("experiment_name")
@@ -168,17 +158,10 @@ def _plain_name(value: Any) -> bool:
     return isinstance(value, str) and bool(NAME.fullmatch(value)) and value not in (".", "..") and len(value) <= MAX_NAME
 
 
-def _get(config: dict[str, Any], dotted: str) -> Any:
-    node: Any = config
-    for part in dotted.split("."):
-        node = node.get(part) if isinstance(node, dict) else None
-    return node
-
-
 def _path(cfg: DictConfig | dict[str, Any], key: str) -> None:
     """A folder's path: a non-empty string without control characters, no part of it longer than
     file systems allow."""
-    value = OmegaConf.select(cfg, key) if isinstance(cfg, DictConfig) else _get(cfg, key)
+    value = OmegaConf.select(cfg, key) if isinstance(cfg, DictConfig) else setting(cfg, key)
     ok = isinstance(value, str) and value.strip() and value.isprintable() and all(len(p) <= MAX_NAME for p in value.split("/"))
     if not ok:
         _fail(key, value, f"a folder (a path of printable characters, each part at most {MAX_NAME})" + (" or null" if key == "data.cache_dir" else ""))

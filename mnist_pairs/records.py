@@ -117,6 +117,16 @@ def config_hash(config: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def setting(config: dict[str, Any], dotted: str, default: Any = None) -> Any:
+    """The value at a dotted key of a resolved config (``default`` when absent)."""
+    node: Any = config
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return default
+        node = node[part]
+    return node
+
+
 def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
     """A nested config as {dotted key: value} (an empty mapping stays a value)."""
     if isinstance(node, dict):

@@ -66,6 +66,7 @@ class GridSweeper(BasicSweeper):
         self.grids = [dict(g) for g in grids] if grids else [{}]
         self.warm_up = warm_up
         self.composed: Dict[tuple, DictConfig] = {}
+        self.validated: set = set()  # compositions validated in full: their other jobs differ only in the seed
 
     def job_overrides(self, arguments: List[str]) -> List[List[str]]:
         """The override lists of every job: each grid's product, in order."""
@@ -103,16 +104,15 @@ class GridSweeper(BasicSweeper):
 
         models: List[str] = []
         per_job: List[int] = []
-        validated: set = set()  # compositions validated: their other jobs differ only in the seed
         with self.hydra_config() as set_config:
             for overrides in jobs:
                 cfg = self.compose(overrides)
                 try:
-                    if id(cfg) in validated:
+                    if id(cfg) in self.validated:
                         validate_seed(cfg)
                     else:
                         validate(cfg)
-                        validated.add(id(cfg))
+                        self.validated.add(id(cfg))
                     set_config(cfg)
                     run_dir = self.job_run_dir(cfg)
                     check_folder_and_data(cfg, run_dir, "hydra.sweep.subdir")

@@ -6,6 +6,7 @@ smoke grid, or records of an old and a new default, gives separate cells with di
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from mnist_pairs import records
+from mnist_pairs.records import setting
 
 METRICS = ("test_acc", "train_acc", "test_loss", "train_loss", "val_acc", "digit_acc")
 RUN_COLUMNS = [
@@ -61,15 +63,11 @@ class Collected:
     duplicates: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
-
-def setting(config: dict[str, Any], dotted: str, default: Any = None) -> Any:
-    """The value at a dotted key of a resolved config (``default`` when absent)."""
-    node: Any = config
-    for part in dotted.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return default
-        node = node[part]
-    return node
+    @functools.cached_property
+    def unfinished_seeds(self) -> dict[str, set[int]]:
+        """Per cell, the seeds whose record did not finish (failed, diverged): derived once."""
+        unfinished = self.runs[self.runs["status"] != "ok"]
+        return {cell: set(group["seed"]) for cell, group in unfinished.groupby("cell")}
 
 
 def collapsed(metrics: dict[str, float], outcomes: PairOutcomes | None) -> bool:

@@ -22,7 +22,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mnist_pairs.analysis.collect import Collected, setting
+from mnist_pairs.analysis.collect import Collected
+from mnist_pairs.records import setting
 from mnist_pairs.analysis.published import ALPHA, MARGIN
 from mnist_pairs.analysis.stats import friedman, holm, mcnemar, paired, paired_tost, welch
 
@@ -58,18 +59,17 @@ def matched_seeds(a: str, b: str, scores: dict[str, pd.Series], data: Collected)
     return seeds, ""
 
 
-def lost_seeds(cell: str, other: str, scores: dict[str, pd.Series], runs: pd.DataFrame) -> int:
+def lost_seeds(cell: str, other: str, scores: dict[str, pd.Series], data: Collected) -> int:
     """Seeds on which ``other`` finished and ``cell`` has a record that did not finish (failed,
     diverged): the paired tests leave them out, which favours the less stable cell, so the tables say how many."""
-    unfinished = set(runs[(runs["cell"] == cell) & (runs["status"] != "ok")]["seed"])
-    return len(unfinished & set(scores[other].index))
+    return len(data.unfinished_seeds.get(cell, set()) & set(scores[other].index))
 
 
 def compare_cells(a: str, b: str, scores: dict[str, pd.Series], data: Collected, margin: float = MARGIN) -> dict[str, Any]:
     """One row: cell ``a`` against cell ``b`` on their matched seeds (differences are a - b)."""
     seeds, note = matched_seeds(a, b, scores, data)
-    row: dict[str, Any] = {"a": a, "b": b, "n": len(seeds), "lost_a": lost_seeds(a, b, scores, data.runs),
-                           "lost_b": lost_seeds(b, a, scores, data.runs), "note": note}  # fmt: skip
+    row: dict[str, Any] = {"a": a, "b": b, "n": len(seeds), "lost_a": lost_seeds(a, b, scores, data),
+                           "lost_b": lost_seeds(b, a, scores, data), "note": note}  # fmt: skip
     if len(seeds) < MIN_SEEDS:
         return {**row, "note": note or f"not tested: {len(seeds)} common seeds (fewer than {MIN_SEEDS})"}
     x, y = scores[a][seeds].to_numpy(), scores[b][seeds].to_numpy()

@@ -12,13 +12,12 @@ from __future__ import annotations
 import functools
 import math
 from importlib import resources
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from mnist_pairs.analysis.collect import setting
+from mnist_pairs.records import setting
 from mnist_pairs.analysis.stats import holm, t_interval, tost, welch
 
 AUTHORS_MODELS = {
@@ -69,7 +68,6 @@ PEERS = pd.DataFrame(
 
 ALPHA = 0.05
 MARGIN = 0.02  # equivalence margin of test accuracy: 2 points, about 1.5x the sampling SD of one run's 1000 test pairs
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 PUBLISHED_LR = {
     "fcnn": 1e-3, "fcnn_dropout": 2e-4, "fcnn_bn_dropout": 2e-4, "cnn3": 4e-4, "cnn4": 4e-4, "cnn3_bn": 4e-4,
     "cnn4_bn": 4e-4, "resnet": 5e-3, "siamese_cnn": 5e-3, "siamese_cnn_aux": 5e-3, "siamese_resnet": 5e-3,
@@ -95,13 +93,13 @@ def published_protocol(source: str) -> dict[str, Any]:
 def preset_model(choice: str) -> dict[str, Any] | None:
     """The model node that ``model=<choice>`` composes from conf/ today (None where conf/ has no
     such preset, e.g. an installed package without conf/)."""
+    from omegaconf import OmegaConf  # deferred, with Hydra: only a published comparison needs them
+
+    from mnist_pairs.compose import CONF_DIR, compose_config
+
     if not (CONF_DIR / "model" / f"{choice}.yaml").is_file():
         return None
-    from hydra import compose, initialize_config_dir  # deferred: only a published comparison needs it
-    from omegaconf import OmegaConf
-
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return OmegaConf.to_container(compose(config_name="config", overrides=[f"model={choice}"]).model, resolve=True)
+    return OmegaConf.to_container(compose_config(f"model={choice}").model, resolve=True)
 
 
 def leaf_differences(ours: Any, preset: Any, key: str) -> list[str]:
