@@ -18,8 +18,17 @@ from mnist_pairs.analysis.report import Analysis, write_report
 from mnist_pairs.analysis.summary import REPORT_ORDER, cell_order, summarize
 
 HEATMAP_CELLS = 16
-FIGURE_FILES = ("accuracy.png", "training_time.png", "convergence.png", "versus_published.png", "ranking.png", "pairwise.png",
-                "errors_by_digit_pair.png", "errors_by_difference.png", "aux_digits.png")  # fmt: skip
+FIGURE_FILES = (
+    "accuracy.png",
+    "training_time.png",
+    "convergence.png",
+    "versus_published.png",
+    "ranking.png",
+    "pairwise.png",
+    "errors_by_digit_pair.png",
+    "errors_by_difference.png",
+    "aux_digits.png",
+)
 
 
 def analyse(results_dir: Path, data: Collected, source: str = "gpu", margin: float = MARGIN) -> Analysis:
@@ -30,20 +39,40 @@ def analyse(results_dir: Path, data: Collected, source: str = "gpu", margin: flo
     ranking, ranking_info = paired.ranking(data, order)
     by_pair, by_diff = errors.error_tables(data, order)
     return Analysis(
-        name=results_dir.name, data=data, order=order, summary=summary, findings=paired.findings(data, summary, margin),
-        pairwise=paired.pairwise(data, order, margin), ranking=ranking, ranking_info=ranking_info,
+        name=results_dir.name,
+        data=data,
+        order=order,
+        summary=summary,
+        findings=paired.findings(data, summary, margin),
+        pairwise=paired.pairwise(data, order, margin),
+        ranking=ranking,
+        ranking_info=ranking_info,
         comparison=compare_with_published(summary, data.configs, reference, source, margin),
-        variants=paired.compare_variants(data, summary, margin), errors_by_digit_pair=by_pair, errors_by_difference=by_diff,
-        near_equal=errors.near_equal_share(by_diff), beyond=beyond_table(summary, reference, REPORT_ORDER), margin=margin,
-    )  # fmt: skip
+        variants=paired.compare_variants(data, summary, margin),
+        errors_by_digit_pair=by_pair,
+        errors_by_difference=by_diff,
+        near_equal=errors.near_equal_share(by_diff),
+        beyond=beyond_table(summary, reference, REPORT_ORDER),
+        margin=margin,
+    )
 
 
 def write_tables(a: Analysis, tables: Path) -> None:
     """Every non-empty table as CSV."""
     tables.mkdir(parents=True, exist_ok=True)
-    named = {"runs": a.data.runs, "history": a.data.history, "summary": a.summary, "findings": a.findings, "pairwise": a.pairwise,
-             "ranking": a.ranking, "published_comparison": a.comparison, "variants": a.variants, "beyond": a.beyond,
-             "errors_by_digit_pair": a.errors_by_digit_pair, "errors_by_difference": a.errors_by_difference}  # fmt: skip
+    named = {
+        "runs": a.data.runs,
+        "history": a.data.history,
+        "summary": a.summary,
+        "findings": a.findings,
+        "pairwise": a.pairwise,
+        "ranking": a.ranking,
+        "published_comparison": a.comparison,
+        "variants": a.variants,
+        "beyond": a.beyond,
+        "errors_by_digit_pair": a.errors_by_digit_pair,
+        "errors_by_difference": a.errors_by_difference,
+    }
     for name, table in named.items():
         if not table.empty:
             table.to_csv(tables / f"{name}.csv", index=False)
@@ -74,24 +103,37 @@ def draw_figures(a: Analysis, folder: Path) -> dict[str, Path]:
     if not a.errors_by_digit_pair.empty:
         with_pairs = [c for c in a.order if c in set(a.errors_by_digit_pair["cell"])]
         cells = a.summary.set_index("cell").loc[with_pairs]
-        shown = [c for c in with_pairs if cells.loc[c, "activation"] == "relu" and cells.loc[c, "variant"] == ""] or with_pairs
+        shown = [
+            c for c in with_pairs if cells.loc[c, "activation"] == "relu" and cells.loc[c, "variant"] == ""
+        ] or with_pairs
         shown = shown[:HEATMAP_CELLS]
-        figs["errors by digit pair"] = figures.error_heatmaps(a.errors_by_digit_pair, shown, folder / "errors_by_digit_pair.png")
-        figs["errors by difference"] = figures.errors_by_difference(a.errors_by_difference, shown, folder / "errors_by_difference.png")
+        figs["errors by digit pair"] = figures.error_heatmaps(
+            a.errors_by_digit_pair, shown, folder / "errors_by_digit_pair.png"
+        )
+        figs["errors by difference"] = figures.errors_by_difference(
+            a.errors_by_difference, shown, folder / "errors_by_difference.png"
+        )
     if ok["digit_acc"].notna().any():
         figs["aux digits"] = figures.aux_digits(ok, folder / "aux_digits.png")
-    for stale in set(FIGURE_FILES) - {p.name for p in figs.values()}:  # an earlier aggregation's figure would no longer be true
+    for stale in set(FIGURE_FILES) - {
+        p.name for p in figs.values()
+    }:  # an earlier aggregation's figure would no longer be true
         (folder / stale).unlink(missing_ok=True)
     return figs
 
 
-def aggregate(results_dir: Path, out: Path | None = None, source: str = "gpu", margin: float = MARGIN) -> tuple[Path, Collected]:
+def aggregate(
+    results_dir: Path, out: Path | None = None, source: str = "gpu", margin: float = MARGIN
+) -> tuple[Path, Collected]:
     """Write tables/, figures/ and report.md for ``results_dir`` (into ``out``, default the same);
     returns the report's path and what was read."""
     out = out or results_dir
     data = collect(results_dir)
     if data.runs.empty:
-        raise SystemExit(f"error: no run records (record.json) under {results_dir}" + (f"; corrupt: {data.corrupt}" if data.corrupt else ""))
+        raise SystemExit(
+            f"error: no run records (record.json) under {results_dir}"
+            + (f"; corrupt: {data.corrupt}" if data.corrupt else "")
+        )
     analysis = analyse(results_dir, data, source, margin)
     write_tables(analysis, out / "tables")
     analysis.figures = draw_figures(analysis, out / "figures")
@@ -101,22 +143,35 @@ def aggregate(results_dir: Path, out: Path | None = None, source: str = "gpu", m
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("results_dir", type=Path, help="a folder with run records (e.g. outputs/benchmark)")
-    parser.add_argument("--out", type=Path, default=None, help="where to write tables/, figures/, report.md (default: results_dir)")
-    parser.add_argument("--published", choices=["gpu", "cpu"], default="gpu", help="which published results to compare with")
-    parser.add_argument("--margin", type=float, default=MARGIN, help="equivalence margin of test accuracy for TOST (default %(default)s)")
+    parser.add_argument(
+        "--out", type=Path, default=None, help="where to write tables/, figures/, report.md (default: results_dir)"
+    )
+    parser.add_argument(
+        "--published", choices=["gpu", "cpu"], default="gpu", help="which published results to compare with"
+    )
+    parser.add_argument(
+        "--margin",
+        type=float,
+        default=MARGIN,
+        help="equivalence margin of test accuracy for TOST (default %(default)s)",
+    )
     args = parser.parse_args(argv)
     if not args.results_dir.is_dir():
         sys.exit(f"error: results_dir {args.results_dir} is not a folder")
     if not 0 < args.margin < 1:
-        sys.exit(f"error: --margin={args.margin} is not allowed: a number between 0 and 1 (a difference of test accuracy)")
+        sys.exit(
+            f"error: --margin={args.margin} is not allowed: a number between 0 and 1 (a difference of test accuracy)"
+        )
     report, data = aggregate(args.results_dir, args.out, args.published, args.margin)
     for problem in data.corrupt + data.duplicates:
         print(f"warning: {problem}", file=sys.stderr)
     failed = data.runs[data.runs["status"] != "ok"]
     for run in failed.itertuples():
         print(f"warning: {run.path}: {run.status}: {run.error}", file=sys.stderr)
-    print(f"{len(data.runs)} records ({len(failed)} not ok, {len(data.corrupt)} corrupt, "
-          f"{len(data.incomplete)} folders without a record); report: {report}")
+    print(
+        f"{len(data.runs)} records ({len(failed)} not ok, {len(data.corrupt)} corrupt, "
+        f"{len(data.incomplete)} folders without a record); report: {report}"
+    )
 
 
 if __name__ == "__main__":

@@ -16,9 +16,9 @@ import torch.nn.functional as F
 
 @dataclass(frozen=True)
 class AugmentSettings:
-    rotate_deg: float = 0.0    # each image turned by U(-rotate_deg, rotate_deg) degrees
+    rotate_deg: float = 0.0  # each image turned by U(-rotate_deg, rotate_deg) degrees
     translate_px: float = 0.0  # and shifted by U(-translate_px, translate_px) pixels on each axis
-    swap: bool = False         # swap the two images of a pair with probability 1/2
+    swap: bool = False  # swap the two images of a pair with probability 1/2
 
     @property
     def active(self) -> bool:
@@ -33,10 +33,13 @@ def affine(x: torch.Tensor, settings: AugmentSettings, generator: torch.Generato
     angle = (torch.rand(m, generator=generator) * 2 - 1) * math.radians(settings.rotate_deg)
     shift = (torch.rand(m, 2, generator=generator) * 2 - 1) * settings.translate_px
     cos, sin = angle.cos(), angle.sin()
-    theta = torch.stack([
-        torch.stack([cos, -sin, shift[:, 0] * 2 / w], dim=1),
-        torch.stack([sin, cos, shift[:, 1] * 2 / h], dim=1),
-    ], dim=1).to(x.device, x.dtype)  # fmt: skip
+    theta = torch.stack(
+        [
+            torch.stack([cos, -sin, shift[:, 0] * 2 / w], dim=1),
+            torch.stack([sin, cos, shift[:, 1] * 2 / h], dim=1),
+        ],
+        dim=1,
+    ).to(x.device, x.dtype)
     images = x.reshape(m, 1, h, w)
     grid = F.affine_grid(theta, [m, 1, h, w], align_corners=False)
     return F.grid_sample(images, grid, padding_mode="border", align_corners=False).reshape(n, c, h, w)
@@ -46,7 +49,11 @@ def augment(
     x: torch.Tensor, digits: torch.Tensor, settings: AugmentSettings, generator: torch.Generator
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(images, target, digits) of an augmented mini-batch."""
-    memory_format = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous() else torch.contiguous_format
+    memory_format = (
+        torch.channels_last
+        if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+        else torch.contiguous_format
+    )
     if settings.rotate_deg > 0 or settings.translate_px > 0:
         x = affine(x.contiguous(), settings, generator)
     if settings.swap:

@@ -59,7 +59,9 @@ def _int(cfg: DictConfig, key: str, low: int, high: int | None = None, allowed: 
     """The integer at ``key``, checked to lie in [low, high]; ``allowed`` words the error."""
     value = OmegaConf.select(cfg, key)
     if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
-        _fail(key, value, allowed or (f"an integer from {low} to {high}" if high is not None else f"an integer >= {low}"))
+        _fail(
+            key, value, allowed or (f"an integer from {low} to {high}" if high is not None else f"an integer >= {low}")
+        )
     return value
 
 
@@ -95,7 +97,9 @@ def task_config(cfg: DictConfig) -> dict[str, Any]:
             continue
         try:
             value = cfg[key]
-            out[str(key)] = OmegaConf.to_container(value, resolve=True) if isinstance(value, (DictConfig, ListConfig)) else value
+            out[str(key)] = (
+                OmegaConf.to_container(value, resolve=True) if isinstance(value, (DictConfig, ListConfig)) else value
+            )
         except OmegaConfBaseException as error:
             where = getattr(error, "full_key", None) or str(key)
             reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
@@ -138,8 +142,12 @@ def _validate_interpolations(cfg: DictConfig) -> None:
     written = {k: v for k, v in OmegaConf.to_container(cfg, resolve=False).items() if k != "hydra"}
     for key, value in _leaves(written):
         if isinstance(value, str) and ENVIRONMENT_READ.search(value) and key not in ENVIRONMENT_KEYS:
-            _fail(key, value, f"environment variables (oc.env) may only set {', '.join(ENVIRONMENT_KEYS)}: "
-                              "elsewhere they would go into run folders and records")  # fmt: skip
+            _fail(
+                key,
+                value,
+                f"environment variables (oc.env) may only set {', '.join(ENVIRONMENT_KEYS)}: "
+                "elsewhere they would go into run folders and records",
+            )
 
 
 def _validate_names(config: dict[str, Any]) -> None:
@@ -147,32 +155,58 @@ def _validate_names(config: dict[str, Any]) -> None:
     for key in NAMED_LABELS:
         value = setting(config, key)
         if not _plain_name(value):
-            _fail(key, value, f"a plain name of at most {MAX_NAME} characters (letters, digits, _ . + -): it names run folders")
+            _fail(
+                key,
+                value,
+                f"a plain name of at most {MAX_NAME} characters (letters, digits, _ . + -): it names run folders",
+            )
     name = config.get("experiment_name")
     if not isinstance(name, str) or not all(_plain_name(part) for part in name.split("/")):
-        _fail("experiment_name", name, f"plain names (letters, digits, _ . + -, at most {MAX_NAME} characters) separated by /: a folder below output_root")
+        _fail(
+            "experiment_name",
+            name,
+            f"plain names (letters, digits, _ . + -, at most {MAX_NAME} characters) separated by /: a folder below output_root",
+        )
     _path(config, "output_root")
 
 
 def _plain_name(value: Any) -> bool:
-    return isinstance(value, str) and bool(NAME.fullmatch(value)) and value not in (".", "..") and len(value) <= MAX_NAME
+    return (
+        isinstance(value, str) and bool(NAME.fullmatch(value)) and value not in (".", "..") and len(value) <= MAX_NAME
+    )
 
 
 def _path(cfg: DictConfig | dict[str, Any], key: str) -> None:
     """A folder's path: a non-empty string without control characters, no part of it longer than
     file systems allow."""
     value = OmegaConf.select(cfg, key) if isinstance(cfg, DictConfig) else setting(cfg, key)
-    ok = isinstance(value, str) and value.strip() and value.isprintable() and all(len(p) <= MAX_NAME for p in value.split("/"))
+    ok = (
+        isinstance(value, str)
+        and value.strip()
+        and value.isprintable()
+        and all(len(p) <= MAX_NAME for p in value.split("/"))
+    )
     if not ok:
-        _fail(key, value, f"a folder (a path of printable characters, each part at most {MAX_NAME})" + (" or null" if key == "data.cache_dir" else ""))
+        _fail(
+            key,
+            value,
+            f"a folder (a path of printable characters, each part at most {MAX_NAME})"
+            + (" or null" if key == "data.cache_dir" else ""),
+        )
 
 
 def _validate_selection_and_augmentation(cfg: DictConfig) -> None:
     """Validation split, early stopping, regularisation and augmentation keys."""
-    n_val = _int(cfg, "data.n_val", 0, cfg.data.n_train - 1, f"an integer from 0 to data.n_train - 1 = {cfg.data.n_train - 1}")
+    n_val = _int(
+        cfg, "data.n_val", 0, cfg.data.n_train - 1, f"an integer from 0 to data.n_train - 1 = {cfg.data.n_train - 1}"
+    )
     patience = _int(cfg, "train.early_stop_patience", 0, allowed="an integer >= 0 (0 = off)")
     if patience > 0 and n_val == 0:
-        _fail("train.early_stop_patience", patience, "early stopping reads validation pairs: set data.n_val > 0 too (never the test pairs)")
+        _fail(
+            "train.early_stop_patience",
+            patience,
+            "early stopping reads validation pairs: set data.n_val > 0 too (never the test pairs)",
+        )
     _choice(cfg, "train.precision", PRECISIONS)
     _choice(cfg, "train.lr_schedule", LR_SCHEDULES)
     _number(cfg, "train.label_smoothing", 0.0, 1.0, high_open=True)
@@ -188,12 +222,19 @@ def _validate_vectorize(cfg: DictConfig) -> None:
     k = _int(cfg, "device.vectorize", 1, allowed="an integer >= 1 (1 = one seed per run)")
     _int(cfg, "device.seeds_per_job", 1, allowed="an integer >= 1 (seeds run one after another in one job)")
     batch = OmegaConf.select(cfg, "device.seed_batch", default=None)
-    if batch is not None and (not isinstance(batch, ListConfig) or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in batch)):
-        _fail("device.seed_batch", batch, "null or a list of seeds >= 0 (the grid sweeper and the tuning presets set it)")
+    if batch is not None and (
+        not isinstance(batch, ListConfig)
+        or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in batch)
+    ):
+        _fail(
+            "device.seed_batch", batch, "null or a list of seeds >= 0 (the grid sweeper and the tuning presets set it)"
+        )
     if k > 1:
-        for key, value, off in [("train.early_stop_patience", cfg.train.early_stop_patience, 0),
-                                ("train.aux_schedule", cfg.train.aux_schedule, "weighted_sum"),
-                                ("train.monitor", cfg.train.monitor, "batches")]:  # fmt: skip
+        for key, value, off in [
+            ("train.early_stop_patience", cfg.train.early_stop_patience, 0),
+            ("train.aux_schedule", cfg.train.aux_schedule, "weighted_sum"),
+            ("train.monitor", cfg.train.monitor, "batches"),
+        ]:
             if value != off:
                 _fail(key, value, f"with device.vectorize > 1 only {off!r} (seeds trained at once)")
 
@@ -215,14 +256,28 @@ def _validate_outputs(cfg: DictConfig) -> None:
     if backend == "none":
         return
     if importlib.util.find_spec("mlflow") is None:
-        _fail("tracking", "mlflow", "MLflow is not installed: pip install -e '.[tracking]' (make venv installs it), or tracking=none")
+        _fail(
+            "tracking",
+            "mlflow",
+            "MLflow is not installed: pip install -e '.[tracking]' (make venv installs it), or tracking=none",
+        )
     uri = OmegaConf.select(cfg, "tracking.uri", default=None)
-    if uri is not None and not (isinstance(uri, str) and len(uri) <= 1000 and TRACKING_URI.fullmatch(uri) and ".." not in uri):
-        _fail("tracking.uri", uri, "null (the embedded SQLite store under output_root), a server's http(s)://host[:port] or sqlite:///<path>")
+    if uri is not None and not (
+        isinstance(uri, str) and len(uri) <= 1000 and TRACKING_URI.fullmatch(uri) and ".." not in uri
+    ):
+        _fail(
+            "tracking.uri",
+            uri,
+            "null (the embedded SQLite store under output_root), a server's http(s)://host[:port] or sqlite:///<path>",
+        )
     name = OmegaConf.select(cfg, "tracking.experiment", default=OmegaConf.select(cfg, "experiment_name"))
     if not isinstance(name, str) or not all(_plain_name(part) for part in name.split("/")):
-        _fail("tracking.experiment", name, f"plain names (letters, digits, _ . + -, at most {MAX_NAME} characters) separated by /: "
-                                           "it names the folder of the experiment's artifacts")  # fmt: skip
+        _fail(
+            "tracking.experiment",
+            name,
+            f"plain names (letters, digits, _ . + -, at most {MAX_NAME} characters) separated by /: "
+            "it names the folder of the experiment's artifacts",
+        )
 
 
 def validate_seed(cfg: DictConfig) -> None:
@@ -248,7 +303,13 @@ def validate(cfg: DictConfig) -> None:
     _positive_int(cfg, "train.batch_size")
     _positive_int(cfg, "train.eval_interval")
     _positive_int(cfg, "data.n_train", SPLIT_SIZES["train"] // 2)
-    n_test = _int(cfg, "data.n_test", 0, SPLIT_SIZES["test"] // 2, f"an integer from 0 (no test pairs: tuning) to {SPLIT_SIZES['test'] // 2}")
+    n_test = _int(
+        cfg,
+        "data.n_test",
+        0,
+        SPLIT_SIZES["test"] // 2,
+        f"an integer from 0 (no test pairs: tuning) to {SPLIT_SIZES['test'] // 2}",
+    )
     if n_test == 0 and cfg.train.eval_every_epoch:
         _fail("train.eval_every_epoch", True, "false with data.n_test=0 (there are no test pairs to evaluate)")
     _choice(cfg, "data.scale", SCALES)
@@ -267,7 +328,9 @@ def validate(cfg: DictConfig) -> None:
     _validate_selection_and_augmentation(cfg)
     _choice(cfg, "device.type", DEVICE_TYPES)
     if cfg.device.type == "cuda" and not torch.cuda.is_available():
-        _fail("device", "cuda", "cuda needs a visible CUDA GPU and this machine has none; use device=cpu or device=auto")
+        _fail(
+            "device", "cuda", "cuda needs a visible CUDA GPU and this machine has none; use device=cpu or device=auto"
+        )
     _int(cfg, "device.threads", 0, MAX_THREADS, f"an integer from 0 (torch's default) to {MAX_THREADS}")
     _validate_vectorize(cfg)
     _validate_outputs(cfg)

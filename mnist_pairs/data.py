@@ -53,10 +53,10 @@ class Pairs:
     def __len__(self) -> int:
         return len(self.target)
 
-    def to(self, device: torch.device | str) -> "Pairs":
+    def to(self, device: torch.device | str) -> Pairs:
         return Pairs(self.x.to(device), self.target.to(device), self.digits.to(device))
 
-    def channels_last(self) -> "Pairs":
+    def channels_last(self) -> Pairs:
         return Pairs(self.x.contiguous(memory_format=torch.channels_last), self.target, self.digits)
 
 
@@ -170,7 +170,9 @@ def _ready_files(root: Path, where: Path) -> str | None:
         if gz is None:
             damaged = next((d / name for d in (raw, root_raw) if (d / name).exists()), None)
             if damaged is not None:
-                raise CorruptDataError(f"{damaged} is corrupt: {idx_problem(damaged)}. Replace it with the official file (or its .gz).")
+                raise CorruptDataError(
+                    f"{damaged} is corrupt: {idx_problem(damaged)}. Replace it with the official file (or its .gz)."
+                )
             return name
         check_gz(gz)
         raw.mkdir(parents=True, exist_ok=True)
@@ -181,7 +183,9 @@ def _ready_files(root: Path, where: Path) -> str | None:
     return None
 
 
-def prepare_split(root: str | os.PathLike, split: str, download: bool = True, cache_dir: str | os.PathLike | None = None) -> tuple[Path, int]:
+def prepare_split(
+    root: str | os.PathLike, split: str, download: bool = True, cache_dir: str | os.PathLike | None = None
+) -> tuple[Path, int]:
     """(the root torchvision reads the ``split`` from, its number of images), all four files
     checked (torchvision wants them all): unpacked IDX files by their header and size, ``.gz`` files by their official MD5
     before they are unpacked, atomically. Downloads (torchvision, which checks the MD5 too) only
@@ -192,7 +196,9 @@ def prepare_split(root: str | os.PathLike, split: str, download: bool = True, ca
     try:
         return _prepare_split(Path(root).expanduser().resolve(), split, download, cache_dir)
     except OSError as error:  # a path too long, a folder that cannot be read or written
-        raise DataNotFoundError(f"MNIST cannot be read from data.root={str(root)[:200]!r} (data.cache_dir={cache_dir!r}): {error}") from None
+        raise DataNotFoundError(
+            f"MNIST cannot be read from data.root={str(root)[:200]!r} (data.cache_dir={cache_dir!r}): {error}"
+        ) from None
 
 
 def _prepare_split(source: Path, split: str, download: bool, cache_dir: str | os.PathLike | None) -> tuple[Path, int]:
@@ -209,7 +215,9 @@ def _prepare_split(source: Path, split: str, download: bool, cache_dir: str | os
             raise DataNotFoundError(_missing_data_message(source, download, None))
     images, labels = (idx_count(raw / n) for n in RAW_FILES[split])
     if images != labels:
-        raise CorruptDataError(f"{raw}: {RAW_FILES[split][0]} holds {images} images and {RAW_FILES[split][1]} {labels} labels")
+        raise CorruptDataError(
+            f"{raw}: {RAW_FILES[split][0]} holds {images} images and {RAW_FILES[split][1]} {labels} labels"
+        )
     return where, images
 
 
@@ -243,7 +251,7 @@ def _unpack_lock(root: Path) -> Iterator[None]:
     lock_dir = root / "MNIST"
     try:
         lock_dir.mkdir(parents=True, exist_ok=True)
-        handle = open(lock_dir / ".unpack.lock", "a")
+        handle = open(lock_dir / ".unpack.lock", "a")  # noqa: SIM115 (held for the whole with-block below)
     except OSError:
         yield
         return
@@ -256,7 +264,9 @@ def _unpack_lock(root: Path) -> Iterator[None]:
 
 
 @functools.lru_cache(maxsize=8)
-def load_split(root: str, split: str, download: bool = True, cache_dir: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def load_split(
+    root: str, split: str, download: bool = True, cache_dir: str | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Images of one split, 2x2 average pooled to [N, 14, 14] float32 in 0..255, and labels [N].
 
     Cached per process: a worker that runs many jobs reads the files once."""
@@ -266,7 +276,9 @@ def load_split(root: str, split: str, download: bool = True, cache_dir: str | No
     try:
         dataset = MNIST(str(where), train=(split == "train"), download=False)
     except Exception as error:  # the files passed prepare_split: say what torchvision said
-        raise CorruptDataError(f"{where / 'MNIST' / 'raw'}: torchvision cannot read MNIST ({type(error).__name__}: {error})") from None
+        raise CorruptDataError(
+            f"{where / 'MNIST' / 'raw'}: torchvision cannot read MNIST ({type(error).__name__}: {error})"
+        ) from None
     images = F.avg_pool2d(dataset.data.unsqueeze(1).float(), kernel_size=2).squeeze(1)
     return images, dataset.targets.clone()
 

@@ -52,10 +52,15 @@ def bounded_building(memory: int, seeds_at_once: int) -> Iterator[None]:
         need = counts["params"] * 4 * STATE_COPIES * seeds_at_once
         if need > memory:
             at_once = f"device.vectorize={seeds_at_once} seeds at once" if seeds_at_once > 1 else "one seed"
-            raise TooLarge(f"its parameters need more than {need / 1e9:,.1f} GB with their gradients and the optimizer's state "
-                           f"({at_once}), and this machine has {memory / 1e9:,.1f} GB")  # fmt: skip
+            raise TooLarge(
+                f"its parameters need more than {need / 1e9:,.1f} GB with their gradients and the optimizer's state "
+                f"({at_once}), and this machine has {memory / 1e9:,.1f} GB"
+            )
 
-    handles = [registry.register_module_module_registration_hook(on_module), registry.register_module_parameter_registration_hook(on_parameter)]
+    handles = [
+        registry.register_module_module_registration_hook(on_module),
+        registry.register_module_parameter_registration_hook(on_parameter),
+    ]
     try:
         yield
     finally:
@@ -71,7 +76,9 @@ def problem(config: dict[str, Any]) -> str | None:
     spec = {
         "model": config["model"],
         "optimizer": config["optimizer"],
-        "batch": fit_pairs if train["aux_schedule"] == "alternating_full_batch" else min(train["batch_size"], fit_pairs),
+        "batch": fit_pairs
+        if train["aux_schedule"] == "alternating_full_batch"
+        else min(train["batch_size"], fit_pairs),
         "last": fit_pairs % train["batch_size"] if train["aux_schedule"] != "alternating_full_batch" else 0,
         "label_smoothing": train["label_smoothing"],
         "seeds_at_once": device["vectorize"],
@@ -137,8 +144,10 @@ def _problem(spec_json: str) -> str | None:
         try:
             _step(model, optimizer, spec["last"], spec["label_smoothing"])
         except Exception as error:
-            return (f"{spec['batch_keys']} is not allowed for model={spec['model'].get('name')}: the last mini-batch of "
-                    f"each epoch has {spec['last']} pair(s), and a training step on it fails ({_reason(error)})")  # fmt: skip
+            return (
+                f"{spec['batch_keys']} is not allowed for model={spec['model'].get('name')}: the last mini-batch of "
+                f"each epoch has {spec['last']} pair(s), and a training step on it fails ({_reason(error)})"
+            )
     return None
 
 

@@ -46,7 +46,9 @@ Augmenter = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Ten
 class FitResult:
     train_time_s: float
     history: dict[str, list[float]] = field(default_factory=lambda: {"train_loss": [], "train_acc": [], "test_acc": []})
-    best_epoch: int | None = None  # with validation pairs: the epoch (1-based) of the best validation accuracy (kept by early stopping)
+    best_epoch: int | None = (
+        None  # with validation pairs: the epoch (1-based) of the best validation accuracy (kept by early stopping)
+    )
 
 
 def synchronize(device: torch.device) -> None:
@@ -139,19 +141,27 @@ def step(optimizer: torch.optim.Optimizer, loss: torch.Tensor, zero_grad: str) -
     optimizer.step()
 
 
-def alternating_full_batch_steps(model: nn.Module, optimizer: torch.optim.Optimizer, train: Pairs, zero_grad: str) -> tuple[torch.Tensor, torch.Tensor]:
+def alternating_full_batch_steps(
+    model: nn.Module, optimizer: torch.optim.Optimizer, train: Pairs, zero_grad: str
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The authors' auxiliary schedule, for one mini-batch iteration whose mini-batch it ignores:
     a step on ``aux_weight * (CE(digit 1) + CE(digit 2))`` over the full training set, then a step
     on the main loss over the full training set. Returns (main loss, logits) of the second."""
     d1, d2 = model.digit_scores(train.x)
-    step(optimizer, aux_weight(model) * (F.cross_entropy(d1, train.digits[:, 0]) + F.cross_entropy(d2, train.digits[:, 1])), zero_grad)
+    step(
+        optimizer,
+        aux_weight(model) * (F.cross_entropy(d1, train.digits[:, 0]) + F.cross_entropy(d2, train.digits[:, 1])),
+        zero_grad,
+    )
     logits = model(train.x)
     main = F.cross_entropy(logits, train.target)
     step(optimizer, main, zero_grad)
     return main, logits
 
 
-def batch_order(n: int, settings: TrainSettings, generator: torch.Generator, device: torch.device) -> list[torch.Tensor]:
+def batch_order(
+    n: int, settings: TrainSettings, generator: torch.Generator, device: torch.device
+) -> list[torch.Tensor]:
     """Index tensors of one epoch's mini-batches: a fresh permutation, or the fixed consecutive
     slices of the authors' ``input.split(batch_size)``."""
     order = torch.randperm(n, generator=generator) if settings.shuffle else torch.arange(n)
@@ -181,13 +191,17 @@ def append_epoch(history: dict[str, list], row: dict[str, float], test_was_due: 
         history["test_acc"].append(None)
 
 
-def lr_scheduler(optimizer: torch.optim.Optimizer, settings: TrainSettings, steps: int) -> torch.optim.lr_scheduler.LRScheduler | None:
+def lr_scheduler(
+    optimizer: torch.optim.Optimizer, settings: TrainSettings, steps: int
+) -> torch.optim.lr_scheduler.LRScheduler | None:
     """A per-step schedule over the whole run (``steps`` optimizer steps): ``cosine`` decays the
     learning rate to 0, ``onecycle`` warms up to it and anneals (its peak is ``optimizer.lr``)."""
     if settings.lr_schedule == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
     if settings.lr_schedule == "onecycle":
-        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=[g["lr"] for g in optimizer.param_groups], total_steps=steps)
+        return torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=[g["lr"] for g in optimizer.param_groups], total_steps=steps
+        )
     return None
 
 

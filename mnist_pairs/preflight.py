@@ -38,7 +38,7 @@ def seed_batch_dirs(cfg: DictConfig, run_dir: Path, folder_key: str = "hydra.run
             f"{folder_key}={run_dir} is not allowed with device.seed_batch={seeds}: each seed of the batch gets its own "
             f"sibling folder seed=<n>, so the folder must end in seed={cfg.seed}; leave {folder_key} to its default "
             "and choose the place with output_root=... (and experiment_name=...)"
-        )  # fmt: skip
+        )
     return {int(s): run_dir.parent / f"seed={s}" for s in seeds}
 
 
@@ -51,11 +51,15 @@ def check_data(cfg: DictConfig) -> None:
     """Both MNIST splits readable (checked, unpacked: data.prepare_split; once per process and
     data folder), and large enough for ``data.n_train`` and ``data.n_test`` pairs of distinct
     images. DataError or ConfigError."""
-    sizes = _split_sizes(str(cfg.data.root), bool(cfg.data.download), None if cfg.data.cache_dir is None else str(cfg.data.cache_dir))
+    sizes = _split_sizes(
+        str(cfg.data.root), bool(cfg.data.download), None if cfg.data.cache_dir is None else str(cfg.data.cache_dir)
+    )
     for split, key in (("train", "data.n_train"), ("test", "data.n_test")):
         n = OmegaConf.select(cfg, key)
         if 2 * n > sizes[split]:
-            raise ConfigError(f"{key}={n} is not allowed: {n} pairs need {2 * n} distinct images and the {split} split in {cfg.data.root} has {sizes[split]}")
+            raise ConfigError(
+                f"{key}={n} is not allowed: {n} pairs need {2 * n} distinct images and the {split} split in {cfg.data.root} has {sizes[split]}"
+            )
 
 
 def check_folder(path: Path, key: str) -> None:
@@ -63,14 +67,18 @@ def check_folder(path: Path, key: str) -> None:
     made of many or long overridden values), no file where a folder must go."""
     for part in path.parts:
         if len(part) > MAX_NAME:
-            raise ConfigError(f"{key}={shown(str(path), 120)} is not allowed: its part {shown(part, 60)} has {len(part)} characters and "
-                              f"file systems allow {MAX_NAME} (a folder name made of many or long overridden values)")  # fmt: skip
+            raise ConfigError(
+                f"{key}={shown(str(path), 120)} is not allowed: its part {shown(part, 60)} has {len(part)} characters and "
+                f"file systems allow {MAX_NAME} (a folder name made of many or long overridden values)"
+            )
     existing = path
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
     if not existing.is_dir():
-        raise ConfigError(f"{key}={shown(str(path), 120)} is not allowed: {existing} is a file, not a folder "
-                          "(the folder is made of output_root, experiment_name, the model, activation, overridden values and seed)")  # fmt: skip
+        raise ConfigError(
+            f"{key}={shown(str(path), 120)} is not allowed: {existing} is a file, not a folder "
+            "(the folder is made of output_root, experiment_name, the model, activation, overridden values and seed)"
+        )
 
 
 def check_folder_and_data(cfg: DictConfig, run_dir: Path, folder_key: str = "hydra.run.dir") -> None:

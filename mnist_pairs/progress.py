@@ -32,11 +32,15 @@ def start_session(sweep_dir: Path, models: list[str], workers: int = 1) -> str:
 
 
 def _fmt(seconds: float) -> str:
-    seconds = int(round(seconds))
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
+    seconds = round(seconds)
+    return (
+        f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
+    )
 
 
-def estimate_remaining(models: list[str], done: list[tuple[str, str, float]], workers: int) -> tuple[float, float] | None:
+def estimate_remaining(
+    models: list[str], done: list[tuple[str, str, float]], workers: int
+) -> tuple[float, float] | None:
     """Seconds left, as (low, high): each remaining job costs the mean time of the trained jobs of
     its model; a job of a model not trained yet costs between nothing and the dearest model seen so
     far (low == high once every model has been seen). Shared among ``workers``. None before any job

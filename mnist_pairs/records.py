@@ -2,14 +2,13 @@
 
 A record is the single source of truth about a run; aggregation reads nothing else."""
 
-
 import hashlib
 import json
 import os
 import platform
 import tempfile
-from datetime import datetime, timezone
 from collections.abc import Callable, Sequence
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any, Literal, TypedDict
 
@@ -27,8 +26,16 @@ Status = Literal["ok", "failed", "diverged"]
 
 # Keys that do not change a run's results: left out of its identity hash.
 NON_IDENTITY_KEYS = (
-    "force", "output_root", "experiment_name", "data.root", "data.cache_dir", "data.download", "device", "train.save_model", "tracking",
-)  # fmt: skip
+    "force",
+    "output_root",
+    "experiment_name",
+    "data.root",
+    "data.cache_dir",
+    "data.download",
+    "device",
+    "train.save_model",
+    "tracking",
+)
 
 
 class Metrics(TypedDict):
@@ -38,7 +45,9 @@ class Metrics(TypedDict):
     test_loss: NotRequired[float]
     val_acc: NotRequired[float]  # with data.n_val > 0: the held-out training pairs, for model selection
     val_loss: NotRequired[float]
-    digit_acc: NotRequired[float]  # models trained with the auxiliary loss: their branch's digit accuracy on the 2n test images
+    digit_acc: NotRequired[
+        float
+    ]  # models trained with the auxiliary loss: their branch's digit accuracy on the 2n test images
 
 
 class TestPairs(TypedDict):
@@ -93,7 +102,9 @@ class RunRecord(TypedDict):
     host: NotRequired[str]
     pid: NotRequired[int]
     slurm_job: NotRequired[str]
-    weights: NotRequired[str]  # with train.save_model: the file of the trained weights beside the record (mnist_pairs.runs)
+    weights: NotRequired[
+        str
+    ]  # with train.save_model: the file of the trained weights beside the record (mnist_pairs.runs)
     traceback: NotRequired[str]
 
 
@@ -155,7 +166,9 @@ def slurm_job() -> dict[str, str]:
     return {"slurm_job": env["SLURM_JOB_ID"]} if "SLURM_JOB_ID" in env else {}
 
 
-def new_record(config: dict[str, Any], ident: str, variant: str, device: str, device_name: str, versions: dict[str, str]) -> RunRecord:
+def new_record(
+    config: dict[str, Any], ident: str, variant: str, device: str, device_name: str, versions: dict[str, str]
+) -> RunRecord:
     """A record of the run of resolved ``config`` in its ``failed`` state: what is known before
     training; ``complete_record`` fills in the results."""
     return {
@@ -190,7 +203,12 @@ def encode_test_pairs(digits: Sequence[int], predicted: Sequence[int]) -> TestPa
 
 
 def complete_record(
-    record: RunRecord, metrics: Metrics, history: History, train_time_s: float, best_epoch: int | None = None, test_pairs: TestPairs | None = None
+    record: RunRecord,
+    metrics: Metrics,
+    history: History,
+    train_time_s: float,
+    best_epoch: int | None = None,
+    test_pairs: TestPairs | None = None,
 ) -> None:
     """Fill in a finished run's results: status ``ok``."""
     record.update(status="ok", history=history, train_time_s=train_time_s, metrics=metrics)
@@ -233,7 +251,9 @@ def mark_started(run_dir: Path, seeds: Sequence[int]) -> None:
     folder holding it and no finished record is a run that started and did not finish (killed,
     or still running). Hydra's ``.hydra/`` says as much for a job's first seed only."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / STARTED_FILE).write_text(json.dumps({"started_at": now(), "host": platform.node(), "pid": os.getpid(), "seeds": list(seeds)}))
+    (run_dir / STARTED_FILE).write_text(
+        json.dumps({"started_at": now(), "host": platform.node(), "pid": os.getpid(), "seeds": list(seeds)})
+    )
 
 
 class CorruptRecordError(ValueError):
@@ -272,7 +292,10 @@ def set_aside(run_dir: Path, old_hash: str) -> Path:
     if weights is not None and weights.parent == run_dir and weights.is_file():
         kept = f"{weights.stem}.superseded-{suffix}{weights.suffix}"
         os.replace(weights, run_dir / kept)
-        write_atomically(target, lambda f: f.write(json.dumps({**old, "weights": kept}, indent=1, sort_keys=True, allow_nan=True).encode()))
+        write_atomically(
+            target,
+            lambda f: f.write(json.dumps({**old, "weights": kept}, indent=1, sort_keys=True, allow_nan=True).encode()),
+        )
         (run_dir / RECORD_FILE).unlink()
     else:
         os.replace(run_dir / RECORD_FILE, target)

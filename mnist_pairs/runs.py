@@ -36,7 +36,12 @@ def save_weights(run_dir: Path, model: torch.nn.Module, record: records.RunRecor
     the best epoch's) atomically into ``run_dir``, on the CPU, and name the file in ``record``.
     Called before the record is written, so that a finished record's weights always exist."""
     state = {key: value.detach().to("cpu", copy=True).contiguous() for key, value in model.state_dict().items()}
-    payload = {"format": WEIGHTS_FORMAT, "config_hash": record["config_hash"], "model": record["config"]["model"], "state_dict": state}
+    payload = {
+        "format": WEIGHTS_FORMAT,
+        "config_hash": record["config_hash"],
+        "model": record["config"]["model"],
+        "state_dict": state,
+    }
     records.write_atomically(run_dir / WEIGHTS_FILE, lambda f: torch.save(payload, f))
     record["weights"] = WEIGHTS_FILE
 
@@ -58,7 +63,9 @@ class LoadedRun:
 def read_finished(run_dir: Path) -> records.RunRecord:
     """The run's record, which must be finished (status ok) and name its weights file."""
     if not (run_dir / records.RECORD_FILE).is_file():
-        raise RunLoadError(f"{run_dir}: no {records.RECORD_FILE} there (a run's folder, e.g. outputs/beyond/<model>/<activation>/.../seed=0)")
+        raise RunLoadError(
+            f"{run_dir}: no {records.RECORD_FILE} there (a run's folder, e.g. outputs/beyond/<model>/<activation>/.../seed=0)"
+        )
     try:
         record = records.read_record(run_dir / records.RECORD_FILE)
     except records.CorruptRecordError as error:
@@ -66,7 +73,9 @@ def read_finished(run_dir: Path) -> records.RunRecord:
     if record["status"] != "ok":
         raise RunLoadError(f"{run_dir}: the run did not finish (status {record['status']}): it has no trained model")
     if "weights" not in record:
-        raise RunLoadError(f"{run_dir}: the run saved no weights (train.save_model=true saves them; force=true redoes a finished run)")
+        raise RunLoadError(
+            f"{run_dir}: the run saved no weights (train.save_model=true saves them; force=true redoes a finished run)"
+        )
     return record
 
 
@@ -81,9 +90,15 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> LoadedR
     except (OSError, RuntimeError, EOFError) as error:
         raise RunLoadError(f"{path}: unreadable weights ({error})") from None
     if payload.get("config_hash") != record["config_hash"]:
-        raise RunLoadError(f"{path}: weights of another run (identity {payload.get('config_hash')}, the record's {record['config_hash']})")
+        raise RunLoadError(
+            f"{path}: weights of another run (identity {payload.get('config_hash')}, the record's {record['config_hash']})"
+        )
     config = OmegaConf.create(record["config"])
-    if not isinstance(payload, dict) or not isinstance(payload.get("model"), dict) or not isinstance(payload.get("state_dict"), dict):
+    if (
+        not isinstance(payload, dict)
+        or not isinstance(payload.get("model"), dict)
+        or not isinstance(payload.get("state_dict"), dict)
+    ):
         raise RunLoadError(f"{path}: not a weights file of this project (a dict with model and state_dict)")
     try:  # a weights file is data: what it names is checked as a config's targets are, before anything is built
         check_targets({"model": payload["model"]})

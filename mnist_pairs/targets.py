@@ -128,15 +128,21 @@ def check_targets(config: dict[str, Any]) -> None:
     allowed class, and every argument its node gives fits that class's constructor: a name it
     takes, a value of its type hint. TargetError on the first that does not. Everything that
     instantiates from a config (a run, ``runs.load_run``) calls this first."""
-    for path, value in _strings(config):  # Hydra's instantiate resolves what it builds: a second resolution, past every check
+    for path, value in _strings(
+        config
+    ):  # Hydra's instantiate resolves what it builds: a second resolution, past every check
         if "${" in value:
-            raise TargetError(path, value, "a value without ${...}: it would be resolved a second time when the model is built")
+            raise TargetError(
+                path, value, "a value without ${...}: it would be resolved a second time when the model is built"
+            )
     classes = []
     for path, node in targets(config):  # all targets first: an argument error must not hide one
         try:
             classes.append((check_target(node["_target_"]), node, path))
         except _Refused as why:
-            raise TargetError(f"{path}._target_" if path else "_target_", node["_target_"], f"{ALLOWED}; {why}") from None
+            raise TargetError(
+                f"{path}._target_" if path else "_target_", node["_target_"], f"{ALLOWED}; {why}"
+            ) from None
     for cls, node, path in classes:
         _check_arguments(cls, node, path)
 
@@ -204,7 +210,7 @@ def _matches(value: Any, hint: Any) -> bool:
         if origin is tuple and args and args[-1] is not Ellipsis:
             return len(value) == len(args) and all(_matches(v, a) for v, a in zip(value, args))
         return not args or all(_matches(v, args[0]) for v in value)
-    if isinstance(hint, type) and issubclass(hint, torch.nn.Module) or origin is collections.abc.Callable:
+    if (isinstance(hint, type) and issubclass(hint, torch.nn.Module)) or origin is collections.abc.Callable:
         return isinstance(value, dict) and "_target_" in value  # built from its own checked target
     return True
 
@@ -216,10 +222,19 @@ def _describe(hint: Any, plural: bool = False) -> str:
         return " or ".join(dict.fromkeys(_describe(a, plural) for a in args if a is not torch.Tensor))
     if origin in (tuple, list, collections.abc.Sequence):
         if origin is tuple and args and args[-1] is not Ellipsis:
-            return f"a list of {len(args)} {_describe(args[0], plural=True)}" if len(set(args)) == 1 else f"a list of {len(args)} values"
+            return (
+                f"a list of {len(args)} {_describe(args[0], plural=True)}"
+                if len(set(args)) == 1
+                else f"a list of {len(args)} values"
+            )
         return f"a list of {_describe(args[0], plural=True)}" if args else "a list"
-    named = {type(None): ("null", "nulls"), bool: ("true or false", "true/false values"), int: ("an integer", "integers"),
-             float: ("a finite number", "finite numbers"), str: ("a string", "strings")}  # fmt: skip
+    named = {
+        type(None): ("null", "nulls"),
+        bool: ("true or false", "true/false values"),
+        int: ("an integer", "integers"),
+        float: ("a finite number", "finite numbers"),
+        str: ("a string", "strings"),
+    }
     if hint in named:
         return named[hint][plural]
     return f"a config with a _target_ ({getattr(hint, '__name__', hint)})"

@@ -71,9 +71,12 @@ TRACKED = {"ok": "FINISHED", "diverged": "FAILED"}  # record status -> MLflow ru
 # print a link per run, nor send MLflow's usage telemetry from compute nodes; the user's own
 # MLFLOW_* variables win.
 CLIENT_DEFAULTS = {
-    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "20",
-    "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true", "MLFLOW_DISABLE_TELEMETRY": "true",
-}  # fmt: skip
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "20",
+    "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+}
 MAX_PARAMS, MAX_METRICS = 100, 1000  # per log_batch call (MLflow's limits)
 
 
@@ -184,12 +187,16 @@ def millis(stamp: str) -> int:
 
 def run_name(record: records.RunRecord) -> str:
     """``model/activation[/variant] seed=N``, as the run's folder reads."""
-    return "/".join(p for p in (record["model"], record["activation"], record["variant"]) if p) + f" seed={record['seed']}"
+    return (
+        "/".join(p for p in (record["model"], record["activation"], record["variant"]) if p) + f" seed={record['seed']}"
+    )
 
 
 def flat_params(config: dict[str, Any]) -> dict[str, str]:
     """The config as params: dotted keys, values as in a command-line override (JSON)."""
-    return {key: value if isinstance(value, str) else json.dumps(value) for key, value in records.flatten(config).items()}
+    return {
+        key: value if isinstance(value, str) else json.dumps(value) for key, value in records.flatten(config).items()
+    }
 
 
 def run_tags(record: records.RunRecord, rel_dir: str) -> dict[str, str]:
@@ -226,7 +233,7 @@ def run_metrics(record: records.RunRecord) -> list:
         for key, values in (record["history"] or {}).items()
         for epoch, value in enumerate(values, 1)
         if value is not None
-    ]  # fmt: skip
+    ]
     final = {**(record["metrics"] or {}), "n_params": record["n_params"]}
     for key in ("train_time_s", "best_epoch"):
         if record.get(key) is not None:
@@ -239,7 +246,12 @@ def create_run(client: MlflowClient, experiment_id: str, record: records.RunReco
     whose logging was cut short."""
     from mlflow.entities import Param
 
-    run_id = client.create_run(experiment_id, start_time=millis(record["started_at"]), tags=run_tags(record, rel_dir), run_name=run_name(record)).info.run_id
+    run_id = client.create_run(
+        experiment_id,
+        start_time=millis(record["started_at"]),
+        tags=run_tags(record, rel_dir),
+        run_name=run_name(record),
+    ).info.run_id
     params = [Param(k, v) for k, v in flat_params(record["config"]).items()]
     for i in range(0, len(params), MAX_PARAMS):
         client.log_batch(run_id, params=params[i : i + MAX_PARAMS])
@@ -268,7 +280,10 @@ def log_record(client: MlflowClient, experiment_id: str, record: records.RunReco
         return "present"
     create_run(client, experiment_id, record, run_dir, rel_dir)
     # another process (against a server: no lock) may have logged the same record meanwhile
-    twins = sorted((r for r in runs_of(client, experiment_id, ident).get(ident, []) if is_complete(r, record)), key=lambda r: r.info.run_id)
+    twins = sorted(
+        (r for r in runs_of(client, experiment_id, ident).get(ident, []) if is_complete(r, record)),
+        key=lambda r: r.info.run_id,
+    )
     for run in twins[1:]:
         client.delete_run(run.info.run_id)
     return "replaced" if existing else "logged"
@@ -288,18 +303,32 @@ def log_run(cfg: DictConfig, run_dir: Path, record: records.RunRecord) -> None:
         return
     where = target_of(cfg)
     if where.sqlite_file is not None and records.slurm_job():
-        log.info("tracking: %s left to the export (the sweep's, or python -m mnist_pairs.track): a SQLite store is not "
-                 "written from SLURM jobs", run_dir)
+        log.info(
+            "tracking: %s left to the export (the sweep's, or python -m mnist_pairs.track): a SQLite store is not "
+            "written from SLURM jobs",
+            run_dir,
+        )
         return
     try:
         with store_lock(where):
             client, experiment_id = connect(where)
-            done = log_record(client, experiment_id, record, run_dir, relative_dir(run_dir, Path(cfg.output_root) / cfg.experiment_name))
+            done = log_record(
+                client,
+                experiment_id,
+                record,
+                run_dir,
+                relative_dir(run_dir, Path(cfg.output_root) / cfg.experiment_name),
+            )
         log.info("tracking: %s %s in experiment %r of %s", run_name(record), done, where.experiment, where.uri)
     except Exception as error:
-        log.warning("tracking: %s not logged to %s (%s); its record is written, and the sweep's export or "
-                    "`python -m mnist_pairs.track %s` logs it later", run_name(record), where.uri,
-                    first_line(error), Path(cfg.output_root) / cfg.experiment_name)  # fmt: skip
+        log.warning(
+            "tracking: %s not logged to %s (%s); its record is written, and the sweep's export or "
+            "`python -m mnist_pairs.track %s` logs it later",
+            run_name(record),
+            where.uri,
+            first_line(error),
+            Path(cfg.output_root) / cfg.experiment_name,
+        )
 
 
 def finished_runs(results_dir: Path) -> dict[Path, records.RunRecord]:
@@ -337,8 +366,10 @@ def export(results_dir: Path, where: Target, found: dict[Path, records.RunRecord
 
 def summary(results_dir: Path, where: Target, counts: Counter) -> str:
     n = sum(counts.values())
-    return (f"{results_dir}: {n} finished runs in experiment {where.experiment!r} of {where.uri}: {counts['logged']} logged, "
-            f"{counts['replaced']} replaced, {counts['present']} already there, {counts['failed']} failed")  # fmt: skip
+    return (
+        f"{results_dir}: {n} finished runs in experiment {where.experiment!r} of {where.uri}: {counts['logged']} logged, "
+        f"{counts['replaced']} replaced, {counts['present']} already there, {counts['failed']} failed"
+    )
 
 
 def prepare_sweep(cfg: DictConfig) -> threading.Thread | None:
@@ -356,7 +387,9 @@ def prepare_sweep(cfg: DictConfig) -> threading.Thread | None:
         except Exception as error:  # the jobs try again, and warn
             log.warning("tracking: %s not ready (%s)", where.uri, first_line(error))
 
-    thread = threading.Thread(target=prepare, name="prepare-tracking")  # not a daemon: an exit waits for a migration to end
+    thread = threading.Thread(
+        target=prepare, name="prepare-tracking"
+    )  # not a daemon: an exit waits for a migration to end
     thread.start()
     return thread
 
@@ -370,21 +403,29 @@ def export_sweep(cfg: DictConfig, sweep_dir: Path) -> None:
     try:
         log.info("tracking: %s", summary(sweep_dir, where, export(sweep_dir, where)))
     except Exception as error:
-        log.warning("tracking: the sweep was not exported to %s (%s); `python -m mnist_pairs.track %s` does it later",
-                    where.uri, first_line(error), sweep_dir)  # fmt: skip
+        log.warning(
+            "tracking: the sweep was not exported to %s (%s); `python -m mnist_pairs.track %s` does it later",
+            where.uri,
+            first_line(error),
+            sweep_dir,
+        )
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("results_dir", type=Path, help="a folder of run records (e.g. outputs/benchmark)")
-    parser.add_argument("--uri", help="an MLflow tracking URI (default: sqlite:///<results_dir>/../mlflow.db, as tracking=mlflow)")
+    parser.add_argument(
+        "--uri", help="an MLflow tracking URI (default: sqlite:///<results_dir>/../mlflow.db, as tracking=mlflow)"
+    )
     parser.add_argument("--experiment", help="the MLflow experiment (default: the folder's name)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     results_dir: Path = args.results_dir
     found = finished_runs(results_dir) if results_dir.is_dir() else {}
     if not found:
-        sys.exit(f"error: {results_dir} holds no finished run record (a results folder such as outputs/benchmark, with <model>/<activation>/.../seed=<n>/record.json)")
+        sys.exit(
+            f"error: {results_dir} holds no finished run record (a results folder such as outputs/benchmark, with <model>/<activation>/.../seed=<n>/record.json)"
+        )
     where = Target(args.uri or default_uri(results_dir.resolve().parent), args.experiment or results_dir.resolve().name)
     try:
         counts = export(results_dir, where, found)

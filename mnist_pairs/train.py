@@ -1,11 +1,12 @@
 """The train entrypoint: compose -> validate -> run -> record.
 
-    python -m mnist_pairs.train model=cnn4_bn activation=tanh seed=3
-    python -m mnist_pairs.train -m model=cnn4_bn activation=relu,tanh,leakyrelu seed=0,1,2
+python -m mnist_pairs.train model=cnn4_bn activation=tanh seed=3
+python -m mnist_pairs.train -m model=cnn4_bn activation=relu,tanh,leakyrelu seed=0,1,2
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import logging
@@ -14,9 +15,9 @@ import platform
 import sys
 import time
 import traceback
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
-from collections.abc import Callable, Sequence
 
 import hydra
 import torch
@@ -27,14 +28,14 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 import mnist_pairs
 from mnist_pairs import records, track
-from mnist_pairs.config import ConfigError, resolve_device, task_config, use_channels_last, validate
 from mnist_pairs.augment import AugmentSettings, augment
+from mnist_pairs.config import ConfigError, resolve_device, task_config, use_channels_last, validate
 from mnist_pairs.data import DataError, Pairs, make_pairs, split_validation
+from mnist_pairs.engine import Augmenter, DivergedError, FitResult, TrainSettings, evaluate, fit, score
 from mnist_pairs.models import build_model
 from mnist_pairs.preflight import check_data, seed_batch_dirs
 from mnist_pairs.progress import record_outcome
 from mnist_pairs.runs import save_weights
-from mnist_pairs.engine import Augmenter, DivergedError, FitResult, TrainSettings, evaluate, fit, score
 from mnist_pairs.seeding import generator, stream_seed
 from mnist_pairs.vectorize import StackedModels, fit_stacked
 
@@ -86,7 +87,9 @@ def train_settings(cfg: DictConfig) -> TrainSettings:
 
 def augmenter(cfg: DictConfig) -> Augmenter | None:
     """The run's on-the-fly augmentation (its own random stream), or None for ``augment=none``."""
-    settings = AugmentSettings(**{k: v for k, v in OmegaConf.to_container(cfg.augment, resolve=True).items() if k != "name"})
+    settings = AugmentSettings(
+        **{k: v for k, v in OmegaConf.to_container(cfg.augment, resolve=True).items() if k != "name"}
+    )
     if not settings.active:
         return None
     stream = generator(cfg.seed, "augment")
@@ -119,9 +122,17 @@ def finished_or_set_aside(cfg: DictConfig, run_dir: Path) -> tuple[dict[str, Any
     if done is not None and done["config_hash"] == ident and not cfg.force:
         log.info("skip %s: finished record exists (force=true redoes it)", run_dir)
         return config, ident, done
-    if done is not None and done["config_hash"] != ident:  # force=true too: force redoes this config's run, never erases another's
+    if (
+        done is not None and done["config_hash"] != ident
+    ):  # force=true too: force redoes this config's run, never erases another's
         kept = records.set_aside(run_dir, done["config_hash"])
-        log.warning("%s held a finished run of another config (hash %s, now %s): kept as %s", run_dir, done["config_hash"], ident, kept.name)
+        log.warning(
+            "%s held a finished run of another config (hash %s, now %s): kept as %s",
+            run_dir,
+            done["config_hash"],
+            ident,
+            kept.name,
+        )
     return config, ident, None
 
 
@@ -151,9 +162,14 @@ def set_up_device(cfg: DictConfig) -> torch.device:
 def load_pairs(cfg: DictConfig, device: torch.device) -> tuple[Pairs, Pairs | None, Pairs]:
     """(train, validation or None, test) pairs of this seed, on ``device``."""
     train, test = make_pairs(
-        cfg.data.root, cfg.data.n_train, cfg.data.n_test, generator(cfg.seed, "data"),
-        scale=cfg.data.scale, download=cfg.data.download, cache_dir=cfg.data.cache_dir,
-    )  # fmt: skip
+        cfg.data.root,
+        cfg.data.n_train,
+        cfg.data.n_test,
+        generator(cfg.seed, "data"),
+        scale=cfg.data.scale,
+        download=cfg.data.download,
+        cache_dir=cfg.data.cache_dir,
+    )
     train, val = split_validation(train, cfg.data.n_val)
     return train.to(device), val.to(device) if val is not None else None, test.to(device)
 
@@ -165,17 +181,17 @@ def warm_up_worker(data: dict[str, Any], device_type: str) -> tuple[int, float]:
     per-process cache (torchvision imported), and the device is open (CUDA context, cuBLAS).
     Returns (process id, seconds). A data error is left for the first job to report."""
     tic = time.perf_counter()
-    try:
+    with contextlib.suppress(DataError):
         make_pairs(data["root"], 1, 1, torch.Generator(), download=data["download"], cache_dir=data["cache_dir"])
-    except DataError:
-        pass
     device = resolve_device(device_type)
     if device.type == "cuda":
         torch.ones(64, 64, device=device).matmul(torch.ones(64, 64, device=device)).sum().item()
     return os.getpid(), time.perf_counter() - tic
 
 
-def init_model(cfg: DictConfig, device: torch.device, pairs: Sequence[Pairs | None]) -> tuple[torch.nn.Module, list[Pairs | None]]:
+def init_model(
+    cfg: DictConfig, device: torch.device, pairs: Sequence[Pairs | None]
+) -> tuple[torch.nn.Module, list[Pairs | None]]:
     """This seed's freshly initialised model (its ``init`` stream, which also drives dropout), and
     ``pairs`` in the memory format the model prefers."""
     torch.manual_seed(stream_seed(cfg.seed, "init"))
@@ -191,7 +207,9 @@ def new_record(config: dict[str, Any], ident: str, variant: str, device: torch.d
     return records.new_record(config, ident, variant, str(device), device_name(device), library_versions())
 
 
-def complete_record(record: records.RunRecord, model: torch.nn.Module, result: FitResult, train: Pairs, val: Pairs | None, test: Pairs) -> None:
+def complete_record(
+    record: records.RunRecord, model: torch.nn.Module, result: FitResult, train: Pairs, val: Pairs | None, test: Pairs
+) -> None:
     """Final eval-mode metrics on all pairs (no test metrics without test pairs), the predicted
     class of every test pair (and the digit branch's accuracy), the history and the time."""
     metrics: records.Metrics = {}
@@ -253,10 +271,27 @@ def run(cfg: DictConfig, run_dir: Path, variant: str = "") -> records.RunRecord:
         model, (train, val, test) = init_model(cfg, device, (train, val, test))
         optimizer = instantiate(cfg.optimizer)(model.parameters())
         record["n_params"] = sum(p.numel() for p in model.parameters())
-        log.info("%s/%s seed=%s: %d parameters, %d/%d pairs, %s", cfg.model.name, cfg.activation.name, cfg.seed,
-                 record["n_params"], len(train), len(test), record["device_name"])  # fmt: skip
-        result = fit(model, optimizer, train, test, train_settings(cfg), generator(cfg.seed, "shuffle"), epoch_logger(cfg),
-                     val=val, augment=augmenter(cfg))  # fmt: skip
+        log.info(
+            "%s/%s seed=%s: %d parameters, %d/%d pairs, %s",
+            cfg.model.name,
+            cfg.activation.name,
+            cfg.seed,
+            record["n_params"],
+            len(train),
+            len(test),
+            record["device_name"],
+        )
+        result = fit(
+            model,
+            optimizer,
+            train,
+            test,
+            train_settings(cfg),
+            generator(cfg.seed, "shuffle"),
+            epoch_logger(cfg),
+            val=val,
+            augment=augmenter(cfg),
+        )
         complete_record(record, model, result, train, val, test)
         if cfg.train.save_model:
             save_weights(run_dir, model, record)
@@ -325,7 +360,10 @@ def run_seed_batch(cfg: DictConfig, run_dirs: dict[int, Path], variant: str = ""
 
 @keeps_torch_threads
 def train_seed_batch(
-    cfgs: dict[int, DictConfig], identities: dict[int, tuple[dict[str, Any], str]], run_dirs: dict[int, Path], variant: str
+    cfgs: dict[int, DictConfig],
+    identities: dict[int, tuple[dict[str, Any], str]],
+    run_dirs: dict[int, Path],
+    variant: str,
 ) -> dict[int, records.RunRecord]:
     first_seed, first = next(iter(cfgs.items()))
     device = set_up_device(first)
@@ -341,13 +379,25 @@ def train_seed_batch(
         stacked = StackedModels(list(models.values()))
         optimizer = instantiate(first.optimizer)(stacked.parameters())
         loggers = [epoch_logger(one) for one in cfgs.values()]
-        log.info("%s/%s seeds %s trained at once: %d parameters each, %s", first.model.name, first.activation.name,
-                 list(cfgs), recs[first_seed]["n_params"], recs[first_seed]["device_name"])  # fmt: skip
+        log.info(
+            "%s/%s seeds %s trained at once: %d parameters each, %s",
+            first.model.name,
+            first.activation.name,
+            list(cfgs),
+            recs[first_seed]["n_params"],
+            recs[first_seed]["device_name"],
+        )
         results = fit_stacked(
-            stacked, optimizer, [p[0] for p in pairs.values()], [p[2] for p in pairs.values()], train_settings(first),
-            [generator(s, "shuffle") for s in cfgs], lambda k, epoch, row: loggers[k](epoch, row),
-            vals=[p[1] for p in pairs.values()], augment=[augmenter(one) for one in cfgs.values()],
-        )  # fmt: skip
+            stacked,
+            optimizer,
+            [p[0] for p in pairs.values()],
+            [p[2] for p in pairs.values()],
+            train_settings(first),
+            [generator(s, "shuffle") for s in cfgs],
+            lambda k, epoch, row: loggers[k](epoch, row),
+            vals=[p[1] for p in pairs.values()],
+            augment=[augmenter(one) for one in cfgs.values()],
+        )
         for (seed, (train, val, test)), result in zip(pairs.items(), results):
             if result.diverged:
                 recs[seed].update(status="diverged", error=result.diverged)
@@ -394,7 +444,9 @@ def main(cfg: DictConfig) -> float | None:
         # an old record: skipped; a batch that raised: every seed failed
         outcomes = [("skipped" if r["finished_at"] < started else r["status"]) for r in done] or ["failed"] * len(dirs)
         for outcome in outcomes:
-            line = record_outcome(Path(hc.sweep.dir), outcome, cfg.model.name, (time.perf_counter() - tic) / len(outcomes))
+            line = record_outcome(
+                Path(hc.sweep.dir), outcome, cfg.model.name, (time.perf_counter() - tic) / len(outcomes)
+            )
         if line:
             log.info(line)
     return mean_objective(done)

@@ -19,8 +19,8 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from mnist_pairs import records
-from mnist_pairs.records import flatten
 from mnist_pairs.config import CONF_DIR, compose_config
+from mnist_pairs.records import flatten
 from mnist_pairs.train import mean_objective
 
 # Keys a tuned config never carries: where and how a run ran, which seed, what it monitored, and
@@ -51,7 +51,11 @@ def best_run(sweep_dir: Path) -> tuple[Path, records.RunRecord, float, int]:
     results = sweep_dir / "optimization_results.yaml"
     if results.is_file():
         params = OmegaConf.load(results).get("best_params") or {}
-        chosen = [c for c in best if all(OmegaConf.select(OmegaConf.create(c[3]["config"]), k) == v for k, v in params.items())]
+        chosen = [
+            c
+            for c in best
+            if all(OmegaConf.select(OmegaConf.create(c[3]["config"]), k) == v for k, v in params.items())
+        ]
         best = chosen or best
     objective, _, path, rec, n_seeds = best[0]
     return path.parent, rec, -objective, n_seeds
@@ -74,7 +78,9 @@ def tuned_values(config: dict[str, Any], model: str) -> dict[str, Any]:
 
 def write_tuned(values: dict[str, Any], path: Path, header: str) -> Path:
     """A ``# @package _global_`` YAML of the dotted ``values``."""
-    nested = OmegaConf.to_yaml(OmegaConf.from_dotlist([f"{k}={v!r}" if isinstance(v, str) else f"{k}={v}" for k, v in values.items()]))
+    nested = OmegaConf.to_yaml(
+        OmegaConf.from_dotlist([f"{k}={v!r}" if isinstance(v, str) else f"{k}={v}" for k, v in values.items()])
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(f"# @package _global_\n{header}{nested}")
@@ -83,7 +89,7 @@ def write_tuned(values: dict[str, Any], path: Path, header: str) -> Path:
 
 
 def export(sweep_dir: Path, name: str | None = None, out_dir: Path = CONF_DIR / "tuned") -> Path:
-    run_dir, rec, objective, n_seeds = best_run(sweep_dir)
+    _run_dir, rec, objective, n_seeds = best_run(sweep_dir)
     n_runs = sum(1 for _ in sweep_dir.rglob(records.RECORD_FILE))
     name = name or sweep_dir.name
     values = tuned_values(rec["config"], rec["model"])
@@ -100,7 +106,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("sweep_dir", type=Path, help="the tuning sweep's folder (outputs/tune/<model>-<augment>)")
     parser.add_argument("--name", help="the tuned config's name (default: the folder's name)")
-    parser.add_argument("--out-dir", type=Path, default=CONF_DIR / "tuned", help="where <name>.yaml goes (default: conf/tuned)")
+    parser.add_argument(
+        "--out-dir", type=Path, default=CONF_DIR / "tuned", help="where <name>.yaml goes (default: conf/tuned)"
+    )
     args = parser.parse_args(argv)
     if not args.sweep_dir.is_dir():
         raise SystemExit(f"error: sweep folder {args.sweep_dir} does not exist")

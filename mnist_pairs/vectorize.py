@@ -28,8 +28,19 @@ from torch.func import functional_call, stack_module_state, vmap
 
 from mnist_pairs.data import Pairs
 from mnist_pairs.engine import (
-    Augmenter, FitResult, TrainSettings, append_epoch, autocast, aux_weight, batch_order, evaluate, lr_scheduler, objective, synchronize, test_due,
-)  # fmt: skip
+    Augmenter,
+    FitResult,
+    TrainSettings,
+    append_epoch,
+    autocast,
+    aux_weight,
+    batch_order,
+    evaluate,
+    lr_scheduler,
+    objective,
+    synchronize,
+    test_due,
+)
 
 
 class StackedModels:
@@ -47,7 +58,9 @@ class StackedModels:
     def train(self, mode: bool = True) -> None:
         self.base.train(mode)
 
-    def losses(self, x: torch.Tensor, target: torch.Tensor, digits: torch.Tensor, label_smoothing: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def losses(
+        self, x: torch.Tensor, target: torch.Tensor, digits: torch.Tensor, label_smoothing: float
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Per seed: (loss to minimise [K], main cross-entropy [K], logits [K, B, 2]): engine.objective,
         seed by seed."""
 

@@ -25,13 +25,14 @@ import torch
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from torch.utils.flop_counter import FlopCounterMode
 
+from mnist_pairs.analysis.stats import welch
 from mnist_pairs.config import compose_config, resolve_device, use_channels_last
 from mnist_pairs.data import Pairs
 from mnist_pairs.engine import TrainSettings, autocast, evaluate, fit, objective, synchronize
 from mnist_pairs.seeding import generator
-from mnist_pairs.analysis.stats import welch
 from mnist_pairs.train import build_model, run, seed_config
 from mnist_pairs.vectorize import StackedModels, fit_stacked
+
 
 def benchmark_grid() -> Counter:
     """Runs per model in the benchmark preset (conf/experiment/benchmark.yaml), read from its grids."""
@@ -39,8 +40,12 @@ def benchmark_grid() -> Counter:
     parser = OverridesParser.create()
     runs: Counter = Counter()
     for grid in cfg.hydra.sweeper.grids:
-        values = [[str(v) for v in parser.parse_override(f"{k}={v}").sweep_iterator()] if "," in str(v) or "(" in str(v) else [str(v)]
-                  for k, v in grid.items()]  # fmt: skip
+        values = [
+            [str(v) for v in parser.parse_override(f"{k}={v}").sweep_iterator()]
+            if "," in str(v) or "(" in str(v)
+            else [str(v)]
+            for k, v in grid.items()
+        ]
         for combo in product(*values):
             runs[dict(zip(grid.keys(), combo))["model"]] += 1
     return runs
@@ -89,7 +94,9 @@ def conv_rate(channels: int, device: torch.device, repeats: int = 30) -> float:
     return 3 * 2 * 250 * channels**2 * 25 * 196 / seconds_per_call(step, device, repeats, warmup=5) / 1e9
 
 
-def one_run(model_name: str, device: torch.device, n_train: int, epochs: int, precision: str = "fp32") -> tuple[float, float]:
+def one_run(
+    model_name: str, device: torch.device, n_train: int, epochs: int, precision: str = "fp32"
+) -> tuple[float, float]:
     """(seconds, FLOP) of one run: ``epochs`` of training plus the final train and test evaluation."""
     cfg = compose_config(f"model={model_name}")
     torch.manual_seed(0)
@@ -138,15 +145,28 @@ def seeds_at_once(model_name: str, device: torch.device, k: int, epochs: int) ->
         synchronize(device)
         tic = time.perf_counter()
         for seed, (model, train) in enumerate(zip(models, data)):
-            fit(model, torch.optim.Adam(model.parameters(), lr=cfg.optimizer.lr), train, train, settings, generator(seed, "shuffle"))
+            fit(
+                model,
+                torch.optim.Adam(model.parameters(), lr=cfg.optimizer.lr),
+                train,
+                train,
+                settings,
+                generator(seed, "shuffle"),
+            )
         synchronize(device)
         sequential = time.perf_counter() - tic
         models, data = models_and_data()
         stacked = StackedModels(models)
         synchronize(device)
         tic = time.perf_counter()
-        fit_stacked(stacked, torch.optim.Adam(stacked.parameters(), lr=cfg.optimizer.lr), data, data, settings,
-                    [generator(seed, "shuffle") for seed in range(k)])  # fmt: skip
+        fit_stacked(
+            stacked,
+            torch.optim.Adam(stacked.parameters(), lr=cfg.optimizer.lr),
+            data,
+            data,
+            settings,
+            [generator(seed, "shuffle") for seed in range(k)],
+        )
         synchronize(device)
         return sequential, time.perf_counter() - tic
 
@@ -161,15 +181,19 @@ def precision_check(models: list[str], n_seeds: int, device: str) -> None:
         for name in models:
             acc, secs = {}, {}
             for precision in ("fp32", "bf16"):
-                cfg = compose_config(f"model={name}", f"train.precision={precision}", f"device={device}", "device.threads=0")
+                cfg = compose_config(
+                    f"model={name}", f"train.precision={precision}", f"device={device}", "device.threads=0"
+                )
                 recs = [run(seed_config(cfg, s), Path(tmp) / name / precision / f"seed={s}") for s in range(n_seeds)]
                 acc[precision] = [r["metrics"]["test_acc"] for r in recs]
                 secs[precision] = statistics.median(r["train_time_s"] for r in recs)
             m = {p: (statistics.mean(v), statistics.stdev(v)) for p, v in acc.items()}
             w = welch(m["bf16"][0], m["bf16"][1], n_seeds, m["fp32"][0], m["fp32"][1], n_seeds)
-            print(f"  {name:20s} fp32 {m['fp32'][0]:.4f} ({m['fp32'][1]:.4f})  bf16 {m['bf16'][0]:.4f} ({m['bf16'][1]:.4f})  "
-                  f"diff {w['diff']:+.4f} [{w['diff_ci_low']:+.4f}, {w['diff_ci_high']:+.4f}]  p {w['p']:.2f}  "
-                  f"s/run {secs['fp32']:.2f} -> {secs['bf16']:.2f}")  # fmt: skip
+            print(
+                f"  {name:20s} fp32 {m['fp32'][0]:.4f} ({m['fp32'][1]:.4f})  bf16 {m['bf16'][0]:.4f} ({m['bf16'][1]:.4f})  "
+                f"diff {w['diff']:+.4f} [{w['diff_ci_low']:+.4f}, {w['diff_ci_high']:+.4f}]  p {w['p']:.2f}  "
+                f"s/run {secs['fp32']:.2f} -> {secs['bf16']:.2f}"
+            )
 
 
 def names(arg: str) -> list[str]:
@@ -187,17 +211,27 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=50)
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
     parser.add_argument("--models", default=",".join(grid_runs))
-    parser.add_argument("--scaling", default="cnn3_bn,resnet", help="models timed at 1k, 4k, 16k training pairs ('' = none)")
-    parser.add_argument("--conv-channels", default="12,16,32", help="time one ResNet-shaped conv at these channel counts ('' = none)")
-    parser.add_argument("--vectorize", type=int, default=0, help="K > 1: also time K seeds vectorised against sequential")
+    parser.add_argument(
+        "--scaling", default="cnn3_bn,resnet", help="models timed at 1k, 4k, 16k training pairs ('' = none)"
+    )
+    parser.add_argument(
+        "--conv-channels", default="12,16,32", help="time one ResNet-shaped conv at these channel counts ('' = none)"
+    )
+    parser.add_argument(
+        "--vectorize", type=int, default=0, help="K > 1: also time K seeds vectorised against sequential"
+    )
     parser.add_argument("--vectorize-models", default="cnn3_bn,siamese_cnn_aux,resnet")
-    parser.add_argument("--precision-check", type=int, default=0, metavar="SEEDS", help="bf16 against fp32 accuracy on real MNIST")
+    parser.add_argument(
+        "--precision-check", type=int, default=0, metavar="SEEDS", help="bf16 against fp32 accuracy on real MNIST"
+    )
     parser.add_argument("--precision-models", default="cnn3_bn,siamese_cnn_aux")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     peak = matmul_rate(device)
-    print(f"device {device} threads {args.threads}: fp32 matmul {peak:.1f} GFLOP/s (measured now); precision {args.precision}")
+    print(
+        f"device {device} threads {args.threads}: fp32 matmul {peak:.1f} GFLOP/s (measured now); precision {args.precision}"
+    )
     print(f"{'model':20s} {'s/run':>8s} {'GFLOP/run':>10s} {'GFLOP/s':>8s} {'of matmul':>9s}")
     per_run = {}
     for name in names(args.models):
@@ -210,21 +244,32 @@ def main() -> None:
         rate = flop / per_run[name] / 1e9
         print(f"{name:20s} {per_run[name]:8.2f} {flop / 1e9:10.1f} {rate:8.1f} {rate / peak:9.0%}")
     grid = sum(grid_runs.get(m, 0) * s for m, s in per_run.items())
-    print(f"benchmark grid ({sum(grid_runs[m] for m in per_run if m in grid_runs)} of {sum(grid_runs.values())} runs): "
-          f"{grid:.0f} s of runs, extrapolated {grid / args.workers / 60:.1f} min on {args.workers} workers "
-          "(per-epoch test evaluation and job overhead not included)")  # fmt: skip
+    print(
+        f"benchmark grid ({sum(grid_runs[m] for m in per_run if m in grid_runs)} of {sum(grid_runs.values())} runs): "
+        f"{grid:.0f} s of runs, extrapolated {grid / args.workers / 60:.1f} min on {args.workers} workers "
+        "(per-epoch test evaluation and job overhead not included)"
+    )
     channels = [int(c) for c in names(args.conv_channels)]
     if channels:
-        print("one 5x5 conv of the ResNet's shape (batch 250, 14x14, fwd+bwd; the report's ResNet has 12 channels): "
-              + ", ".join(f"{c} ch {r:.1f} GFLOP/s ({r / peak:.0%})" for c in channels for r in [conv_rate(c, device)]))  # fmt: skip
+        print(
+            "one 5x5 conv of the ResNet's shape (batch 250, 14x14, fwd+bwd; the report's ResNet has 12 channels): "
+            + ", ".join(f"{c} ch {r:.1f} GFLOP/s ({r / peak:.0%})" for c in channels for r in [conv_rate(c, device)])
+        )
     for name in names(args.scaling):
-        row = [f"{n // 1000}k: {one_run(name, device, n, max(1, args.epochs // 5), args.precision)[0] * 5:.1f} s" for n in (1000, 4000, 16000)]
+        row = [
+            f"{n // 1000}k: {one_run(name, device, n, max(1, args.epochs // 5), args.precision)[0] * 5:.1f} s"
+            for n in (1000, 4000, 16000)
+        ]
         print(f"scaling {name} (s/run, from {max(1, args.epochs // 5)} epochs x 5): " + ", ".join(row))
     if args.vectorize > 1:
-        print(f"vectorised seeds: {args.vectorize} seeds of {args.epochs} epochs, one after another vs at once (torch.func.vmap)")
+        print(
+            f"vectorised seeds: {args.vectorize} seeds of {args.epochs} epochs, one after another vs at once (torch.func.vmap)"
+        )
         for name in names(args.vectorize_models):
             sequential, together = seeds_at_once(name, device, args.vectorize, args.epochs)
-            print(f"  {name:20s} sequential {sequential:7.2f} s  vectorised {together:7.2f} s  speed-up {sequential / together:.2f}x")
+            print(
+                f"  {name:20s} sequential {sequential:7.2f} s  vectorised {together:7.2f} s  speed-up {sequential / together:.2f}x"
+            )
     if args.precision_check:
         precision_check(names(args.precision_models), args.precision_check, args.device)
 

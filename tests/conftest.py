@@ -108,13 +108,19 @@ def training_crashes(message: str = "boom in the optimizer") -> Iterator[None]:
         yield
 
 
-def run_cli(*args: str, module: str = "mnist_pairs.train", env: dict[str, str] | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
+def run_cli(
+    *args: str, module: str = "mnist_pairs.train", env: dict[str, str] | None = None, timeout: int = 600
+) -> subprocess.CompletedProcess:
     """Run ``python -m <module> args...`` in a subprocess from the repository root."""
     full_env = {**os.environ, **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", module, *args],
-        cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=timeout,
-    )  # fmt: skip
+        cwd=ROOT,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def free_port() -> int:
@@ -139,11 +145,29 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     30 minutes in any case. Yields its tracking URI."""
     folder = tmp_path_factory.mktemp("mlflow_server")
     port = free_port()
-    cmd = ["timeout", "1800", sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "2",
-           "--backend-store-uri", f"sqlite:///{folder / 'mlflow.db'}", "--artifacts-destination", str(folder / "artifacts")]  # fmt: skip
+    cmd = [
+        "timeout",
+        "1800",
+        sys.executable,
+        "-m",
+        "mlflow",
+        "server",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "2",
+        "--backend-store-uri",
+        f"sqlite:///{folder / 'mlflow.db'}",
+        "--artifacts-destination",
+        str(folder / "artifacts"),
+    ]
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}  # no GenAI job workers: 2 cores here
     with open(folder / "server.log", "w") as log:
-        server = subprocess.Popen(cmd, cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        server = subprocess.Popen(
+            cmd, cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
     uri = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 180
@@ -160,12 +184,8 @@ def stop_process_group(proc: subprocess.Popen) -> None:
     """SIGTERM to the process group a test started (``start_new_session``), then SIGKILL to any
     process of it still there after 30 s."""
     os.killpg(proc.pid, signal.SIGTERM)
-    try:
+    with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        pass
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
     proc.wait()

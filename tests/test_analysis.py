@@ -9,19 +9,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from omegaconf import OmegaConf
 from scipy import stats
 from statsmodels.stats.weightstats import ttost_ind, ttost_paired
-
-from omegaconf import OmegaConf
 
 from mnist_pairs import records
 from mnist_pairs.aggregate import aggregate
 from mnist_pairs.analysis import paired as paired_tables
 from mnist_pairs.analysis.collect import Collected, PairOutcomes, collect
 from mnist_pairs.analysis.errors import error_tables, near_equal_share
-from mnist_pairs.analysis.published import add_time_ratios, compare_with_published, protocol_differences, published
-from mnist_pairs.analysis.stats import holm, mcnemar, paired, paired_tost, t_interval, tost, welch
+from mnist_pairs.analysis.published import add_time_ratios, compare_with_published, protocol_differences
 from mnist_pairs.analysis.report import write_report
+from mnist_pairs.analysis.stats import holm, mcnemar, paired, paired_tost, t_interval, tost, welch
 from mnist_pairs.analysis.summary import summarize
 from mnist_pairs.config import compose_config
 from tests.conftest import run_cli
@@ -103,11 +102,32 @@ def runs_table(cells: dict[str, dict], **extra_columns) -> pd.DataFrame:
     rows = []
     for label, c in cells.items():
         for seed, acc in c["acc"].items():
-            rows.append({"cell": label, "model": c["model"], "activation": c["activation"], "variant": c.get("variant", ""),
-                         "experiment": "benchmark", "seed": seed, "status": c.get("status", {}).get(seed, "ok"), "error": None,
-                         "n_params": c.get("n_params", 10), "train_time_s": c.get("time", 1.0), "device": "cpu", "device_name": "cpu",
-                         "test_acc": acc, "train_acc": 1.0, "test_loss": 0.5, "train_loss": 0.1, "val_acc": math.nan,
-                         "digit_acc": math.nan, "collapsed": False, "has_pairs": False, "cell_hash": label, "path": label})  # fmt: skip
+            rows.append(
+                {
+                    "cell": label,
+                    "model": c["model"],
+                    "activation": c["activation"],
+                    "variant": c.get("variant", ""),
+                    "experiment": "benchmark",
+                    "seed": seed,
+                    "status": c.get("status", {}).get(seed, "ok"),
+                    "error": None,
+                    "n_params": c.get("n_params", 10),
+                    "train_time_s": c.get("time", 1.0),
+                    "device": "cpu",
+                    "device_name": "cpu",
+                    "test_acc": acc,
+                    "train_acc": 1.0,
+                    "test_loss": 0.5,
+                    "train_loss": 0.1,
+                    "val_acc": math.nan,
+                    "digit_acc": math.nan,
+                    "collapsed": False,
+                    "has_pairs": False,
+                    "cell_hash": label,
+                    "path": label,
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -128,7 +148,10 @@ def welch_by_formula(x: np.ndarray, mean2: float, sd2: float, n2: int) -> float:
 
 
 def test_compare_with_published_tests_only_rows_of_the_published_protocol(tmp_path):
-    fcnn_acc, cnn3_acc = np.array([0.80, 0.81, 0.79, 0.80, 0.805, 0.795, 0.80, 0.80]), np.array([0.75, 0.74, 0.76, 0.75, 0.77])
+    fcnn_acc, cnn3_acc = (
+        np.array([0.80, 0.81, 0.79, 0.80, 0.805, 0.795, 0.80, 0.80]),
+        np.array([0.75, 0.74, 0.76, 0.75, 0.77]),
+    )
     bn_acc = np.array([0.7, 0.9, 0.8, 0.75, 0.85])
     cells = {
         "fcnn/relu": {"model": "fcnn", "activation": "relu", "acc": dict(enumerate(fcnn_acc)), "time": 2.0},
@@ -137,19 +160,70 @@ def test_compare_with_published_tests_only_rows_of_the_published_protocol(tmp_pa
         "cnn4/relu": {"model": "cnn4", "activation": "relu", "acc": {0: 0.5}},
         "fcnn_bn/tanh": {"model": "fcnn_bn", "activation": "tanh", "acc": dict(enumerate(bn_acc))},
     }
-    configs = {"fcnn/relu": config(), "cnn3/relu": config("cnn3"), "fcnn/tanh": config("fcnn", "tanh", train__epochs=3, data__n_train=250),
-               "cnn4/relu": config("cnn4"), "fcnn_bn/tanh": config("fcnn_bn", "tanh")}  # fmt: skip
+    configs = {
+        "fcnn/relu": config(),
+        "cnn3/relu": config("cnn3"),
+        "fcnn/tanh": config("fcnn", "tanh", train__epochs=3, data__n_train=250),
+        "cnn4/relu": config("cnn4"),
+        "fcnn_bn/tanh": config("fcnn_bn", "tanh"),
+    }
     summary = summarize(hand_made(cells, configs).runs)
-    reference = pd.DataFrame([
-        {"model": "fcnn", "activation": "relu", "activation_actual": "relu", "n": 15, "test_acc_mean": 0.80, "test_acc_std": 0.015, "time_mean_s": 0.7},
-        {"model": "cnn3", "activation": "relu", "activation_actual": "relu", "n": 15, "test_acc_mean": 0.59, "test_acc_std": 0.16, "time_mean_s": 1.4},
-        {"model": "fcnn", "activation": "tanh", "activation_actual": "relu", "n": 15, "test_acc_mean": 0.80, "test_acc_std": 0.014, "time_mean_s": 0.7},
-        {"model": "cnn4", "activation": "relu", "activation_actual": "relu", "n": 15, "test_acc_mean": 0.59, "test_acc_std": 0.16, "time_mean_s": 1.4},
-        {"model": "fcnn_bn", "activation": "tanh", "activation_actual": "relu", "n": 15, "test_acc_mean": 0.81, "test_acc_std": 0.01, "time_mean_s": 1.0},
-    ])  # fmt: skip
+    reference = pd.DataFrame(
+        [
+            {
+                "model": "fcnn",
+                "activation": "relu",
+                "activation_actual": "relu",
+                "n": 15,
+                "test_acc_mean": 0.80,
+                "test_acc_std": 0.015,
+                "time_mean_s": 0.7,
+            },
+            {
+                "model": "cnn3",
+                "activation": "relu",
+                "activation_actual": "relu",
+                "n": 15,
+                "test_acc_mean": 0.59,
+                "test_acc_std": 0.16,
+                "time_mean_s": 1.4,
+            },
+            {
+                "model": "fcnn",
+                "activation": "tanh",
+                "activation_actual": "relu",
+                "n": 15,
+                "test_acc_mean": 0.80,
+                "test_acc_std": 0.014,
+                "time_mean_s": 0.7,
+            },
+            {
+                "model": "cnn4",
+                "activation": "relu",
+                "activation_actual": "relu",
+                "n": 15,
+                "test_acc_mean": 0.59,
+                "test_acc_std": 0.16,
+                "time_mean_s": 1.4,
+            },
+            {
+                "model": "fcnn_bn",
+                "activation": "tanh",
+                "activation_actual": "relu",
+                "n": 15,
+                "test_acc_mean": 0.81,
+                "test_acc_std": 0.01,
+                "time_mean_s": 1.0,
+            },
+        ]
+    )
     table = compare_with_published(summary, configs, reference).set_index("cell")
     fcnn, cnn3, tanh = table.loc["fcnn/relu"], table.loc["cnn3/relu"], table.loc["fcnn/tanh"]
-    p_fcnn, p_cnn3, p_bn = welch_by_formula(fcnn_acc, 0.80, 0.015, 15), welch_by_formula(cnn3_acc, 0.59, 0.16, 15), welch_by_formula(bn_acc, 0.81, 0.01, 15)
+    p_fcnn, p_cnn3, p_bn = (
+        welch_by_formula(fcnn_acc, 0.80, 0.015, 15),
+        welch_by_formula(cnn3_acc, 0.59, 0.16, 15),
+        welch_by_formula(bn_acc, 0.81, 0.01, 15),
+    )
     assert (fcnn["p"], cnn3["p"], table.loc["fcnn_bn/tanh", "p"]) == pytest.approx((p_fcnn, p_cnn3, p_bn))
     assert fcnn["diff"] == pytest.approx(fcnn_acc.mean() - 0.80)
     # Holm over the three tested rows (not tanh: its protocol differs; not cnn4: one run), by hand
@@ -162,10 +236,16 @@ def test_compare_with_published_tests_only_rows_of_the_published_protocol(tmp_pa
     assert bn.startswith("inconclusive: no difference shown (Welch, Holm), equivalence within ±2 pts not shown")
     assert bn.endswith("(the published run ran relu)")
     assert table.loc["cnn4/relu", "verdict"] == "n/a: too few runs (n=1)"
-    assert tanh["verdict"].startswith("n/a: protocol differs (train.epochs=3 (published: 50); data.n_train=250 (published: 1000)")
+    assert tanh["verdict"].startswith(
+        "n/a: protocol differs (train.epochs=3 (published: 50); data.n_train=250 (published: 1000)"
+    )
     assert math.isnan(tanh["p_holm"]) and tanh["pub_activation_actual"] == "relu"
     assert (fcnn["pub_ci_low"], fcnn["pub_ci_high"]) == pytest.approx(t_interval(0.80, 0.015, 15))
-    assert fcnn["time_ratio"] == 1.0 and cnn3["time_ratio"] == pytest.approx(1.5) and cnn3["pub_time_ratio"] == pytest.approx(2.0)
+    assert (
+        fcnn["time_ratio"] == 1.0
+        and cnn3["time_ratio"] == pytest.approx(1.5)
+        and cnn3["pub_time_ratio"] == pytest.approx(2.0)
+    )
     from mnist_pairs.analysis.figures import versus_published
 
     png = versus_published(table.reset_index(), tmp_path / "versus_published.png")  # the tested rows
@@ -175,16 +255,30 @@ def test_compare_with_published_tests_only_rows_of_the_published_protocol(tmp_pa
 def test_protocol_differences_name_each_key_and_the_model_preset():
     assert protocol_differences(config(), "fcnn") == []
     assert protocol_differences(config(optimizer__lr=5e-3, augment__name="swap", data__scale="unit"), "fcnn") == [
-        "data.scale=unit (published: raw)", "augment.name=swap (published: none)", "optimizer.lr=0.005 (published: 0.001)"]
+        "data.scale=unit (published: raw)",
+        "augment.name=swap (published: none)",
+        "optimizer.lr=0.005 (published: 0.001)",
+    ]
     assert protocol_differences(config(train__batch_size=100), "fcnn", source="cpu") == []
-    assert protocol_differences(config(model__hidden=[10]), "fcnn") == ["model.hidden=[10] (preset: [1000, 1000])"]  # a preset's change, unseen in variant
+    assert protocol_differences(config(model__hidden=[10]), "fcnn") == [
+        "model.hidden=[10] (preset: [1000, 1000])"
+    ]  # a preset's change, unseen in variant
     authors = OmegaConf.to_container(compose_config("model=authors/cnn3"), resolve=True)
-    assert protocol_differences(authors, "cnn3") == []  # the authors' code's model (experiment=replication) is the published one
+    assert (
+        protocol_differences(authors, "cnn3") == []
+    )  # the authors' code's model (experiment=replication) is the published one
 
 
 def test_add_time_ratios_by_hand():
-    table = pd.DataFrame({"model": ["fcnn", "cnn3"], "activation": ["relu", "relu"], "protocol": ["published"] * 2,
-                          "time_s": [2.0, 5.0], "pub_time_s": [0.5, 2.0]})  # fmt: skip
+    table = pd.DataFrame(
+        {
+            "model": ["fcnn", "cnn3"],
+            "activation": ["relu", "relu"],
+            "protocol": ["published"] * 2,
+            "time_s": [2.0, 5.0],
+            "pub_time_s": [0.5, 2.0],
+        }
+    )
     out = add_time_ratios(table)
     assert list(out["time_ratio"]) == [1.0, 2.5] and list(out["pub_time_ratio"]) == [1.0, 4.0]
     assert add_time_ratios(table[table["model"] == "cnn3"])["time_ratio"].isna().all()
@@ -202,11 +296,22 @@ def test_variants_are_paired_on_common_seeds_and_holm_corrected():
     noise = [0.81, 0.80, 0.80, 0.79, 0.83, 0.78]
     cells = {
         "fcnn/relu": {"model": "fcnn", "activation": "relu", "acc": dict(enumerate(base)), "time": 2.0},
-        "fcnn/relu a=1": {"model": "fcnn", "activation": "relu", "variant": "a=1", "acc": dict(enumerate(up)), "time": 3.0},
-        "fcnn/relu b=1": {"model": "fcnn", "activation": "relu", "variant": "b=1", "acc": {s: v for s, v in enumerate(noise) if s != 2},
-                          "time": 2.0},
+        "fcnn/relu a=1": {
+            "model": "fcnn",
+            "activation": "relu",
+            "variant": "a=1",
+            "acc": dict(enumerate(up)),
+            "time": 3.0,
+        },
+        "fcnn/relu b=1": {
+            "model": "fcnn",
+            "activation": "relu",
+            "variant": "b=1",
+            "acc": {s: v for s, v in enumerate(noise) if s != 2},
+            "time": 2.0,
+        },
         "cnn3/relu c=1": {"model": "cnn3", "activation": "relu", "variant": "c=1", "acc": dict(enumerate(base))},
-    }  # fmt: skip
+    }
     data = hand_made(cells)
     table = paired_tables.compare_variants(data, summarize(data.runs)).set_index("variant")
     p_up = paired_p_by_formula(up, base)
@@ -234,12 +339,20 @@ def test_pairwise_lists_what_it_cannot_pair_and_pools_mcnemar_over_test_pairs():
         "b/relu": {"model": "b", "activation": "relu", "acc": {s: 0.8 + 0.012 * s for s in range(5)}},
         "c/relu": {"model": "c", "activation": "relu", "acc": {s: 0.8 for s in range(3)}},
         "d/relu": {"model": "d", "activation": "relu", "acc": {s: 0.7 for s in range(5)}},
-        "e/relu": {"model": "e", "activation": "relu", "acc": {s: math.nan for s in range(5)}, "status": {s: "failed" for s in range(5)}},
+        "e/relu": {
+            "model": "e",
+            "activation": "relu",
+            "acc": {s: math.nan for s in range(5)},
+            "status": {s: "failed" for s in range(5)},
+        },
         "f/relu": {"model": "f", "activation": "relu", "acc": {s: 0.85 for s in range(5)}},
     }
     pairs = {("a/relu", s): outcome([0]) for s in range(5)} | {("b/relu", s): outcome([0, 1, 2]) for s in range(5)}
     other = outcome([])
-    pairs |= {("f/relu", s): PairOutcomes(other.digits[::-1], other.predicted, other.correct, other.key[::-1]) for s in range(5)}
+    pairs |= {
+        ("f/relu", s): PairOutcomes(other.digits[::-1], other.predicted, other.correct, other.key[::-1])
+        for s in range(5)
+    }
     configs = {c: config() for c in cells} | {"d/relu": config(data__n_test=250)}
     data = hand_made(cells, configs, pairs)
     table = paired_tables.pairwise(data, list(cells)).set_index(["a", "b"])
@@ -255,11 +368,17 @@ def test_pairwise_lists_what_it_cannot_pair_and_pools_mcnemar_over_test_pairs():
     assert table.loc[("a/relu", "f/relu"), "note"].startswith("not paired: seed 0 drew different test pairs")
     assert table["p_t_holm"].notna().sum() == 1 and len(table) == 15  # Holm over the one tested pair: p_holm = p
     assert ab["p_t_holm"] == pytest.approx(ab["p_t"])
-    assert ab["welch_p"] == pytest.approx(stats.ttest_ind([0.9 + 0.01 * s for s in range(5)], [0.8 + 0.012 * s for s in range(5)], equal_var=False).pvalue)
+    assert ab["welch_p"] == pytest.approx(
+        stats.ttest_ind([0.9 + 0.01 * s for s in range(5)], [0.8 + 0.012 * s for s in range(5)], equal_var=False).pvalue
+    )
 
 
 def test_ranking_by_hand():
-    acc = {"x/relu": [0.9, 0.8, 0.85, 0.7, 0.9], "y/relu": [0.8, 0.9, 0.8, 0.6, 0.9], "z/relu": [0.7, 0.7, 0.9, 0.8, 0.5]}
+    acc = {
+        "x/relu": [0.9, 0.8, 0.85, 0.7, 0.9],
+        "y/relu": [0.8, 0.9, 0.8, 0.6, 0.9],
+        "z/relu": [0.7, 0.7, 0.9, 0.8, 0.5],
+    }
     cells = {c: {"model": c[0], "activation": "relu", "acc": dict(enumerate(v))} for c, v in acc.items()}
     table, info = paired_tables.ranking(hand_made(cells), list(cells))
     # ranks per seed (1 = best, ties averaged): x 1,2,2,2,1.5  y 2,1,3,3,1.5  z 3,3,1,1,3
@@ -274,7 +393,11 @@ def test_ranking_by_hand():
 def test_findings_name_the_questions_and_correct_over_them(tmp_path):
     rng = np.random.default_rng(1)
     base = rng.normal(0.8, 0.01, 6)
-    acc = {("fcnn", "relu"): base, ("fcnn", "tanh"): base + 0.03 + rng.normal(0, 0.005, 6), ("fcnn_bn", "relu"): base + rng.normal(0, 0.01, 6)}
+    acc = {
+        ("fcnn", "relu"): base,
+        ("fcnn", "tanh"): base + 0.03 + rng.normal(0, 0.005, 6),
+        ("fcnn_bn", "relu"): base + rng.normal(0, 0.01, 6),
+    }
     cells = {f"{m}/{a}": {"model": m, "activation": a, "acc": dict(enumerate(v))} for (m, a), v in acc.items()}
     configs = {c: config(cells[c]["model"], cells[c]["activation"]) for c in cells}
     data = hand_made(cells, configs)
@@ -282,11 +405,16 @@ def test_findings_name_the_questions_and_correct_over_them(tmp_path):
     assert list(table.index) == ["tanh instead of ReLU in fcnn", "BatchNorm: fcnn_bn vs fcnn"]
     p_tanh, p_bn = paired_p_by_formula(acc[("fcnn", "tanh")], base), paired_p_by_formula(acc[("fcnn_bn", "relu")], base)
     low, high = sorted([p_tanh, p_bn])
-    assert sorted(table["p_t_holm"]) == pytest.approx([2 * low, max(2 * low, high)])  # Holm over the two findings, by hand
+    assert sorted(table["p_t_holm"]) == pytest.approx(
+        [2 * low, max(2 * low, high)]
+    )  # Holm over the two findings, by hand
     assert table.loc["tanh instead of ReLU in fcnn", "verdict"].startswith("higher by 3.")
     # the authors' models run ReLU whatever the label: the question says so
     configs["fcnn/tanh"] = OmegaConf.to_container(compose_config("model=authors/fcnn", "activation=tanh"), resolve=True)
-    assert paired_tables.finding_pairs(summarize(data.runs), configs)[0][0] == "tanh instead of ReLU in fcnn (labels only: both ran ReLU)"
+    assert (
+        paired_tables.finding_pairs(summarize(data.runs), configs)[0][0]
+        == "tanh instead of ReLU in fcnn (labels only: both ran ReLU)"
+    )
     # no finding testable (2 seeds each): every row says why, and the report still writes
     few = hand_made({c: {**v, "acc": {0: 0.8, 1: 0.81}} for c, v in cells.items()}, configs)
     untested = paired_tables.findings(few, summarize(few.runs))
@@ -303,8 +431,14 @@ def test_under_the_null_the_corrected_pairwise_tests_stay_quiet():
     pairing still finds a 2-point effect added to one cell, which the seed effect hides from Welch."""
     rng = np.random.default_rng(7)
     seed_effect = rng.normal(0, 0.02, 10)
-    cells = {f"m{i}/relu": {"model": f"m{i}", "activation": "relu", "acc": dict(enumerate(0.8 + seed_effect + rng.normal(0, 0.004, 10)))}
-             for i in range(20)}  # fmt: skip
+    cells = {
+        f"m{i}/relu": {
+            "model": f"m{i}",
+            "activation": "relu",
+            "acc": dict(enumerate(0.8 + seed_effect + rng.normal(0, 0.004, 10))),
+        }
+        for i in range(20)
+    }
     table = paired_tables.pairwise(hand_made(cells), list(cells))
     assert len(table) == 190 and (table["p_t_holm"] >= 0.05).all() and (table["welch_p_holm"] >= 0.05).all()
     cells["m0/relu"]["acc"] = {s: v + 0.02 for s, v in cells["m0/relu"]["acc"].items()}
@@ -318,10 +452,14 @@ def test_error_tables_count_every_pair():
     predicted = np.array([1, 1, 1, 0], dtype=np.uint8)  # right, wrong (2 > 1 is class 0), right, right
     cells = {"a/relu": {"model": "a", "activation": "relu", "acc": {0: 0.75, 1: 0.75}}}
     outcome = PairOutcomes(digits, predicted, predicted == (digits[:, 0] <= digits[:, 1]), "11211221")
-    by_pair, by_diff = error_tables(hand_made(cells, pairs={("a/relu", 0): outcome, ("a/relu", 1): outcome}), ["a/relu"])
+    by_pair, by_diff = error_tables(
+        hand_made(cells, pairs={("a/relu", 0): outcome, ("a/relu", 1): outcome}), ["a/relu"]
+    )
     row = by_pair[(by_pair["d1"] == 2) & (by_pair["d2"] == 1)].iloc[0]
     assert (row["n"], row["errors"], row["error_rate"]) == (4, 2, 0.5)
-    assert by_pair["n"].sum() == 8 and math.isnan(by_pair[(by_pair["d1"] == 0) & (by_pair["d2"] == 0)]["error_rate"].iloc[0])
+    assert by_pair["n"].sum() == 8 and math.isnan(
+        by_pair[(by_pair["d1"] == 0) & (by_pair["d2"] == 0)]["error_rate"].iloc[0]
+    )
     assert by_diff.set_index("d2_minus_d1").loc[-1, "errors"] == 2
     share = near_equal_share(by_diff).iloc[0]
     assert share["error_share_within_1"] == 1.0 and share["pair_share_within_1"] == 1.0
@@ -338,31 +476,63 @@ def test_collect_groups_by_identity_and_keeps_every_epoch(tmp_path, synthetic_ro
 
     common = (f"data.root={synthetic_root}", "data.download=false", *SMALL)
     run(compose_cfg("model=cnn3", *common), tmp_path / "bench" / "cnn3" / "relu" / "seed=0")
-    run(compose_cfg("model=cnn3", *common, "train.epochs=3", "experiment_name=smoke"), tmp_path / "smoke" / "cnn3" / "relu" / "seed=0")
-    run(compose_cfg("model=fcnn", *common, "train.eval_every_epoch=false"), tmp_path / "bench" / "fcnn" / "relu" / "seed=0")
+    run(
+        compose_cfg("model=cnn3", *common, "train.epochs=3", "experiment_name=smoke"),
+        tmp_path / "smoke" / "cnn3" / "relu" / "seed=0",
+    )
+    run(
+        compose_cfg("model=fcnn", *common, "train.eval_every_epoch=false"),
+        tmp_path / "bench" / "fcnn" / "relu" / "seed=0",
+    )
     old = records.read_record(tmp_path / "bench" / "fcnn" / "relu" / "seed=0" / records.RECORD_FILE)
     del old["test_pairs"]  # a record of schema 1
     records.write_record(tmp_path / "old" / "fcnn" / "relu" / "seed=1", {**old, "seed": 1, "schema_version": 1})
     data = collect(tmp_path)
-    assert sorted(data.runs["cell"]) == ["cnn3/relu [runs]", "cnn3/relu [smoke]", "fcnn/relu", "fcnn/relu"]  # cnn3: two configs, never pooled
+    assert sorted(data.runs["cell"]) == [
+        "cnn3/relu [runs]",
+        "cnn3/relu [smoke]",
+        "fcnn/relu",
+        "fcnn/relu",
+    ]  # cnn3: two configs, never pooled
     fcnn = data.runs[data.runs["cell"] == "fcnn/relu"].set_index("seed")
     assert list(fcnn["has_pairs"]) == [True, False] and len(data.pairs) == 3
     history = data.history[data.history["cell"] == "fcnn/relu"]
-    assert len(history) == 2 * 2 and history["test_acc"].isna().all() and history["train_loss"].notna().all()  # eval_every_epoch=false
+    assert (
+        len(history) == 2 * 2 and history["test_acc"].isna().all() and history["train_loss"].notna().all()
+    )  # eval_every_epoch=false
 
 
-def test_of_two_records_of_one_seed_the_finished_one_counts_and_bad_pairs_are_corrupt(tmp_path, synthetic_root, compose_cfg):
+def test_of_two_records_of_one_seed_the_finished_one_counts_and_bad_pairs_are_corrupt(
+    tmp_path, synthetic_root, compose_cfg
+):
     from mnist_pairs.train import run
 
-    done = run(compose_cfg("model=fcnn", f"data.root={synthetic_root}", "data.download=false", *SMALL), tmp_path / "b" / "seed=0")
-    failed = {**done, "status": "failed", "metrics": None, "error": "boom", "finished_at": "2099-01-01T00:00:00.000+00:00"}
+    done = run(
+        compose_cfg("model=fcnn", f"data.root={synthetic_root}", "data.download=false", *SMALL),
+        tmp_path / "b" / "seed=0",
+    )
+    failed = {
+        **done,
+        "status": "failed",
+        "metrics": None,
+        "error": "boom",
+        "finished_at": "2099-01-01T00:00:00.000+00:00",
+    }
     del failed["test_pairs"]
-    records.write_record(tmp_path / "a" / "seed=0", failed)  # sorts first, finished later: still not the one that counts
-    records.write_record(tmp_path / "c" / "seed=1", {**done, "seed": 1, "test_pairs": {"digits": "12", "predicted": "01"}})
+    records.write_record(
+        tmp_path / "a" / "seed=0", failed
+    )  # sorts first, finished later: still not the one that counts
+    records.write_record(
+        tmp_path / "c" / "seed=1", {**done, "seed": 1, "test_pairs": {"digits": "12", "predicted": "01"}}
+    )
     data = collect(tmp_path)
     assert len(data.runs) == 1 and data.runs["status"].iloc[0] == "ok" and data.runs["has_pairs"].iloc[0]
-    assert list(data.pairs) == [("fcnn/relu", 0)] and data.duplicates[0].startswith("a/seed=0: a second record of fcnn/relu seed=0 (failed")
-    assert len(data.corrupt) == 1 and "c/seed=1" in data.corrupt[0] and "test_pairs must hold 2n digits" in data.corrupt[0]
+    assert list(data.pairs) == [("fcnn/relu", 0)] and data.duplicates[0].startswith(
+        "a/seed=0: a second record of fcnn/relu seed=0 (failed"
+    )
+    assert (
+        len(data.corrupt) == 1 and "c/seed=1" in data.corrupt[0] and "test_pairs must hold 2n digits" in data.corrupt[0]
+    )
 
 
 def test_collapse_means_one_class_for_every_pair_not_a_loss_near_ln2():
@@ -383,9 +553,22 @@ def sweep(tmp_path_factory, synthetic_root) -> Path:
     """A real sweep: a learning rate that trains against one that cannot (known to differ), each
     twice under a knob that never changes training (train.eval_interval: known to be the same)."""
     out = tmp_path_factory.mktemp("sweep")
-    done = run_cli("-m", "model=siamese_cnn_aux", "optimizer.lr=5e-3,1e-6", "train.eval_interval=1,2", "seed=range(0,6)",
-                   f"data.root={synthetic_root}", "data.download=false", f"output_root={out}", "data.n_train=200",
-                   "data.n_test=100", "train.epochs=8", "train.batch_size=50", "data.scale=unit", "device.threads=1")  # fmt: skip
+    done = run_cli(
+        "-m",
+        "model=siamese_cnn_aux",
+        "optimizer.lr=5e-3,1e-6",
+        "train.eval_interval=1,2",
+        "seed=range(0,6)",
+        f"data.root={synthetic_root}",
+        "data.download=false",
+        f"output_root={out}",
+        "data.n_train=200",
+        "data.n_test=100",
+        "train.epochs=8",
+        "train.batch_size=50",
+        "data.scale=unit",
+        "device.threads=1",
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return out / "runs"
 
@@ -394,7 +577,10 @@ def test_a_real_sweep_finds_the_difference_and_not_the_twin(sweep, tmp_path):
     report, data = aggregate(sweep, out=tmp_path)
     assert len(data.runs) == 24 and data.runs["has_pairs"].all()
     table = pd.read_csv(tmp_path / "tables" / "pairwise.csv")
-    trained, untrained, twin = (f"optimizer.lr={lr},train.batch_size=50,train.epochs=8,train.eval_interval={i}" for lr, i in (("0.005", 1), ("1e-06", 1), ("0.005", 2)))
+    trained, untrained, twin = (
+        f"optimizer.lr={lr},train.batch_size=50,train.epochs=8,train.eval_interval={i}"
+        for lr, i in (("0.005", 1), ("1e-06", 1), ("0.005", 2))
+    )
 
     def row(x: str, y: str) -> pd.Series:
         a, b = table["a"].str.endswith(x), table["b"].str.endswith(y)
@@ -403,7 +589,11 @@ def test_a_real_sweep_finds_the_difference_and_not_the_twin(sweep, tmp_path):
     pair = row(trained, untrained)
     assert pair["p_t_holm"] < 0.05 and pair["p_mcnemar_holm"] < 0.05 and abs(pair["diff"]) > 0.2
     same = row(trained, twin)
-    assert same["diff"] == 0 and same["a_only"] == same["b_only"] == 0 and same["verdict"].startswith("equivalent within ±2 pts")
+    assert (
+        same["diff"] == 0
+        and same["a_only"] == same["b_only"] == 0
+        and same["verdict"].startswith("equivalent within ±2 pts")
+    )
     assert len(table) == 6 and table["p_t_holm"].notna().all()
     ranking = pd.read_csv(tmp_path / "tables" / "ranking.csv")
     assert all(c.endswith((trained, twin)) for c in ranking["cell"].iloc[:2])  # the two that train, ahead

@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hydra.core.hydra_config import HydraConfig
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from mnist_pairs import records
@@ -31,17 +31,28 @@ FAMILIES = ("fcnn_bn_dropout", "cnn3_bn", "resnet", "siamese_lenet_mlp")
 SMALL = ("data.n_train=20", "data.n_test=10", "train.epochs=1", "train.batch_size=10", "device=cpu", "device.threads=1")
 HOSTILE_STRINGS = ["../../../etc/passwd", "${oc.env:HOME}", "$(touch /tmp/pwned)\n", "x" * 10_000]
 BAD_VALUES: list[Any] = [
-    "abc", True, 1.5, [1, 2], {"a": 1}, None,  # wrong types
-    -1, 0, 10**12, float("nan"),  # out of range
-    "", [],  # empty
+    "abc",
+    True,
+    1.5,
+    [1, 2],
+    {"a": 1},
+    None,  # wrong types
+    -1,
+    0,
+    10**12,
+    float("nan"),  # out of range
+    "",
+    [],  # empty
     *HOSTILE_STRINGS,
-]  # fmt: skip
+]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _base(synthetic_root: Path, model: str) -> DictConfig:
     out = synthetic_root.parent / "bad_input_runs"
-    return compose_config(f"model={model}", f"data.root={synthetic_root}", "data.download=false", f"output_root={out}", *SMALL, hydra=True)
+    return compose_config(
+        f"model={model}", f"data.root={synthetic_root}", "data.download=false", f"output_root={out}", *SMALL, hydra=True
+    )
 
 
 def base(synthetic_root: Path, model: str) -> DictConfig:
@@ -128,11 +139,24 @@ def tried(synthetic_root, tmp_path_factory) -> dict[str, list]:
 
 def test_every_key_is_walked(synthetic_root, tried):
     keys = {key for _, key, _, _ in tried["refused"] + tried["accepted"]}
-    for expected in ("seed", "data.n_train", "train.precision", "device.seed_batch", "optimizer.lr", "model.hidden",
-                     "model.kernels", "model.branch.channels", "model.combiner_hidden", "activation.fn._target_", "augment.swap"):  # fmt: skip
+    for expected in (
+        "seed",
+        "data.n_train",
+        "train.precision",
+        "device.seed_batch",
+        "optimizer.lr",
+        "model.hidden",
+        "model.kernels",
+        "model.branch.channels",
+        "model.combiner_hidden",
+        "activation.fn._target_",
+        "augment.swap",
+    ):
         assert expected in keys
     n = len(tried["refused"]) + len(tried["accepted"])
-    print(f"\nbad-input suite: {n} cases over {len(keys)} keys: {len(tried['refused'])} refused, {len(tried['accepted'])} accepted and run")
+    print(
+        f"\nbad-input suite: {n} cases over {len(keys)} keys: {len(tried['refused'])} refused, {len(tried['accepted'])} accepted and run"
+    )
 
 
 def test_each_refusal_is_one_line_naming_key_and_value(tried):
@@ -154,7 +178,14 @@ def test_each_accepted_value_gives_a_clean_run(tried, tmp_path):
 
 def test_no_hostile_string_is_accepted_where_it_would_name_a_folder_or_a_target(tried):
     accepted = {(key, repr(value)) for _, key, value, _ in tried["accepted"] if value in HOSTILE_STRINGS}
-    for key in ("model.name", "activation.name", "experiment_name", "model._target_", "optimizer._target_", "activation.fn._target_"):
+    for key in (
+        "model.name",
+        "activation.name",
+        "experiment_name",
+        "model._target_",
+        "optimizer._target_",
+        "activation.fn._target_",
+    ):
         assert not [v for k, v in accepted if k == key], key
 
 
@@ -166,7 +197,9 @@ def test_random_values_of_every_key_pass_or_get_one_line(synthetic_root, tmp_pat
     cfg = base(synthetic_root, family)
     key = data.draw(st.sampled_from(leaf_keys(cfg)))
     leaf = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=30))
-    value = data.draw(st.one_of(leaf, st.lists(leaf, max_size=4), st.dictionaries(st.text(max_size=5), leaf, max_size=2)))
+    value = data.draw(
+        st.one_of(leaf, st.lists(leaf, max_size=4), st.dictionaries(st.text(max_size=5), leaf, max_size=2))
+    )
     try:
         one = with_value(cfg, key, value)
     except Exception:
@@ -186,14 +219,18 @@ HOSTILE_MODELS = {
     "nested_not_recursive": "_target_: mnist_pairs.models.FCNN\n_recursive_: false\nactivation:\n  _target_: torch.nn.functional.torch.save\n",
     "nested_in_a_list": "_target_: mnist_pairs.models.FCNN\nactivation: ${activation.fn}\nhidden: [{_target_: torch.nn.functional.torch.save}]\n",
     "convert_all": "_target_: mnist_pairs.models.FCNN\n_convert_: all\nactivation:\n  _target_: mnist_pairs.train.os.system\n",
-    "created_by_a_resolver": "_target_: mnist_pairs.models.FCNN\nactivation: \"${oc.create:{_target_: torch.nn.functional.torch.save}}\"\n",
+    "created_by_a_resolver": '_target_: mnist_pairs.models.FCNN\nactivation: "${oc.create:{_target_: torch.nn.functional.torch.save}}"\n',
     "decoded_by_a_resolver": "_target_: mnist_pairs.models.FCNN\nactivation: \"${oc.decode:'{_target_: mnist_pairs.train.os.system}'}\"\n",
     "environment_into_a_name": "_target_: mnist_pairs.models.FCNN\nactivation: ${activation.fn}\nname: ${oc.env:HOME}\n",
     "environment_escaped_for_later": "_target_: mnist_pairs.models.FCNN\nactivation: ${activation.fn}\nname: \\${oc.env:HOME}\n",
     "resolves_to_an_interpolation": "_target_: mnist_pairs.models.Siamese\nbranch:\n  _target_: mnist_pairs.models.ConvBranch\n  activation: ${activation.fn}\n"
     "activation: ${activation.fn}\ndollar: $\ncombiner_input: ${model.dollar}{oc.env:HOME}\n",
     "unset_environment": "_target_: mnist_pairs.models.FCNN\nactivation: ${activation.fn}\nhidden: ${oc.env:MNIST_PAIRS_SURELY_UNSET}\n",
-    "deeply_nested": "_target_: mnist_pairs.models.FCNN\nactivation: ${activation.fn}\nhidden: " + "[" * 50 + "1" + "]" * 50 + "\n",
+    "deeply_nested": "_target_: mnist_pairs.models.FCNN\nactivation: ${activation.fn}\nhidden: "
+    + "[" * 50
+    + "1"
+    + "]" * 50
+    + "\n",
     "huge_width": "_target_: mnist_pairs.models.FCNN\nactivation: ${activation.fn}\nhidden: [100000000, 100000000]\n",
     "huge_string": "_target_: mnist_pairs.models.CNN\nactivation: ${activation.fn}\nhead: " + "x" * 1_000_000 + "\n",
     "not_a_model": "_target_: torch.optim.Adam\n_args_: [[]]\n",
@@ -213,8 +250,15 @@ def hostile_conf(tmp_path_factory) -> Path:
 def test_hostile_model_yaml_is_refused_before_anything_is_built(hostile_conf, synthetic_root, tmp_path, name):
     pwned = Path("/tmp/pwned_by_yaml")
     pwned.unlink(missing_ok=True)
-    cfg = compose_config(f"hydra.searchpath=[file://{hostile_conf}]", f"model={name}", f"data.root={synthetic_root}", "data.download=false",
-                         f"output_root={tmp_path}", *SMALL, hydra=True)  # fmt: skip
+    cfg = compose_config(
+        f"hydra.searchpath=[file://{hostile_conf}]",
+        f"model={name}",
+        f"data.root={synthetic_root}",
+        "data.download=false",
+        f"output_root={tmp_path}",
+        *SMALL,
+        hydra=True,
+    )
     message = judge(cfg)
     assert message is not None, name
     assert "\n" not in message and "is not allowed" in message and message.split("=")[0].startswith("model"), message
@@ -228,13 +272,25 @@ def test_hostile_model_yaml_is_refused_before_anything_is_built(hostile_conf, sy
     ("args", "expected"),
     [
         (("seed=abc",), "error: seed='abc' is not allowed: an integer >= 0"),
-        (("model=cnn3", "model.kernels=[3,5,9]"), "error: model.kernels=[3, 5, 9] is not allowed: conv layer 2 (kernel 9) with model.padding=0 leaves no pixels"),
+        (
+            ("model=cnn3", "model.kernels=[3,5,9]"),
+            "error: model.kernels=[3, 5, 9] is not allowed: conv layer 2 (kernel 9) with model.padding=0 leaves no pixels",
+        ),
         (("model.hidden=abc",), "error: model.hidden='abc' is not allowed: a list of integers"),
-        (("+model.x._target_=torch.nn.functional.torch.save",), "error: model.x._target_='torch.nn.functional.torch.save' is not allowed"),
-        (("model.name=${oc.env:HOME}",), "error: model.name='${oc.env:HOME}' is not allowed: environment variables (oc.env) may only set"),
+        (
+            ("+model.x._target_=torch.nn.functional.torch.save",),
+            "error: model.x._target_='torch.nn.functional.torch.save' is not allowed",
+        ),
+        (
+            ("model.name=${oc.env:HOME}",),
+            "error: model.name='${oc.env:HOME}' is not allowed: environment variables (oc.env) may only set",
+        ),
         (("experiment_name=../../escape",), "error: experiment_name='../../escape' is not allowed"),
         (("device.seed_batch=[0,1]", "hydra.run.dir=RUN_DIR/mine"), "error: hydra.run.dir="),
-        (("data.n_train=400",), "error: data.n_train=400 is not allowed: 400 pairs need 800 distinct images and the train split"),
+        (
+            ("data.n_train=400",),
+            "error: data.n_train=400 is not allowed: 400 pairs need 800 distinct images and the train split",
+        ),
     ],
 )
 def test_cli_refuses_with_one_line_and_leaves_nothing(tmp_path, synthetic_root, args, expected):

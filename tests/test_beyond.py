@@ -32,7 +32,9 @@ def test_swap_flips_the_target_and_keeps_equal_digits_at_class_1():
     out, target, new_digits = augment(x, digits, AugmentSettings(swap=True), generator(0, "augment"))
     swapped = out[:, 0].amax(dim=(1, 2)) == 510.0  # image 2 now first
     assert 0 < swapped.sum() < len(x)
-    assert torch.equal(new_digits[swapped], digits[swapped].flip(1)) and torch.equal(new_digits[~swapped], digits[~swapped])
+    assert torch.equal(new_digits[swapped], digits[swapped].flip(1)) and torch.equal(
+        new_digits[~swapped], digits[~swapped]
+    )
     assert torch.equal(out[swapped], x[swapped].flip(1)) and torch.equal(out[~swapped], x[~swapped])
     assert torch.equal(target, (new_digits[:, 0] <= new_digits[:, 1]).long())
     equal = digits[:, 0] == digits[:, 1]
@@ -77,9 +79,20 @@ def test_lr_schedules_span_the_whole_run(schedule):
 
 
 def tuned_cfg(compose_cfg, *extra: str):
-    return compose_cfg("model=siamese_cnn_aux", "data.n_train=200", "data.n_val=60", "train.epochs=20", "train.batch_size=50",
-                       "train.early_stop_patience=1", "train.label_smoothing=0.1", "train.lr_schedule=cosine",
-                       "augment=affine_swap", "optimizer.weight_decay=1e-4", "optimizer.lr=0.02", *extra)  # fmt: skip
+    return compose_cfg(
+        "model=siamese_cnn_aux",
+        "data.n_train=200",
+        "data.n_val=60",
+        "train.epochs=20",
+        "train.batch_size=50",
+        "train.early_stop_patience=1",
+        "train.label_smoothing=0.1",
+        "train.lr_schedule=cosine",
+        "augment=affine_swap",
+        "optimizer.weight_decay=1e-4",
+        "optimizer.lr=0.02",
+        *extra,
+    )
 
 
 def test_the_test_pairs_cannot_reach_model_selection(compose_cfg, synthetic_root, tmp_path):
@@ -96,7 +109,9 @@ def test_the_test_pairs_cannot_reach_model_selection(compose_cfg, synthetic_root
     # the objective reads nothing but validation metrics
     tampered = {**a, "metrics": {**a["metrics"], "test_acc": 1.0, "test_loss": 0.0}, "history": None}
     assert tuning_objective(tampered) == tuning_objective(a)
-    assert tuning_objective({**a, "metrics": {k: v for k, v in a["metrics"].items() if not k.startswith("val")}}) is None
+    assert (
+        tuning_objective({**a, "metrics": {k: v for k, v in a["metrics"].items() if not k.startswith("val")}}) is None
+    )
 
 
 def test_early_stopping_keeps_the_best_epoch(compose_cfg, synthetic_root, tmp_path):
@@ -109,9 +124,19 @@ def test_early_stopping_keeps_the_best_epoch(compose_cfg, synthetic_root, tmp_pa
 
 
 def test_optuna_tunes_on_validation_and_the_tuned_yaml_reproduces_the_best_run(tmp_path, synthetic_root):
-    done = run_cli("-m", "experiment=tune", "model=siamese_lenet_mlp", f"data.root={synthetic_root}", "data.download=false",
-                   f"output_root={tmp_path}", "data.n_train=150", "data.n_val=50", "train.epochs=2",
-                   "hydra.sweeper.n_trials=3", "hydra.launcher.n_jobs=1")  # fmt: skip
+    done = run_cli(
+        "-m",
+        "experiment=tune",
+        "model=siamese_lenet_mlp",
+        f"data.root={synthetic_root}",
+        "data.download=false",
+        f"output_root={tmp_path}",
+        "data.n_train=150",
+        "data.n_val=50",
+        "train.epochs=2",
+        "hydra.sweeper.n_trials=3",
+        "hydra.launcher.n_jobs=1",
+    )
     assert done.returncode == 0, done.stderr
     sweep = tmp_path / "tune" / "siamese_lenet_mlp-none"
     found = [records.read_record(p) for p in sweep.rglob(records.RECORD_FILE)]
@@ -131,9 +156,14 @@ def test_optuna_tunes_on_validation_and_the_tuned_yaml_reproduces_the_best_run(t
     assert "mean over 3 seeds" in path.read_text()
     cfg = compose_config("model=siamese_lenet_mlp", "tuned=mine", f"hydra.searchpath=[file://{tmp_path / 'conf'}]")
     assert path.read_text().startswith("# @package _global_")
-    assert cfg.optimizer.lr == best["config"]["optimizer"]["lr"] and cfg.model.aux_weight == best["config"]["model"]["aux_weight"]
+    assert (
+        cfg.optimizer.lr == best["config"]["optimizer"]["lr"]
+        and cfg.model.aux_weight == best["config"]["model"]["aux_weight"]
+    )
     assert cfg.data.n_val == 0  # no early stopping: the tuned config trains on all training pairs
     # every key that decides the run is the best trial's, the validation split excepted
     ours = tune.flatten(OmegaConf.to_container(cfg, resolve=True))
     theirs = {**tune.flatten(best["config"]), "data.n_val": 0}
-    assert {k: v for k, v in ours.items() if not tune.not_tuned(k)} == {k: v for k, v in theirs.items() if not tune.not_tuned(k)}
+    assert {k: v for k, v in ours.items() if not tune.not_tuned(k)} == {
+        k: v for k, v in theirs.items() if not tune.not_tuned(k)
+    }

@@ -30,11 +30,22 @@ EXPECTED_PARAMS = {
     "siamese_resnet_mlp": 45_260,  # the report's ResNet branch with BN and a spatial mean + 20->64->2
 }
 EXPECTED_LR = {
-    "fcnn": 1e-3, "fcnn_bn": 1e-3, "fcnn_dropout": 2e-4, "fcnn_bn_dropout": 2e-4,
-    "cnn3": 4e-4, "cnn4": 4e-4, "cnn3_bn": 4e-4, "cnn4_bn": 4e-4,
-    "resnet": 5e-3, "siamese_cnn": 5e-3, "siamese_cnn_aux": 5e-3, "siamese_resnet": 5e-3, "siamese_resnet_aux": 5e-3,
-    "siamese_lenet_mlp": 1e-3, "siamese_resnet_mlp": 5e-3,
-}  # fmt: skip
+    "fcnn": 1e-3,
+    "fcnn_bn": 1e-3,
+    "fcnn_dropout": 2e-4,
+    "fcnn_bn_dropout": 2e-4,
+    "cnn3": 4e-4,
+    "cnn4": 4e-4,
+    "cnn3_bn": 4e-4,
+    "cnn4_bn": 4e-4,
+    "resnet": 5e-3,
+    "siamese_cnn": 5e-3,
+    "siamese_cnn_aux": 5e-3,
+    "siamese_resnet": 5e-3,
+    "siamese_resnet_aux": 5e-3,
+    "siamese_lenet_mlp": 1e-3,
+    "siamese_resnet_mlp": 5e-3,
+}
 ACTIVATION_TYPES = {"relu": nn.ReLU, "tanh": nn.Tanh, "leakyrelu": nn.LeakyReLU}
 
 
@@ -78,12 +89,16 @@ def test_aux_models_weight_the_auxiliary_loss(compose_cfg):
 
 def test_the_authors_code_options(compose_cfg):
     """PROTOCOL.md's behaviours of the authors' code are options with the report's default off."""
-    fc = build_model(compose_cfg("model=fcnn_bn_dropout", "model.dropout_layers=[1]", "model.batchnorm_layers=[1]").model)
+    fc = build_model(
+        compose_cfg("model=fcnn_bn_dropout", "model.dropout_layers=[1]", "model.batchnorm_layers=[1]").model
+    )
     assert sum(isinstance(m, nn.Dropout) for m in fc.modules()) == 1
     assert sum(isinstance(m, nn.BatchNorm1d) for m in fc.modules()) == 1
     assert sum(p.numel() for p in fc.parameters()) == 1_398_002
 
-    cnn = build_model(compose_cfg("model=cnn3_bn", "model.bn_after_activation=true", "model.activation_on_logits=true").model)
+    cnn = build_model(
+        compose_cfg("model=cnn3_bn", "model.bn_after_activation=true", "model.activation_on_logits=true").model
+    )
     first = cnn.net[0]
     assert [type(m) for m in first] == [nn.Conv2d, nn.ReLU, nn.BatchNorm2d]
     assert (cnn(torch.randn(20, 2, 14, 14) * 255) >= 0).all()  # ReLU on the logits
@@ -97,8 +112,10 @@ def test_siamese_shares_one_branch_and_can_swap_the_order(compose_cfg):
     swapped = build_model(compose_cfg("model=siamese_cnn", "model.swap_order=true").model).eval()
     swapped.load_state_dict(model.state_dict())
     x = torch.rand(4, 2, 14, 14) * 255
-    logits, d1, d2 = model(x, return_digits=True)
-    assert torch.allclose(d1, model.branch(x[:, :1]), atol=1e-5) and torch.allclose(d2, model.branch(x[:, 1:]), atol=1e-5)
+    _logits, d1, d2 = model(x, return_digits=True)
+    assert torch.allclose(d1, model.branch(x[:, :1]), atol=1e-5) and torch.allclose(
+        d2, model.branch(x[:, 1:]), atol=1e-5
+    )
     assert torch.allclose(swapped(x), model(x.flip(1)), atol=1e-5)
 
 

@@ -11,8 +11,16 @@ import pytest
 import torch
 
 from mnist_pairs.data import (
-    RAW_FILES, CorruptDataError, DataNotFoundError, load_split, make_pairs, official_md5, prepare_split, resolve_root, sample_pairs,
-)  # fmt: skip
+    RAW_FILES,
+    CorruptDataError,
+    DataNotFoundError,
+    load_split,
+    make_pairs,
+    official_md5,
+    prepare_split,
+    resolve_root,
+    sample_pairs,
+)
 from mnist_pairs.seeding import generator
 from tests.conftest import make_synthetic_mnist, run_cli
 
@@ -83,13 +91,21 @@ def gzip_files(src: Path, dest: Path, cut: dict[str, int] | None = None) -> Path
 
 def test_a_gz_file_that_is_not_the_official_one_is_named_as_corrupt_and_nothing_is_unpacked(tmp_path):
     """Synthetic .gz files are not the official ones (their MD5s are torchvision's): corrupt, named."""
-    root = gzip_files(make_synthetic_mnist(tmp_path / "src", n_train=20, n_test=10), tmp_path / "root", cut={"train-images-idx3-ubyte.gz": 100})
+    root = gzip_files(
+        make_synthetic_mnist(tmp_path / "src", n_train=20, n_test=10),
+        tmp_path / "root",
+        cut={"train-images-idx3-ubyte.gz": 100},
+    )
     with pytest.raises(CorruptDataError) as info:
         load_split(str(root), "train", download=False)
     message = str(info.value)
-    assert message.startswith(f"{root.resolve() / 'MNIST' / 'raw' / 'train-images-idx3-ubyte.gz'} is corrupt: its MD5 is ")
+    assert message.startswith(
+        f"{root.resolve() / 'MNIST' / 'raw' / 'train-images-idx3-ubyte.gz'} is corrupt: its MD5 is "
+    )
     assert "not found" not in message and "\n" not in message
-    assert sorted(p.name for p in (root / "MNIST" / "raw").iterdir()) == sorted(f.name + ".gz" for f in (tmp_path / "src" / "MNIST" / "raw").iterdir())
+    assert sorted(p.name for p in (root / "MNIST" / "raw").iterdir()) == sorted(
+        f.name + ".gz" for f in (tmp_path / "src" / "MNIST" / "raw").iterdir()
+    )
 
 
 @pytest.mark.parametrize(
@@ -146,7 +162,10 @@ def test_a_corrupt_file_is_one_clear_error_on_the_command_line(tmp_path):
     root = gzip_files(make_synthetic_mnist(tmp_path / "src", n_train=20, n_test=10), tmp_path / "root")
     done = run_cli(f"data.root={root}", "data.download=false", f"output_root={tmp_path / 'out'}")
     assert done.returncode != 0 and "Traceback" not in done.stderr
-    assert done.stderr.strip().splitlines()[-1].startswith(f"error: {root.resolve() / 'MNIST' / 'raw'}/t") and "is corrupt" in done.stderr
+    assert (
+        done.stderr.strip().splitlines()[-1].startswith(f"error: {root.resolve() / 'MNIST' / 'raw'}/t")
+        and "is corrupt" in done.stderr
+    )
     assert not (tmp_path / "out").exists()  # checked before Hydra makes the run's folder
 
 
@@ -163,7 +182,9 @@ def test_real_gz_files_are_checked_and_unpacked_atomically(real_root, tmp_path):
         shutil.copy(f, raw)
     whole = (raw / "train-images-idx3-ubyte.gz").read_bytes()
     (raw / "train-images-idx3-ubyte.gz").write_bytes(whole[: len(whole) // 3])
-    with pytest.raises(CorruptDataError, match=f"^{raw.resolve() / 'train-images-idx3-ubyte.gz'} is corrupt: its MD5 is"):
+    with pytest.raises(
+        CorruptDataError, match=f"^{raw.resolve() / 'train-images-idx3-ubyte.gz'} is corrupt: its MD5 is"
+    ):
         load_split.__wrapped__(str(tmp_path / "root"), "train", False, None)
     assert not (raw / "train-images-idx3-ubyte").exists() and not list(raw.glob("*.part"))
 
@@ -178,7 +199,9 @@ def test_real_gz_files_are_checked_and_unpacked_atomically(real_root, tmp_path):
     assert sorted(p.name for p in cached.iterdir()) == sorted(f.name[:-3] for f in gz)  # unpacked, not copied
     assert not list(raw.glob("*-ubyte"))  # the read-only folder was not written to
 
-    (cached / "train-images-idx3-ubyte").write_bytes((cached / "train-images-idx3-ubyte").read_bytes()[:1000])  # a killed unpacking
+    (cached / "train-images-idx3-ubyte").write_bytes(
+        (cached / "train-images-idx3-ubyte").read_bytes()[:1000]
+    )  # a killed unpacking
     raw.chmod(0o555)
     try:
         again, _ = load_split.__wrapped__(str(tmp_path / "root"), "train", False, str(tmp_path / "cache"))
@@ -197,7 +220,7 @@ def test_real_mnist_splits_and_pairs(real_root):
     train_images, train_labels = load_split(str(real_root), "train")
     test_images, _ = load_split(str(real_root), "test")
     assert train_images.shape == (60_000, 14, 14) and test_images.shape == (10_000, 14, 14)
-    assert 0 <= train_images.min() and train_images.max() <= 255
+    assert train_images.min() >= 0 and train_images.max() <= 255
     assert np.bincount(train_labels.numpy()).tolist()[:2] == [5923, 6742]  # the official label counts
     shares = []
     for seed in range(10):

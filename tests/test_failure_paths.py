@@ -44,22 +44,35 @@ def test_a_diverging_run_is_a_finished_result_counted_as_diverged(tmp_path, synt
     assert done.returncode == 0, done.stderr  # a NaN loss is a result, not a failure
     assert "sweep 2/2 (1 ok, 0 failed, 1 diverged, 0 already done)" in done.stdout
     recs = by_seed(tmp_path)
-    assert recs[1]["status"] == "diverged" and recs[1]["error"] == "training loss is nan at epoch 3" and recs[1]["metrics"] is None
+    assert (
+        recs[1]["status"] == "diverged"
+        and recs[1]["error"] == "training loss is nan at epoch 3"
+        and recs[1]["metrics"] is None
+    )
     assert recs[2]["status"] == "ok"
-    assert Counter(r["status"] for r in recs.values()) == {"ok": 1, "diverged": 1}  # what aggregation's n_diverged counts
+    assert Counter(r["status"] for r in recs.values()) == {
+        "ok": 1,
+        "diverged": 1,
+    }  # what aggregation's n_diverged counts
     stamps = {p: p.stat().st_mtime_ns for p in tmp_path.rglob(records.RECORD_FILE)}
     again = sweep(tmp_path, synthetic_root, *DIVERGES, "seed=1,2")
-    assert again.returncode == 0 and "2 already done" in again.stdout  # resume: the diverged run is finished, not redone
+    assert (
+        again.returncode == 0 and "2 already done" in again.stdout
+    )  # resume: the diverged run is finished, not redone
     assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob(records.RECORD_FILE)} == stamps
 
 
 def test_one_vectorised_seed_diverging_leaves_its_batch_training(compose_cfg, synthetic_root, tmp_path):
-    batch = run_seed_batch(small(compose_cfg, synthetic_root, *DIVERGES, "device.vectorize=2"), {s: tmp_path / f"seed={s}" for s in (1, 2)})
+    batch = run_seed_batch(
+        small(compose_cfg, synthetic_root, *DIVERGES, "device.vectorize=2"), {s: tmp_path / f"seed={s}" for s in (1, 2)}
+    )
     assert [r["status"] for r in batch] == ["diverged", "ok"]
     assert batch[0]["error"] == "training loss is nan at epoch 3" and batch[0]["metrics"] is None
     alone = run(seed_config(small(compose_cfg, synthetic_root, *DIVERGES), 2), tmp_path / "alone" / "seed=2")
     assert len(batch[1]["history"]["train_loss"]) == 3
-    assert batch[1]["history"]["train_loss"] == pytest.approx(alone["history"]["train_loss"], rel=1e-4)  # untouched by its neighbour's NaN
+    assert batch[1]["history"]["train_loss"] == pytest.approx(
+        alone["history"]["train_loss"], rel=1e-4
+    )  # untouched by its neighbour's NaN
     assert batch[1]["metrics"]["test_acc"] == pytest.approx(alone["metrics"]["test_acc"], abs=0.021)
 
 
@@ -82,10 +95,24 @@ def test_a_batch_with_finished_seeds_trains_only_the_others(compose_cfg, synthet
 def test_a_killed_vectorised_batch_leaves_every_seed_folder_marked_as_started(tmp_path, synthetic_root):
     """Hydra's .hydra/ is in the first seed's folder only; started.json is in each, so a killed
     batch's seeds are all seen as started and unfinished (and redone on resume)."""
-    args = ["-m", f"data.root={synthetic_root}", "data.download=false", f"output_root={tmp_path}", *SMALL,
-            "model=fcnn", "seed=0,1,2", "device.vectorize=3", "train.epochs=20000"]  # fmt: skip
-    proc = subprocess.Popen([sys.executable, "-m", "mnist_pairs.train", *args], cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+    args = [
+        "-m",
+        f"data.root={synthetic_root}",
+        "data.download=false",
+        f"output_root={tmp_path}",
+        *SMALL,
+        "model=fcnn",
+        "seed=0,1,2",
+        "device.vectorize=3",
+        "train.epochs=20000",
+    ]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mnist_pairs.train", *args],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + 120
     while len(list(tmp_path.rglob(records.STARTED_FILE))) < 3 and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.1)
@@ -102,7 +129,14 @@ def test_a_killed_vectorised_batch_leaves_every_seed_folder_marked_as_started(tm
 @pytest.mark.parametrize("vectorize", [1, 2])
 def test_bf16_trains_to_a_record_close_to_fp32(compose_cfg, synthetic_root, tmp_path, vectorize):
     def runs(precision: str) -> list[records.RunRecord]:
-        cfg = small(compose_cfg, synthetic_root, "model=cnn3_bn", "train.epochs=3", f"train.precision={precision}", f"device.vectorize={vectorize}")
+        cfg = small(
+            compose_cfg,
+            synthetic_root,
+            "model=cnn3_bn",
+            "train.epochs=3",
+            f"train.precision={precision}",
+            f"device.vectorize={vectorize}",
+        )
         return run_seed_batch(cfg, {s: tmp_path / precision / f"seed={s}" for s in (0, 1)})
 
     bf16, fp32 = runs("bf16"), runs("fp32")
@@ -153,17 +187,27 @@ def test_a_model_that_cannot_be_built_stops_the_sweep_before_launch(tmp_path, sy
     while the sweep is validated (the model is built once, on the meta device), nothing written."""
     done = sweep(tmp_path, synthetic_root, "model=cnn3", "model.kernels=[3,5,9]", "seed=range(0,4)")
     assert done.returncode == 1
-    assert done.stderr.strip().splitlines()[-1].startswith("error: model.kernels=[3, 5, 9] is not allowed: conv layer 2 (kernel 9)")
+    assert (
+        done.stderr.strip()
+        .splitlines()[-1]
+        .startswith("error: model.kernels=[3, 5, 9] is not allowed: conv layer 2 (kernel 9)")
+    )
     assert "Launching" not in done.stdout and not list(tmp_path.rglob(records.RECORD_FILE))
 
 
 def test_force_on_a_folder_of_another_config_sets_its_record_aside(compose_cfg, synthetic_root, tmp_path):
     first = run(small(compose_cfg, synthetic_root, "model=cnn3", "train.epochs=1"), tmp_path)
     before = (tmp_path / records.RECORD_FILE).read_bytes()
-    second = run(small(compose_cfg, synthetic_root, "model=cnn3", "train.epochs=1", "model.padding=1", "force=true"), tmp_path)
+    second = run(
+        small(compose_cfg, synthetic_root, "model=cnn3", "train.epochs=1", "model.padding=1", "force=true"), tmp_path
+    )
     (kept,) = tmp_path.glob("record.superseded-*.json")
     assert kept.name == f"record.superseded-{first['config_hash']}.json" and kept.read_bytes() == before
-    assert records.read_record(tmp_path / records.RECORD_FILE)["config_hash"] == second["config_hash"] != first["config_hash"]
+    assert (
+        records.read_record(tmp_path / records.RECORD_FILE)["config_hash"]
+        == second["config_hash"]
+        != first["config_hash"]
+    )
     run(small(compose_cfg, synthetic_root, "model=cnn3", "train.epochs=1", "model.padding=1", "force=true"), tmp_path)
     assert len(list(tmp_path.glob("record.superseded-*.json"))) == 1  # force redoes its own config's run in place
 
@@ -172,6 +216,13 @@ def test_force_on_a_folder_of_another_config_sets_its_record_aside(compose_cfg, 
 def test_a_run_gives_torch_its_thread_count_back(compose_cfg, synthetic_root, tmp_path, vectorize):
     before = torch.get_num_threads()
     threads = 1 if before != 1 else 2
-    cfg = small(compose_cfg, synthetic_root, "model=cnn3", "train.epochs=1", f"device.threads={threads}", f"device.vectorize={vectorize}")
+    cfg = small(
+        compose_cfg,
+        synthetic_root,
+        "model=cnn3",
+        "train.epochs=1",
+        f"device.threads={threads}",
+        f"device.vectorize={vectorize}",
+    )
     run_seed_batch(cfg, {s: tmp_path / f"seed={s}" for s in (0, 1)})
     assert torch.get_num_threads() == before

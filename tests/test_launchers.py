@@ -41,15 +41,33 @@ def test_slurm_keys_and_the_command_line_beats_the_preset():
     launcher = cfg.hydra.launcher
     assert launcher._target_ == LAUNCHERS["slurm"]
     assert launcher.cpus_per_task == 4  # follows the torch threads of each run
-    for key in ("partition", "timeout_min", "gpus_per_node", "array_parallelism", "runs_per_job", "additional_parameters"):
+    for key in (
+        "partition",
+        "timeout_min",
+        "gpus_per_node",
+        "array_parallelism",
+        "runs_per_job",
+        "additional_parameters",
+    ):
         assert key in launcher
     assert compose_config("experiment=benchmark", hydra=True).hydra.launcher._target_ == LAUNCHERS["joblib"]
 
 
 def test_submitit_local_packs_runs_into_jobs(tmp_path: Path, synthetic_root: Path):
-    done = run_cli("-m", "model=cnn3", "seed=0,1,2", "launcher=submitit_local", "hydra.launcher.jobs=null", "hydra.launcher.runs_per_job=2",
-                   f"data.root={synthetic_root}", "data.download=false", f"output_root={tmp_path}",
-                   "data.n_train=100", "data.n_test=50", "train.epochs=1")  # fmt: skip
+    done = run_cli(
+        "-m",
+        "model=cnn3",
+        "seed=0,1,2",
+        "launcher=submitit_local",
+        "hydra.launcher.jobs=null",
+        "hydra.launcher.runs_per_job=2",
+        f"data.root={synthetic_root}",
+        "data.download=false",
+        f"output_root={tmp_path}",
+        "data.n_train=100",
+        "data.n_test=50",
+        "train.epochs=1",
+    )
     assert done.returncode == 0, done.stderr
     assert "3 runs in 2 jobs" in done.stdout + done.stderr
     found = sorted(tmp_path.rglob(records.RECORD_FILE))
@@ -57,17 +75,35 @@ def test_submitit_local_packs_runs_into_jobs(tmp_path: Path, synthetic_root: Pat
     assert all(records.read_record(p)["host"] for p in found)
     assert "launcher" not in str(found[0])  # the launcher is not part of the run's folder
     before = {p: p.read_bytes() for p in found}
-    dealt = run_cli("-m", "model=cnn3", "seed=range(0,7)", "launcher=submitit_local", f"data.root={synthetic_root}", "data.download=false",
-                    f"output_root={tmp_path}", "data.n_train=100", "data.n_test=50", "train.epochs=1")  # fmt: skip
+    dealt = run_cli(
+        "-m",
+        "model=cnn3",
+        "seed=range(0,7)",
+        "launcher=submitit_local",
+        f"data.root={synthetic_root}",
+        "data.download=false",
+        f"output_root={tmp_path}",
+        "data.n_train=100",
+        "data.n_test=50",
+        "train.epochs=1",
+    )
     assert dealt.returncode == 0, dealt.stderr
-    assert "3 of 7 runs already done" in dealt.stdout and "4 runs in 2 jobs" in dealt.stdout  # not submitted; the preset: jobs=2
+    assert (
+        "3 of 7 runs already done" in dealt.stdout and "4 runs in 2 jobs" in dealt.stdout
+    )  # not submitted; the preset: jobs=2
     after = {p: p.read_bytes() for p in tmp_path.rglob(records.RECORD_FILE)}
     assert len(after) == 7 and all(after[p] == before[p] for p in before)  # the 3 finished runs were left alone
 
 
 def test_bad_runs_per_job_is_refused(tmp_path: Path, synthetic_root: Path):
-    done = run_cli("-m", "model=cnn3", "launcher=submitit_local", "hydra.launcher.runs_per_job=0",
-                   f"data.root={synthetic_root}", f"output_root={tmp_path}")  # fmt: skip
+    done = run_cli(
+        "-m",
+        "model=cnn3",
+        "launcher=submitit_local",
+        "hydra.launcher.runs_per_job=0",
+        f"data.root={synthetic_root}",
+        f"output_root={tmp_path}",
+    )
     assert done.returncode != 0
     assert "hydra.launcher.runs_per_job must be a positive integer, got 0" in done.stderr
     assert not list(tmp_path.rglob(records.RECORD_FILE))

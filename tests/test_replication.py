@@ -21,16 +21,31 @@ BASIC = ["fcnn", "fcnn_dropout", "fcnn_bn_dropout", "cnn3", "cnn4", "cnn3_bn", "
 def test_replication_preset_sets_the_authors_protocol():
     cfg = compose_config("experiment=replication", hydra=True)
     assert cfg.experiment_name == "replication"
-    assert dict(cfg.train) == {"epochs": 50, "batch_size": 250, "shuffle": False, "monitor": "train_mode_forward",
-                               "eval_every_epoch": True, "eval_interval": 1, "aux_schedule": "alternating_full_batch", "zero_grad": "zero",
-                               # beyond the report, all off
-                               "label_smoothing": 0.0, "lr_schedule": "none", "early_stop_patience": 0, "precision": "fp32",
-                               "save_model": False}  # fmt: skip
+    assert dict(cfg.train) == {
+        "epochs": 50,
+        "batch_size": 250,
+        "shuffle": False,
+        "monitor": "train_mode_forward",
+        "eval_every_epoch": True,
+        "eval_interval": 1,
+        "aux_schedule": "alternating_full_batch",
+        "zero_grad": "zero",
+        # beyond the report, all off
+        "label_smoothing": 0.0,
+        "lr_schedule": "none",
+        "early_stop_patience": 0,
+        "precision": "fp32",
+        "save_model": False,
+    }
     assert cfg.data.scale == "raw" and (cfg.data.n_train, cfg.data.n_test) == (1000, 1000)
     assert cfg.optimizer._target_ == "torch.optim.Adam" and cfg.device.threads == 1
     assert cfg.hydra.launcher._target_.endswith("JoblibLauncher") and cfg.hydra.launcher.n_jobs == 2
     advanced, *basic = cfg.hydra.sweeper.grids
-    assert dict(advanced) == {"model": ",".join(f"authors/{m}" for m in ADVANCED), "activation": "relu", "seed": "range(0,10)"}
+    assert dict(advanced) == {
+        "model": ",".join(f"authors/{m}" for m in ADVANCED),
+        "activation": "relu",
+        "seed": "range(0,10)",
+    }
     basic_models = ",".join(f"authors/{m}" for m in BASIC)
     assert [dict(g) for g in basic] == [  # independent seeds for each nominal label
         {"model": basic_models, "activation": "relu", "seed": "range(0,15)"},
@@ -42,13 +57,17 @@ def test_replication_preset_sets_the_authors_protocol():
 @pytest.mark.parametrize("activation", ["relu", "tanh", "leakyrelu"])
 @pytest.mark.parametrize("model_name", ADVANCED + BASIC)
 def test_the_authors_models_use_relu_whatever_the_label(model_name, activation):
-    cfg = compose_config("experiment=replication", f"model=authors/{model_name}", f"activation={activation}", hydra=True)
+    cfg = compose_config(
+        "experiment=replication", f"model=authors/{model_name}", f"activation={activation}", hydra=True
+    )
     validate(cfg)
     assert cfg.model.name == model_name and cfg.activation.name == activation
     model = build_model(cfg.model)
     kinds = {type(m) for m in model.modules() if isinstance(m, (nn.ReLU, nn.Tanh, nn.LeakyReLU))}
     assert kinds == {nn.ReLU}
-    expected_lr = {"fcnn": 1e-3, "fcnn_dropout": 2e-4, "fcnn_bn_dropout": 2e-4}.get(model_name, 4e-4 if "cnn" in model_name and "siamese" not in model_name else 5e-3)
+    expected_lr = {"fcnn": 1e-3, "fcnn_dropout": 2e-4, "fcnn_bn_dropout": 2e-4}.get(
+        model_name, 4e-4 if "cnn" in model_name and "siamese" not in model_name else 5e-3
+    )
     assert cfg.optimizer.lr == pytest.approx(expected_lr)
 
 
@@ -80,9 +99,20 @@ def test_the_authors_architectures():
 def test_ablation_switches_one_behaviour_per_grid():
     grids = compose_config("experiment=replication_ablation", hydra=True).hydra.sweeper.grids
     switched = [sorted(set(g) - {"model", "activation", "seed"}) for g in grids]
-    assert switched == [["train.aux_schedule"], ["model.activation_on_logits"], ["data.scale"],
-                        ["model.activation"], ["model.activation"]]  # fmt: skip
-    cfg = compose_config("experiment=replication_ablation", "model=authors/cnn3", "activation=tanh", "model.activation={_target_:torch.nn.Tanh,_partial_:true}", hydra=True)
+    assert switched == [
+        ["train.aux_schedule"],
+        ["model.activation_on_logits"],
+        ["data.scale"],
+        ["model.activation"],
+        ["model.activation"],
+    ]
+    cfg = compose_config(
+        "experiment=replication_ablation",
+        "model=authors/cnn3",
+        "activation=tanh",
+        "model.activation={_target_:torch.nn.Tanh,_partial_:true}",
+        hydra=True,
+    )
     assert {type(m) for m in build_model(cfg.model).modules() if isinstance(m, (nn.ReLU, nn.Tanh))} == {nn.Tanh}
 
 
@@ -97,12 +127,20 @@ def _fit_counting_steps(model, settings, synthetic_root):
 
 def test_alternating_aux_schedule_takes_two_full_set_steps_per_iteration(synthetic_root):
     torch.manual_seed(0)
-    siamese = Siamese(branch=CNN(nn.ReLU, in_channels=1, channels=(4,), kernels=(3,), n_classes=10), activation=nn.ReLU, aux_weight=1.0)
-    settings = TrainSettings(epochs=2, batch_size=25, aux_schedule="alternating_full_batch", zero_grad="zero", eval_every_epoch=False)
+    siamese = Siamese(
+        branch=CNN(nn.ReLU, in_channels=1, channels=(4,), kernels=(3,), n_classes=10),
+        activation=nn.ReLU,
+        aux_weight=1.0,
+    )
+    settings = TrainSettings(
+        epochs=2, batch_size=25, aux_schedule="alternating_full_batch", zero_grad="zero", eval_every_epoch=False
+    )
     n_steps, trained = _fit_counting_steps(siamese, settings, synthetic_root)
     assert n_steps == 2 * 4 * 2  # 2 steps per mini-batch iteration, 4 iterations, 2 epochs
     assert all(p.grad is not None for p in trained.parameters())  # zero-filled, not None
-    n_steps, _ = _fit_counting_steps(siamese, TrainSettings(epochs=2, batch_size=25, eval_every_epoch=False), synthetic_root)
+    n_steps, _ = _fit_counting_steps(
+        siamese, TrainSettings(epochs=2, batch_size=25, eval_every_epoch=False), synthetic_root
+    )
     assert n_steps == 4 * 2
 
 
@@ -110,5 +148,7 @@ def test_monitoring_forward_in_train_mode_updates_batchnorm_statistics(synthetic
     for monitor, extra in (("batches", 0), ("train_mode_forward", 3)):
         torch.manual_seed(0)
         model = FCNN(nn.ReLU, hidden=(8,), batchnorm=True)
-        _fit_counting_steps(model, TrainSettings(epochs=3, batch_size=50, monitor=monitor, eval_every_epoch=False), synthetic_root)
+        _fit_counting_steps(
+            model, TrainSettings(epochs=3, batch_size=50, monitor=monitor, eval_every_epoch=False), synthetic_root
+        )
         assert model.net[1][1].num_batches_tracked.item() == 2 * 3 + extra

@@ -20,8 +20,18 @@ SEEDS = [3, 4, 5]
 
 
 def small(compose_cfg, synthetic_root: Path, model: str, *extra: str):
-    return compose_cfg(f"model={model}", f"data.root={synthetic_root}", "data.download=false", "data.n_train=200", "data.n_test=100",
-                       "train.epochs=3", "train.batch_size=50", "device.threads=1", "train.save_model=true", *extra)  # fmt: skip
+    return compose_cfg(
+        f"model={model}",
+        f"data.root={synthetic_root}",
+        "data.download=false",
+        "data.n_train=200",
+        "data.n_test=100",
+        "train.epochs=3",
+        "train.batch_size=50",
+        "device.threads=1",
+        "train.save_model=true",
+        *extra,
+    )
 
 
 def predictions(loaded, seed: int | None = None) -> str:
@@ -36,9 +46,11 @@ def predictions(loaded, seed: int | None = None) -> str:
 
 @pytest.mark.parametrize(
     ("model", "extra"),
-    [("siamese_cnn_aux", ()),  # channels_last (auto), aux digit branch
-     ("cnn3_bn", ("data.n_val=40", "train.epochs=8", "train.early_stop_patience=2", "optimizer.lr=0.01", "seed=3"))],  # early stopping
-)  # fmt: skip
+    [
+        ("siamese_cnn_aux", ()),  # channels_last (auto), aux digit branch
+        ("cnn3_bn", ("data.n_val=40", "train.epochs=8", "train.early_stop_patience=2", "optimizer.lr=0.01", "seed=3")),
+    ],  # early stopping
+)
 def test_the_saved_weights_make_the_records_predictions(compose_cfg, synthetic_root, tmp_path, model, extra):
     record = run(small(compose_cfg, synthetic_root, model, *extra), tmp_path)
     assert record["weights"] == WEIGHTS_FILE and (tmp_path / WEIGHTS_FILE).is_file()
@@ -51,7 +63,11 @@ def test_the_saved_weights_make_the_records_predictions(compose_cfg, synthetic_r
         val_history = record["history"]["val_acc"]
         assert record["best_epoch"] < len(val_history), "this seed should stop after a worse epoch"
         _, val, _ = load_pairs(loaded.config, torch.device("cpu"))
-        assert evaluate(loaded.model, loaded.input(val))[0] == record["metrics"]["val_acc"] == val_history[record["best_epoch"] - 1]
+        assert (
+            evaluate(loaded.model, loaded.input(val))[0]
+            == record["metrics"]["val_acc"]
+            == val_history[record["best_epoch"] - 1]
+        )
 
 
 def test_without_save_model_no_weights_and_the_loader_says_why(compose_cfg, synthetic_root, tmp_path):
@@ -70,7 +86,9 @@ def test_without_save_model_no_weights_and_the_loader_says_why(compose_cfg, synt
         load_run(tmp_path / "nowhere")
 
 
-def test_a_weights_file_naming_a_hostile_target_is_refused_before_anything_is_built(compose_cfg, synthetic_root, tmp_path):
+def test_a_weights_file_naming_a_hostile_target_is_refused_before_anything_is_built(
+    compose_cfg, synthetic_root, tmp_path
+):
     run(small(compose_cfg, synthetic_root, "cnn3"), tmp_path)
     payload = torch.load(tmp_path / WEIGHTS_FILE, weights_only=True)
     target = tmp_path / "written-by-the-weights-file"
@@ -79,8 +97,11 @@ def test_a_weights_file_naming_a_hostile_target_is_refused_before_anything_is_bu
     with pytest.raises(RunLoadError, match="torch.nn.functional.torch.save"):
         load_run(tmp_path)
     # an interpolation that Hydra's instantiate would resolve into a hostile target
-    payload["model"] = {"_target_": "mnist_pairs.models.FCNN", "activation": {"_target_": "torch.nn.ReLU", "_partial_": True},
-                        "hidden": ["${oc.create:{_target_: torch.save, _args_: [1, '" + str(target) + "']}}"]}  # fmt: skip
+    payload["model"] = {
+        "_target_": "mnist_pairs.models.FCNN",
+        "activation": {"_target_": "torch.nn.ReLU", "_partial_": True},
+        "hidden": ["${oc.create:{_target_: torch.save, _args_: [1, '" + str(target) + "']}}"],
+    }
     torch.save(payload, tmp_path / WEIGHTS_FILE)
     with pytest.raises(RunLoadError, match="a value without"):
         load_run(tmp_path)
@@ -94,14 +115,19 @@ def test_a_vectorised_batch_saves_each_seeds_weights_as_a_run_alone(compose_cfg,
     1e-4, at most one borderline pair). The weights themselves agree within fp32 rounding (1e-6)
     where every parameter has a gradient (cnn3); a bias followed by BatchNorm has none but rounding
     noise, which Adam scales to full steps, so it drifts (up to 4e-3 here) without changing outputs."""
-    batch = run_seed_batch(small(compose_cfg, synthetic_root, model, "device.vectorize=3"), {s: tmp_path / "batch" / f"seed={s}" for s in SEEDS})
+    batch = run_seed_batch(
+        small(compose_cfg, synthetic_root, model, "device.vectorize=3"),
+        {s: tmp_path / "batch" / f"seed={s}" for s in SEEDS},
+    )
     assert [r["status"] for r in batch] == ["ok"] * 3
     first_layers = []
     for seed, together in zip(SEEDS, batch):
         alone = run(seed_config(small(compose_cfg, synthetic_root, model), seed), tmp_path / "alone" / f"seed={seed}")
         a, b = load_run(tmp_path / "batch" / f"seed={seed}"), load_run(tmp_path / "alone" / f"seed={seed}")
         assert together["config_hash"] == alone["config_hash"]
-        assert predictions(a) == together["test_pairs"]["predicted"] and predictions(b) == alone["test_pairs"]["predicted"]
+        assert (
+            predictions(a) == together["test_pairs"]["predicted"] and predictions(b) == alone["test_pairs"]["predicted"]
+        )
         *_, test = load_pairs(a.config, torch.device("cpu"))
         assert score(a.model, a.input(test)).loss == pytest.approx(alone["metrics"]["test_loss"], abs=1e-4)
         assert sum(x != y for x, y in zip(predictions(a), alone["test_pairs"]["predicted"])) <= 1
@@ -140,9 +166,11 @@ def test_evaluate_scores_a_saved_run_on_its_own_and_on_fresh_pairs(compose_cfg, 
     expected = score(loaded.model, loaded.input(test)).acc
     assert fresh[1] == f"120 test pairs of seed 7: accuracy {expected:.4f} ({round(expected * 120)}/120)"
 
-    for bad, message in [(("optimizer.lr=0.1",), "optimizer.lr='0.1' is not allowed: an override key=value of one of seed, data.n_test"),
-                         (("data.n_test=0",), "data.n_test=0 is not allowed"),
-                         (("seed=-2",), "seed=-2 is not allowed")]:  # fmt: skip
+    for bad, message in [
+        (("optimizer.lr=0.1",), "optimizer.lr='0.1' is not allowed: an override key=value of one of seed, data.n_test"),
+        (("data.n_test=0",), "data.n_test=0 is not allowed"),
+        (("seed=-2",), "seed=-2 is not allowed"),
+    ]:
         with pytest.raises(SystemExit) as refused:
             evaluate_main([str(tmp_path), data, *bad])
         assert str(refused.value.code).startswith(f"error: {message}")

@@ -19,7 +19,12 @@ SEED = 7
 # The draws of seed 7 under each DRAWS_VERSION; bump the version and add its draws here.
 PINNED = {
     1: {
-        "stream_seeds": {"data": 4474668368857168768, "init": 793649810351256391, "shuffle": 2167195396090509626, "augment": 7443599362348754078},
+        "stream_seeds": {
+            "data": 4474668368857168768,
+            "init": 793649810351256391,
+            "shuffle": 2167195396090509626,
+            "augment": 7443599362348754078,
+        },
         "first_uniforms": {
             "data": [0.9640693068504333, 0.29408735036849976, 0.7514773011207581],
             "init": [0.48745250701904297, 0.520001232624054, 0.8854421377182007],
@@ -30,7 +35,7 @@ PINNED = {
         "first_epoch_order": [8, 1, 5, 9, 4, 7, 0, 3, 2, 6],
         "fcnn_first_weights": [-0.0012674882309511304, 0.0020204295869916677, 0.03893553465604782],
     },
-}  # fmt: skip
+}
 REAL_MNIST_PAIRS = {1: {"train": [[1, 7], [8, 7], [0, 7], [9, 1], [2, 4]], "test": [[6, 1], [6, 1], [3, 5]]}}
 
 
@@ -44,7 +49,9 @@ def draws(root: str) -> dict:
         "stream_seeds": {s: stream_seed(SEED, s) for s in STREAMS},
         "first_uniforms": {s: torch.rand(3, generator=generator(SEED, s)).tolist() for s in STREAMS},
         "synthetic_pairs": {"train": train.digits.tolist(), "test": test.digits.tolist()},
-        "first_epoch_order": batch_order(10, TrainSettings(batch_size=10), generator(SEED, "shuffle"), torch.device("cpu"))[0].tolist(),
+        "first_epoch_order": batch_order(
+            10, TrainSettings(batch_size=10), generator(SEED, "shuffle"), torch.device("cpu")
+        )[0].tolist(),
         "fcnn_first_weights": model.net[1][0].weight[0, :3].tolist(),
     }
 

@@ -31,7 +31,9 @@ CLUSTER_SCRIPT = ROOT / "scripts" / "slurm_cluster.sh"
 @pytest.fixture(scope="module")
 def slurm_cluster():
     """The one-node cluster, started by this module when it is not up (and stopped again after)."""
-    up = shutil.which("sinfo") and subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True).stdout.strip() in {"idle", "mix", "alloc"}
+    up = shutil.which("sinfo") and subprocess.run(
+        ["sinfo", "-h", "-o", "%t"], capture_output=True, text=True
+    ).stdout.strip() in {"idle", "mix", "alloc"}
     if not up and os.geteuid() != 0 and not os.environ.get("CI"):
         pytest.skip("no SLURM cluster, and starting one needs root (scripts/slurm_cluster.sh)")
     if not up:
@@ -42,19 +44,35 @@ def slurm_cluster():
 
 
 def grid_args(out: Path, synthetic_root: Path, *extra: str) -> list[str]:
-    return ["-m", GRID, f"data.root={synthetic_root}", "data.download=false", f"output_root={out}",
-            "experiment_name=grid", "data.n_train=100", "data.n_test=50", "train.epochs=3", *extra]  # fmt: skip
+    return [
+        "-m",
+        GRID,
+        f"data.root={synthetic_root}",
+        "data.download=false",
+        f"output_root={out}",
+        "experiment_name=grid",
+        "data.n_train=100",
+        "data.n_test=50",
+        "train.epochs=3",
+        *extra,
+    ]
 
 
 def metrics_table(results: Path) -> pd.DataFrame:
     runs = collect(results).runs
-    return runs.sort_values(["model", "activation", "seed"]).reset_index(drop=True)[["model", "activation", "seed", *METRICS]]
+    return runs.sort_values(["model", "activation", "seed"]).reset_index(drop=True)[
+        ["model", "activation", "seed", *METRICS]
+    ]
 
 
 def sacct_states(job_id: str) -> dict[str, tuple[str, str]]:
     """Array task id -> (state, node list) as SLURM's accounting has them."""
-    out = subprocess.run(["sacct", "-n", "-X", "-P", "-j", job_id, "-o", "JobID,State,NodeList"],
-                         capture_output=True, text=True, check=True).stdout  # fmt: skip
+    out = subprocess.run(
+        ["sacct", "-n", "-X", "-P", "-j", job_id, "-o", "JobID,State,NodeList"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     return {jid: (state.split()[0], node) for jid, state, node in (line.split("|") for line in out.splitlines())}
 
 
@@ -64,7 +82,10 @@ def final_states(job_id: str, timeout: float = 60) -> dict[str, tuple[str, str]]
     deadline = time.monotonic() + timeout
     while True:
         states = sacct_states(job_id)
-        if all(s not in ("PENDING", "RUNNING", "COMPLETING") for s, _ in states.values()) or time.monotonic() > deadline:
+        if (
+            all(s not in ("PENDING", "RUNNING", "COMPLETING") for s, _ in states.values())
+            or time.monotonic() > deadline
+        ):
             return states
         time.sleep(0.2)
 
@@ -87,9 +108,18 @@ def test_grid_on_slurm_equals_local_and_a_cancelled_job_is_redone_alone(tmp_path
     assert local.returncode == 0, local.stderr
 
     # on SLURM, one run per job, one job at a time; task 3 is cancelled while it runs
-    cmd = [sys.executable, "-m", "mnist_pairs.train",
-           *grid_args(tmp_path / "slurm", synthetic_root, "launcher=slurm", "hydra.launcher.runs_per_job=1",
-                      "hydra.launcher.array_parallelism=1")]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "mnist_pairs.train",
+        *grid_args(
+            tmp_path / "slurm",
+            synthetic_root,
+            "launcher=slurm",
+            "hydra.launcher.runs_per_job=1",
+            "hydra.launcher.array_parallelism=1",
+        ),
+    ]
     sweep = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.monotonic() + 60
@@ -108,7 +138,9 @@ def test_grid_on_slurm_equals_local_and_a_cancelled_job_is_redone_alone(tmp_path
     # SLURM's accounting: six tasks of one array ran on this cluster's node, one cancelled
     states = final_states(job)
     node = subprocess.run(["hostname", "-s"], capture_output=True, text=True).stdout.strip()
-    assert {t: s for t, (s, _) in states.items()} == {f"{job}_{i}": "CANCELLED" if i == 3 else "COMPLETED" for i in range(6)}
+    assert {t: s for t, (s, _) in states.items()} == {
+        f"{job}_{i}": "CANCELLED" if i == 3 else "COMPLETED" for i in range(6)
+    }
     assert all(nodes == node for t, (_, nodes) in states.items() if t != f"{job}_3")
 
     results = tmp_path / "slurm" / "grid"
@@ -125,7 +157,9 @@ def test_grid_on_slurm_equals_local_and_a_cancelled_job_is_redone_alone(tmp_path
     assert len(redone) == 1 and all(after[p] == before[p] for p in before)
     second = records.read_record(redone[0])["slurm_job"].split("_")[0]
     assert second != job
-    assert [s for s, _ in final_states(second).values()] == ["COMPLETED"]  # the five finished runs were not even submitted
+    assert [s for s, _ in final_states(second).values()] == [
+        "COMPLETED"
+    ]  # the five finished runs were not even submitted
 
     # the same aggregated metrics as the local run (same seeds, same CPU, one thread each)
     pd.testing.assert_frame_equal(metrics_table(results), metrics_table(tmp_path / "local" / "grid"))
@@ -138,9 +172,20 @@ def test_tracking_from_slurm_jobs(tmp_path, synthetic_root, slurm_cluster, mlflo
     pytest.importorskip("mlflow")
     from tests.test_tracking import assert_tracked_once
 
-    for name, extra, uri in [("server", [f"tracking.uri={mlflow_server}"], mlflow_server),
-                             ("sqlite", [], track.default_uri(tmp_path / "sqlite"))]:  # fmt: skip
-        done = run_cli(*grid_args(tmp_path / name, synthetic_root, "launcher=slurm", "hydra.launcher.runs_per_job=3", "tracking=mlflow", *extra))
+    for name, extra, uri in [
+        ("server", [f"tracking.uri={mlflow_server}"], mlflow_server),
+        ("sqlite", [], track.default_uri(tmp_path / "sqlite")),
+    ]:
+        done = run_cli(
+            *grid_args(
+                tmp_path / name,
+                synthetic_root,
+                "launcher=slurm",
+                "hydra.launcher.runs_per_job=3",
+                "tracking=mlflow",
+                *extra,
+            )
+        )
         assert done.returncode == 0, done.stdout + done.stderr
         results = tmp_path / name / "grid"
         assert {records.read_record(p)["slurm_job"].split("_")[0] for p in results.rglob(records.RECORD_FILE)} != {""}

@@ -18,7 +18,9 @@ SMOKE_RUNS = 5 * 2 + 8 * 3 * 2
 @pytest.mark.slow
 def test_make_smoke_produces_a_consistent_report(real_root, tmp_path):
     env = {**os.environ, "MNIST_PAIRS_DATA": str(real_root)}
-    done = subprocess.run(["make", "smoke", f"OUT={tmp_path}"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200)
+    done = subprocess.run(
+        ["make", "smoke", f"OUT={tmp_path}"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     out = tmp_path / "smoke"
     recs = [records.read_record(p) for p in out.rglob(records.RECORD_FILE)]
@@ -37,8 +39,14 @@ def test_make_smoke_produces_a_consistent_report(real_root, tmp_path):
     assert len(pd.read_csv(out / "tables" / "runs.csv")) == SMOKE_RUNS
     assert len(pd.read_csv(out / "tables" / "history.csv")) == SMOKE_RUNS * 3
     comparison = pd.read_csv(out / "tables" / "published_comparison.csv")
-    assert len(comparison) == 26  # every row says why it is not tested: 3 epochs of 250 pairs are not the published protocol
-    assert comparison["verdict"].str.startswith("n/a: protocol differs (train.epochs=3 (published: 50); data.n_train=250").all()
+    assert (
+        len(comparison) == 26
+    )  # every row says why it is not tested: 3 epochs of 250 pairs are not the published protocol
+    assert (
+        comparison["verdict"]
+        .str.startswith("n/a: protocol differs (train.epochs=3 (published: 50); data.n_train=250")
+        .all()
+    )
     assert comparison["p_holm"].isna().all()
     findings = pd.read_csv(out / "tables" / "findings.csv")
     assert len(findings) == 8 * 2 + 12 and (findings["n"] == 2).all()  # every question listed; 2 seeds: none tested
@@ -53,7 +61,14 @@ def test_make_smoke_produces_a_consistent_report(real_root, tmp_path):
     report = (out / "report.md").read_text()
     assert f"{SMOKE_RUNS} run records in 29 cells (a cell: one config, its seeds aside): {SMOKE_RUNS} ok" in report
     assert "consistent" not in report and "## Findings" in report
-    for name in ("accuracy", "training_time", "convergence", "errors_by_digit_pair", "errors_by_difference", "aux_digits"):
+    for name in (
+        "accuracy",
+        "training_time",
+        "convergence",
+        "errors_by_digit_pair",
+        "errors_by_difference",
+        "aux_digits",
+    ):
         assert f"figures/{name}.png" in report
         assert (out / "figures" / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
     assert f"sweep {SMOKE_RUNS}/{SMOKE_RUNS}" in done.stdout + done.stderr

@@ -15,12 +15,24 @@ import pytest
 from mnist_pairs import records
 from tests.conftest import ROOT, run_cli
 
-GRIDS = 'hydra.sweeper.grids=[{model:"cnn3,fcnn_bn",activation:"relu,tanh",seed:"0,1"},{model:siamese_cnn,seed:"0,1,2"}]'
+GRIDS = (
+    'hydra.sweeper.grids=[{model:"cnn3,fcnn_bn",activation:"relu,tanh",seed:"0,1"},{model:siamese_cnn,seed:"0,1,2"}]'
+)
 
 
 def sweep_args(out: Path, synthetic_root: Path, *extra: str) -> list[str]:
-    return ["-m", GRIDS, f"data.root={synthetic_root}", "data.download=false", f"output_root={out}",
-            "experiment_name=grid", "data.n_train=100", "data.n_test=50", "train.epochs=2", *extra]  # fmt: skip
+    return [
+        "-m",
+        GRIDS,
+        f"data.root={synthetic_root}",
+        "data.download=false",
+        f"output_root={out}",
+        "experiment_name=grid",
+        "data.n_train=100",
+        "data.n_test=50",
+        "train.epochs=2",
+        *extra,
+    ]
 
 
 def finished(out: Path) -> dict[str, dict]:
@@ -34,11 +46,19 @@ def test_grids_are_a_union_of_products_with_progress(tmp_path, synthetic_root):
     runs = finished(tmp_path / "grid")
     assert len(runs) == 2 * 2 * 2 + 3
     assert {(r["model"], r["activation"]) for r in runs.values()} == {
-        ("cnn3", "relu"), ("cnn3", "tanh"), ("fcnn_bn", "relu"), ("fcnn_bn", "tanh"), ("siamese_cnn", "relu")}
+        ("cnn3", "relu"),
+        ("cnn3", "tanh"),
+        ("fcnn_bn", "relu"),
+        ("fcnn_bn", "tanh"),
+        ("siamese_cnn", "relu"),
+    }
     assert "sweep 11/11 (11 ok, 0 failed, 0 diverged, 0 already done)" in done.stdout + done.stderr
     repeated = run_cli(*sweep_args(tmp_path, synthetic_root))  # all finished: nothing to launch
     assert repeated.returncode == 0, repeated.stderr
-    assert "sweep 11/11 (0 ok, 0 failed, 0 diverged, 11 already done)" in repeated.stdout and "Launching" not in repeated.stdout
+    assert (
+        "sweep 11/11 (0 ok, 0 failed, 0 diverged, 11 already done)" in repeated.stdout
+        and "Launching" not in repeated.stdout
+    )
     # the command line wins over the grids
     again = run_cli(*sweep_args(tmp_path / "seed5", synthetic_root, "seed=5"))
     assert again.returncode == 0, again.stderr
@@ -65,8 +85,13 @@ def test_a_killed_sweep_resumes_with_only_the_missing_runs(tmp_path, synthetic_r
     expected = finished(reference / "grid")
 
     out = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-m", "mnist_pairs.train", *sweep_args(out, synthetic_root)],
-                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mnist_pairs.train", *sweep_args(out, synthetic_root)],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + 120
     while len(list(out.rglob(records.RECORD_FILE))) < 4 and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.05)
@@ -102,16 +127,24 @@ def test_resume_redoes_deleted_failed_and_corrupt_runs_only(tmp_path, synthetic_
     assert "Launching 3 jobs locally" in resumed.stdout  # the finished runs were not even launched
     assert {p: (grid / p / records.RECORD_FILE).stat().st_mtime_ns for p in kept} == stamps
     again = finished(grid)
-    assert all(again[p]["status"] == "ok" and again[p]["metrics"] == runs[p]["metrics"] for p in (deleted, corrupt, failed))
+    assert all(
+        again[p]["status"] == "ok" and again[p]["metrics"] == runs[p]["metrics"] for p in (deleted, corrupt, failed)
+    )
 
 
 @pytest.mark.slow
 def test_joblib_launcher_gives_the_same_numbers_as_sequential(tmp_path, synthetic_root):
     """...with its workers warmed up while the sweep is validated: the jobs run in those processes."""
-    parallel = run_cli(*sweep_args(tmp_path / "par", synthetic_root, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
-                                   "device.threads=1"))  # fmt: skip
+    parallel = run_cli(
+        *sweep_args(
+            tmp_path / "par", synthetic_root, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "device.threads=1"
+        )
+    )
     assert parallel.returncode == 0, parallel.stderr
-    warmed = re.search(r"2 workers ready in [0-9.]+ s, started while validating \(pids (\d+),(\d+)\)", parallel.stdout + parallel.stderr)
+    warmed = re.search(
+        r"2 workers ready in [0-9.]+ s, started while validating \(pids (\d+),(\d+)\)",
+        parallel.stdout + parallel.stderr,
+    )
     assert warmed, parallel.stderr
     sequential = run_cli(*sweep_args(tmp_path / "seq", synthetic_root, "device.threads=1"))
     assert sequential.returncode == 0, sequential.stderr

@@ -29,8 +29,20 @@ GRID = 'hydra.sweeper.grids=[{model:"cnn3,fcnn_bn",seed:"0,1,2"}]'
 
 
 def sweep_args(out: Path, synthetic_root: Path, *extra: str) -> list[str]:
-    return ["-m", GRID, f"data.root={synthetic_root}", "data.download=false", f"output_root={out}", "experiment_name=grid",
-            "data.n_train=100", "data.n_test=50", "train.epochs=2", "launcher=joblib", "tracking=mlflow", *extra]  # fmt: skip
+    return [
+        "-m",
+        GRID,
+        f"data.root={synthetic_root}",
+        "data.download=false",
+        f"output_root={out}",
+        "experiment_name=grid",
+        "data.n_train=100",
+        "data.n_test=50",
+        "train.epochs=2",
+        "launcher=joblib",
+        "tracking=mlflow",
+        *extra,
+    ]
 
 
 def finished(results: Path) -> dict[str, records.RunRecord]:
@@ -53,30 +65,54 @@ def assert_tracked_once(uri: str, experiment: str, results: Path, tmp_path: Path
     runs = tracked(uri, experiment)
     counts = Counter(r.data.tags["config_hash"] for r in runs)
     assert counts == Counter(expected.keys()), "each finished run exactly once, and nothing else"
-    for run in runs:
-        record = expected[run.data.tags["config_hash"]]
-        assert run.info.status == "FINISHED" and run.info.run_name == track.run_name(record)
-        tags = run.data.tags
-        assert (tags["model"], tags["activation"], tags["seed"], tags["experiment"]) == (record["model"], record["activation"], str(record["seed"]), "grid")
-        assert tags["record_finished_at"] == record["finished_at"] and tags["cell_hash"] == records.cell_hash(record["config"])
-        assert run.data.params == track.flat_params(record["config"])
-        assert run.data.params["train.epochs"] == str(record["config"]["train"]["epochs"]) and run.data.params["model.name"] == record["model"]
+    for tracked_run in runs:
+        record = expected[tracked_run.data.tags["config_hash"]]
+        assert tracked_run.info.status == "FINISHED" and tracked_run.info.run_name == track.run_name(record)
+        tags = tracked_run.data.tags
+        assert (tags["model"], tags["activation"], tags["seed"], tags["experiment"]) == (
+            record["model"],
+            record["activation"],
+            str(record["seed"]),
+            "grid",
+        )
+        assert tags["record_finished_at"] == record["finished_at"] and tags["cell_hash"] == records.cell_hash(
+            record["config"]
+        )
+        assert tracked_run.data.params == track.flat_params(record["config"])
+        assert (
+            tracked_run.data.params["train.epochs"] == str(record["config"]["train"]["epochs"])
+            and tracked_run.data.params["model.name"] == record["model"]
+        )
         for key, value in record["metrics"].items():
-            assert run.data.metrics[key] == pytest.approx(value), key
+            assert tracked_run.data.metrics[key] == pytest.approx(value), key
         for key, values in record["history"].items():
-            history = sorted(client.get_metric_history(run.info.run_id, f"history/{key}"), key=lambda m: m.step)
-            assert [(m.step, m.value) for m in history] == [(e, pytest.approx(v)) for e, v in enumerate(values, 1) if v is not None], key
-        assert {a.path for a in client.list_artifacts(run.info.run_id)} == {records.RECORD_FILE, *([record["weights"]] if "weights" in record else [])}
-        copy = mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path=records.RECORD_FILE,
-                                                   dst_path=str(tmp_path / run.info.run_id), tracking_uri=uri)  # fmt: skip
+            history = sorted(client.get_metric_history(tracked_run.info.run_id, f"history/{key}"), key=lambda m: m.step)
+            assert [(m.step, m.value) for m in history] == [
+                (e, pytest.approx(v)) for e, v in enumerate(values, 1) if v is not None
+            ], key
+        assert {a.path for a in client.list_artifacts(tracked_run.info.run_id)} == {
+            records.RECORD_FILE,
+            *([record["weights"]] if "weights" in record else []),
+        }
+        copy = mlflow.artifacts.download_artifacts(
+            run_id=tracked_run.info.run_id,
+            artifact_path=records.RECORD_FILE,
+            dst_path=str(tmp_path / tracked_run.info.run_id),
+            tracking_uri=uri,
+        )
         assert json.loads(Path(copy).read_text()) == json.loads(json.dumps(record))
 
 
 def kill_midway(args: list[str], results: Path, uri: str) -> int:
     """Start the sweep, SIGKILL its process group once it has finished some runs and a job has
     logged one of them; returns how many runs were finished then."""
-    sweep = subprocess.Popen([sys.executable, "-m", "mnist_pairs.train", *args], cwd=ROOT,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+    sweep = subprocess.Popen(
+        [sys.executable, "-m", "mnist_pairs.train", *args],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + 240
     try:
         while time.monotonic() < deadline and sweep.poll() is None:
@@ -98,7 +134,10 @@ def kill_and_resume(out: Path, synthetic_root: Path, uri: str, tmp_path: Path, *
     resumed = run_cli(*sweep_args(out, synthetic_root, *extra))
     assert resumed.returncode == 0, resumed.stderr
     assert f"{before} already done" in resumed.stdout + resumed.stderr
-    assert "tracking: " in resumed.stdout + resumed.stderr and "6 finished runs in experiment 'grid'" in resumed.stdout + resumed.stderr
+    assert (
+        "tracking: " in resumed.stdout + resumed.stderr
+        and "6 finished runs in experiment 'grid'" in resumed.stdout + resumed.stderr
+    )
     assert_tracked_once(uri, "grid", results, tmp_path)
     again = run_cli(str(results), "--uri", uri, module="mnist_pairs.track")
     assert again.returncode == 0, again.stderr
@@ -108,20 +147,41 @@ def kill_and_resume(out: Path, synthetic_root: Path, uri: str, tmp_path: Path, *
 
 @pytest.mark.slow
 def test_a_killed_and_resumed_sweep_logs_each_run_once_into_a_server(tmp_path, synthetic_root, mlflow_server):
-    kill_and_resume(tmp_path / "out", synthetic_root, mlflow_server, tmp_path, f"tracking.uri={mlflow_server}", "train.save_model=true")
-    assert all("weights" in r for r in finished(tmp_path / "out" / "grid").values())  # and each saved model is an artifact
+    kill_and_resume(
+        tmp_path / "out",
+        synthetic_root,
+        mlflow_server,
+        tmp_path,
+        f"tracking.uri={mlflow_server}",
+        "train.save_model=true",
+    )
+    assert all(
+        "weights" in r for r in finished(tmp_path / "out" / "grid").values()
+    )  # and each saved model is an artifact
 
 
 @pytest.mark.slow
 def test_a_killed_and_resumed_sweep_logs_each_run_once_into_the_embedded_store(tmp_path, synthetic_root):
     out = tmp_path / "out"
     kill_and_resume(out, synthetic_root, track.default_uri(out), tmp_path)
-    assert (out / "mlflow.db").is_file() and (out / track.ARTIFACTS_DIR / "grid").is_dir()  # under the output root, no server
+    assert (out / "mlflow.db").is_file() and (
+        out / track.ARTIFACTS_DIR / "grid"
+    ).is_dir()  # under the output root, no server
 
 
 def tiny_cfg(compose_cfg, synthetic_root: Path, results: Path, *extra: str):
-    return compose_cfg("model=fcnn", "model.hidden=[16]", f"data.root={synthetic_root}", "data.download=false", "data.n_train=100",
-                       "data.n_test=50", "train.epochs=2", f"output_root={results.parent}", f"experiment_name={results.name}", *extra)  # fmt: skip
+    return compose_cfg(
+        "model=fcnn",
+        "model.hidden=[16]",
+        f"data.root={synthetic_root}",
+        "data.download=false",
+        "data.n_train=100",
+        "data.n_test=50",
+        "train.epochs=2",
+        f"output_root={results.parent}",
+        f"experiment_name={results.name}",
+        *extra,
+    )
 
 
 def tiny_runs(compose_cfg, synthetic_root: Path, results: Path, seeds=(0, 1, 2)) -> dict[int, Path]:
@@ -140,8 +200,10 @@ def test_exporting_a_folder_twice_logs_each_run_once(compose_cfg, synthetic_root
     for outcome in ("3 logged, 0 replaced, 0 already there", "0 logged, 0 replaced, 3 already there"):
         done = run_cli(str(results), module="mnist_pairs.track")
         assert done.returncode == 0, done.stderr
-        assert done.stdout.splitlines() == [f"{results}: 3 finished runs in experiment 'grid' of {uri}: {outcome}, 0 failed",
-                                            f"browse: mlflow ui --backend-store-uri {uri}"]  # fmt: skip
+        assert done.stdout.splitlines() == [
+            f"{results}: 3 finished runs in experiment 'grid' of {uri}: {outcome}, 0 failed",
+            f"browse: mlflow ui --backend-store-uri {uri}",
+        ]
     assert_tracked_once(uri, "grid", results, tmp_path)
 
     # seed 1 redone (force=true: a new record of the same identity): its MLflow run is replaced
@@ -151,7 +213,10 @@ def test_exporting_a_folder_twice_logs_each_run_once(compose_cfg, synthetic_root
     half = records.read_record(dirs[2] / records.RECORD_FILE)
     held = {r.data.tags["config_hash"]: r for r in tracked(uri, "grid")}
     client.delete_run(held[half["config_hash"]].info.run_id)
-    client.create_run(held[half["config_hash"]].info.experiment_id, tags={"config_hash": half["config_hash"], "record_finished_at": half["finished_at"]})
+    client.create_run(
+        held[half["config_hash"]].info.experiment_id,
+        tags={"config_hash": half["config_hash"], "record_finished_at": half["finished_at"]},
+    )
     assert track.export(results, track.Target(uri, "grid")) == Counter(present=1, replaced=2)
     assert_tracked_once(uri, "grid", results, tmp_path)
 
@@ -183,11 +248,25 @@ def test_parallel_processes_log_each_run_once_into_a_fresh_store(compose_cfg, sy
     dirs = tiny_runs(compose_cfg, synthetic_root, results, seeds=(0, 1, 2, 3))
     uri = request.getfixturevalue("mlflow_server") if store == "server" else track.default_uri(results.parent)
     experiment = f"grid-{tmp_path.name}"  # new on the server too
-    cfg = compose_cfg("tracking=mlflow", f"tracking.uri={uri}", f"tracking.experiment={experiment}", f"output_root={results.parent}", "experiment_name=grid")
+    cfg = compose_cfg(
+        "tracking=mlflow",
+        f"tracking.uri={uri}",
+        f"tracking.experiment={experiment}",
+        f"output_root={results.parent}",
+        "experiment_name=grid",
+    )
     OmegaConf.save(cfg, tmp_path / "cfg.yaml", resolve=True)
     release = tmp_path / "go"
-    workers = [subprocess.Popen([sys.executable, "-c", LOG_WHEN_RELEASED, str(tmp_path / "cfg.yaml"), str(d), str(release)], cwd=ROOT,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for d in dirs.values()]  # fmt: skip
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-c", LOG_WHEN_RELEASED, str(tmp_path / "cfg.yaml"), str(d), str(release)],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for d in dirs.values()
+    ]
     time.sleep(2)  # imported and waiting (a late one still logs, only less at once)
     release.touch()
     outputs = [w.communicate(timeout=180)[0] for w in workers]
@@ -197,9 +276,20 @@ def test_parallel_processes_log_each_run_once_into_a_fresh_store(compose_cfg, sy
 
 
 def test_a_tracker_that_is_down_fails_no_run_and_the_next_sweep_exports_them(tmp_path, synthetic_root):
-    args = ["-m", "model=cnn3", "seed=0,1", f"data.root={synthetic_root}", "data.download=false", f"output_root={tmp_path}",
-            "experiment_name=grid", "data.n_train=100", "data.n_test=50", "train.epochs=1", "tracking=mlflow",
-            "device.vectorize=2"]  # both seeds in one job, trained at once, each logged on its own  # fmt: skip
+    args = [
+        "-m",
+        "model=cnn3",
+        "seed=0,1",
+        f"data.root={synthetic_root}",
+        "data.download=false",
+        f"output_root={tmp_path}",
+        "experiment_name=grid",
+        "data.n_train=100",
+        "data.n_test=50",
+        "train.epochs=1",
+        "tracking=mlflow",
+        "device.vectorize=2",
+    ]  # both seeds in one job, trained at once, each logged on its own
     down = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     done = run_cli(*args, f"tracking.uri={down}", env={"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"})  # refused at once
     assert done.returncode == 0, done.stderr
@@ -212,26 +302,42 @@ def test_a_tracker_that_is_down_fails_no_run_and_the_next_sweep_exports_them(tmp
     again = run_cli(*args)
     assert again.returncode == 0, again.stderr
     assert "2 already done" in again.stdout + again.stderr and "Launching" not in again.stdout
-    assert "2 finished runs in experiment 'grid'" in again.stdout + again.stderr and "2 logged" in again.stdout + again.stderr
+    assert (
+        "2 finished runs in experiment 'grid'" in again.stdout + again.stderr
+        and "2 logged" in again.stdout + again.stderr
+    )
     assert len(tracked(track.default_uri(tmp_path), "grid")) == 2
 
 
 def test_tracking_and_save_model_stay_out_of_a_runs_identity(compose_cfg):
     base = compose_cfg("model=cnn3", hydra=True)
-    other = compose_cfg("model=cnn3", "tracking=mlflow", "tracking.uri=http://example.invalid:5000", "train.save_model=true", hydra=True)
-    identity = [records.config_hash({k: v for k, v in OmegaConf.to_container(c, resolve=False).items() if k != "hydra"}) for c in (base, other)]
+    other = compose_cfg(
+        "model=cnn3", "tracking=mlflow", "tracking.uri=http://example.invalid:5000", "train.save_model=true", hydra=True
+    )
+    identity = [
+        records.config_hash({k: v for k, v in OmegaConf.to_container(c, resolve=False).items() if k != "hydra"})
+        for c in (base, other)
+    ]
     assert identity[0] == identity[1]
 
 
 @pytest.mark.parametrize(
     ("overrides", "message"),
-    [(("train.save_model=sometimes",), "train.save_model='sometimes' is not allowed: true or false"),
-     (("tracking=mlflow", "tracking.uri=''"), "tracking.uri='' is not allowed: null (the embedded SQLite store"),
-     (("tracking=mlflow", "tracking.experiment=''"), "tracking.experiment='' is not allowed: plain names"),
-     (("tracking=mlflow", "tracking.experiment=../../etc"), "tracking.experiment='../../etc' is not allowed: plain names"),  # its artifacts' folder
-     (("tracking=mlflow", "tracking.uri=/any/path"), "tracking.uri='/any/path' is not allowed: null (the embedded SQLite store"),
-     (("tracking.backend=mlfow",), "tracking.backend='mlfow' is not allowed: one of none, mlflow")],
-)  # fmt: skip
+    [
+        (("train.save_model=sometimes",), "train.save_model='sometimes' is not allowed: true or false"),
+        (("tracking=mlflow", "tracking.uri=''"), "tracking.uri='' is not allowed: null (the embedded SQLite store"),
+        (("tracking=mlflow", "tracking.experiment=''"), "tracking.experiment='' is not allowed: plain names"),
+        (
+            ("tracking=mlflow", "tracking.experiment=../../etc"),
+            "tracking.experiment='../../etc' is not allowed: plain names",
+        ),  # its artifacts' folder
+        (
+            ("tracking=mlflow", "tracking.uri=/any/path"),
+            "tracking.uri='/any/path' is not allowed: null (the embedded SQLite store",
+        ),
+        (("tracking.backend=mlfow",), "tracking.backend='mlfow' is not allowed: one of none, mlflow"),
+    ],
+)
 def test_bad_tracking_values_are_refused_before_any_work(compose_cfg, overrides, message):
     with pytest.raises(ConfigError) as info:
         validate(compose_cfg(*overrides))
@@ -241,6 +347,8 @@ def test_bad_tracking_values_are_refused_before_any_work(compose_cfg, overrides,
 def test_tracking_mlflow_without_mlflow_installed_says_how_to_install_it(compose_cfg, monkeypatch):
     find_spec = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "mlflow" else find_spec(name, *a))
-    with pytest.raises(ConfigError, match=r"tracking='mlflow' is not allowed: MLflow is not installed: pip install -e '\.\[tracking\]'"):
+    with pytest.raises(
+        ConfigError, match=r"tracking='mlflow' is not allowed: MLflow is not installed: pip install -e '\.\[tracking\]'"
+    ):
         validate(compose_cfg("tracking=mlflow"))
     validate(compose_cfg())  # tracking=none needs no MLflow

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from mnist_pairs import records
-from mnist_pairs.engine import DivergedError, TrainSettings, fit
 from mnist_pairs.data import make_pairs
+from mnist_pairs.engine import DivergedError, TrainSettings, fit
 from mnist_pairs.models import FCNN
 from mnist_pairs.seeding import generator
 from mnist_pairs.train import run
@@ -48,7 +48,9 @@ def test_the_record_keeps_every_test_pair_and_its_prediction(compose_cfg, synthe
     assert 0 <= record["metrics"]["digit_acc"] <= 1  # the branch is trained on digits (aux loss)
     plain = run(small_cfg(compose_cfg, synthetic_root, "model=fcnn", "seed=4"), tmp_path / "fcnn")
     assert plain["test_pairs"]["digits"] == pairs["digits"] and "digit_acc" not in plain["metrics"]
-    assert "test_pairs" not in run(small_cfg(compose_cfg, synthetic_root, "data.n_test=0", "train.eval_every_epoch=false"), tmp_path / "none")
+    assert "test_pairs" not in run(
+        small_cfg(compose_cfg, synthetic_root, "data.n_test=0", "train.eval_every_epoch=false"), tmp_path / "none"
+    )
 
 
 @pytest.mark.parametrize("model_name", ["fcnn_bn_dropout", "cnn4_bn", "siamese_resnet_aux"])
@@ -56,12 +58,16 @@ def test_the_same_seed_gives_the_same_numbers(compose_cfg, synthetic_root, tmp_p
     cfg = small_cfg(compose_cfg, synthetic_root, f"model={model_name}", "seed=7", "train.epochs=2")
     a, b = run(cfg, tmp_path / "a"), run(cfg, tmp_path / "b")
     assert a["metrics"] == b["metrics"] and a["history"] == b["history"]
-    other = run(small_cfg(compose_cfg, synthetic_root, f"model={model_name}", "seed=8", "train.epochs=2"), tmp_path / "c")
+    other = run(
+        small_cfg(compose_cfg, synthetic_root, f"model={model_name}", "seed=8", "train.epochs=2"), tmp_path / "c"
+    )
     assert other["history"] != a["history"]
 
 
 def test_training_learns_the_synthetic_task(compose_cfg, synthetic_root, tmp_path):
-    record = run(small_cfg(compose_cfg, synthetic_root, "model=siamese_cnn_aux", "train.epochs=15", "data.scale=unit"), tmp_path)
+    record = run(
+        small_cfg(compose_cfg, synthetic_root, "model=siamese_cnn_aux", "train.epochs=15", "data.scale=unit"), tmp_path
+    )
     assert record["metrics"]["test_acc"] > 0.8, record["history"]
 
 
@@ -92,7 +98,9 @@ def test_divergence_raises(synthetic_root):
 def cli(tmp_path, synthetic_root, *args):
     flags = [a for a in args if a.startswith("-")]  # Hydra's flags go before the overrides
     overrides = [a for a in args if not a.startswith("-")]
-    return run_cli(*flags, f"data.root={synthetic_root}", "data.download=false", f"output_root={tmp_path}", *SMALL, *overrides)
+    return run_cli(
+        *flags, f"data.root={synthetic_root}", "data.download=false", f"output_root={tmp_path}", *SMALL, *overrides
+    )
 
 
 def test_cli_run_then_rerun_skips_and_force_redoes(tmp_path, synthetic_root):
@@ -119,15 +127,24 @@ def test_cli_multirun_and_a_model_added_as_yaml(tmp_path, synthetic_root):
     )
     out = tmp_path / "out"
     done = cli(
-        out, synthetic_root, "-m", f"hydra.searchpath=[file://{tmp_path / 'extra_conf'}]",
-        "model=fcnn_tiny,cnn4", "activation=leakyrelu", "seed=0,1",
-    )  # fmt: skip
+        out,
+        synthetic_root,
+        "-m",
+        f"hydra.searchpath=[file://{tmp_path / 'extra_conf'}]",
+        "model=fcnn_tiny,cnn4",
+        "activation=leakyrelu",
+        "seed=0,1",
+    )
     assert done.returncode == 0, done.stderr
     found = sorted(p.relative_to(out / "runs").parts for p in out.rglob(records.RECORD_FILE))
     variant = ",".join(sorted(SMALL))
-    assert found == [(m, "leakyrelu", variant, f"seed={s}", "record.json") for m in ("cnn4", "fcnn_tiny") for s in (0, 1)]
+    assert found == [
+        (m, "leakyrelu", variant, f"seed={s}", "record.json") for m in ("cnn4", "fcnn_tiny") for s in (0, 1)
+    ]
     tiny = records.read_record(out / "runs" / "fcnn_tiny" / "leakyrelu" / variant / "seed=1" / records.RECORD_FILE)
-    assert tiny["status"] == "ok" and tiny["n_params"] == 392 * 32 + 32 + 32 * 16 + 16 + 16 * 8 + 8 + 8 * 2 + 2 + 2 * (32 + 16 + 8)
+    assert tiny["status"] == "ok" and tiny["n_params"] == 392 * 32 + 32 + 32 * 16 + 16 + 16 * 8 + 8 + 8 * 2 + 2 + 2 * (
+        32 + 16 + 8
+    )
 
 
 def test_overridden_keys_name_the_run_directory(tmp_path, synthetic_root):
@@ -144,13 +161,23 @@ def test_a_model_whose_forward_fails_is_refused_before_any_run(tmp_path, synthet
     written. (A crash during training is recorded: tests/test_failure_paths.py.)"""
     extra = tmp_path / "extra_conf" / "model"
     extra.mkdir(parents=True)
-    (extra / "broken.yaml").write_text("name: broken\n_target_: mnist_pairs.models.FCNN\nactivation: ${activation.fn}\nin_features: 100\n")
+    (extra / "broken.yaml").write_text(
+        "name: broken\n_target_: mnist_pairs.models.FCNN\nactivation: ${activation.fn}\nin_features: 100\n"
+    )
     out = tmp_path / "out"
     for flags in (("-m",), ()):
-        done = cli(out, synthetic_root, *flags, f"hydra.searchpath=[file://{tmp_path / 'extra_conf'}]", "model=broken,cnn3" if flags else "model=broken")
+        done = cli(
+            out,
+            synthetic_root,
+            *flags,
+            f"hydra.searchpath=[file://{tmp_path / 'extra_conf'}]",
+            "model=broken,cnn3" if flags else "model=broken",
+        )
         assert done.returncode == 1 and "Traceback" not in done.stderr
         last = done.stderr.strip().splitlines()[-1]
-        assert last.startswith("error: model=broken is not allowed with these model.* values: a training step fails (a and b must have same reduction dim"), last
+        assert last.startswith(
+            "error: model=broken is not allowed with these model.* values: a training step fails (a and b must have same reduction dim"
+        ), last
         assert not out.exists()
 
 
@@ -187,4 +214,8 @@ def test_a_finished_run_of_another_config_is_kept_aside_and_redone(compose_cfg, 
     second = run(small_cfg(compose_cfg, synthetic_root, "model=cnn3", "model.padding=1"), tmp_path)
     (kept,) = tmp_path.glob("record.superseded-*.json")
     assert kept.read_bytes() == before and kept.name == f"record.superseded-{first['config_hash']}.json"
-    assert records.read_record(tmp_path / records.RECORD_FILE)["config_hash"] == second["config_hash"] != first["config_hash"]
+    assert (
+        records.read_record(tmp_path / records.RECORD_FILE)["config_hash"]
+        == second["config_hash"]
+        != first["config_hash"]
+    )

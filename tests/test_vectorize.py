@@ -18,19 +18,34 @@ SEEDS = [3, 4, 5]
 
 
 def small(compose_cfg, synthetic_root: Path, model: str, *extra: str):
-    return compose_cfg(f"model={model}", f"data.root={synthetic_root}", "data.download=false", "data.n_train=200",
-                       "data.n_test=100", "train.epochs=3", "train.batch_size=50", "device.threads=1", *extra)  # fmt: skip
+    return compose_cfg(
+        f"model={model}",
+        f"data.root={synthetic_root}",
+        "data.download=false",
+        "data.n_train=200",
+        "data.n_test=100",
+        "train.epochs=3",
+        "train.batch_size=50",
+        "device.threads=1",
+        *extra,
+    )
 
 
 @pytest.mark.parametrize(
     ("model", "extra"),
-    [("fcnn", ()), ("cnn3_bn", ("train.lr_schedule=cosine",)), ("siamese_cnn_aux", ("augment=affine_swap", "data.n_val=40"))],
+    [
+        ("fcnn", ()),
+        ("cnn3_bn", ("train.lr_schedule=cosine",)),
+        ("siamese_cnn_aux", ("augment=affine_swap", "data.n_val=40")),
+    ],
 )
 def test_seed_k_in_a_batch_matches_seed_k_alone(compose_cfg, synthetic_root, tmp_path, model, extra):
     cfg = small(compose_cfg, synthetic_root, model, "device.vectorize=3", *extra)
     batch = run_seed_batch(cfg, {s: tmp_path / "batch" / f"seed={s}" for s in SEEDS})
     for seed, together in zip(SEEDS, batch):
-        alone = run(seed_config(small(compose_cfg, synthetic_root, model, *extra), seed), tmp_path / "alone" / f"seed={seed}")
+        alone = run(
+            seed_config(small(compose_cfg, synthetic_root, model, *extra), seed), tmp_path / "alone" / f"seed={seed}"
+        )
         assert together["status"] == alone["status"] == "ok"
         assert together["config_hash"] == alone["config_hash"]  # the same run: resume works across modes
         assert set(together) == set(alone) and together["seed"] == seed
@@ -45,7 +60,9 @@ def test_seed_k_in_a_batch_matches_seed_k_alone(compose_cfg, synthetic_root, tmp
                 assert together["metrics"][key] == pytest.approx(alone["metrics"][key], abs=1e-4), key
         for key in ("train_acc", "test_acc", "val_acc"):
             if key in alone["metrics"]:  # eval mode: BatchNorm's running statistics, seed by seed
-                assert abs(together["metrics"][key] - alone["metrics"][key]) <= 0.011, key  # at most one borderline pair
+                assert abs(together["metrics"][key] - alone["metrics"][key]) <= 0.011, (
+                    key
+                )  # at most one borderline pair
         assert together["test_pairs"]["digits"] == alone["test_pairs"]["digits"]  # the same test pairs
         differing = sum(a != b for a, b in zip(together["test_pairs"]["predicted"], alone["test_pairs"]["predicted"]))
         assert differing <= 1  # at most the one borderline pair
@@ -66,7 +83,10 @@ def test_each_seed_draws_its_own_dropout_masks(compose_cfg):
     assert loss[0].item() == pytest.approx(loss[1].item())
 
 
-@pytest.mark.parametrize("override", ["train.early_stop_patience=3", "train.aux_schedule=alternating_full_batch", "train.monitor=train_mode_forward"])
+@pytest.mark.parametrize(
+    "override",
+    ["train.early_stop_patience=3", "train.aux_schedule=alternating_full_batch", "train.monitor=train_mode_forward"],
+)
 def test_what_vectorize_does_not_support_is_refused(compose_cfg, override):
     with pytest.raises(ConfigError, match="device.vectorize > 1"):
         validate(compose_cfg("model=siamese_cnn_aux", "device.vectorize=2", "data.n_val=100", override))
@@ -75,8 +95,17 @@ def test_what_vectorize_does_not_support_is_refused(compose_cfg, override):
 
 
 def test_the_sweeper_packs_seeds_and_a_plain_sweep_then_skips_them(tmp_path, synthetic_root):
-    args = ["-m", "model=cnn3", "seed=0,1,2,3,4", f"data.root={synthetic_root}", "data.download=false",
-            f"output_root={tmp_path}", "data.n_train=100", "data.n_test=50", "train.epochs=2"]  # fmt: skip
+    args = [
+        "-m",
+        "model=cnn3",
+        "seed=0,1,2,3,4",
+        f"data.root={synthetic_root}",
+        "data.download=false",
+        f"output_root={tmp_path}",
+        "data.n_train=100",
+        "data.n_test=50",
+        "train.epochs=2",
+    ]
     packed = run_cli(*args, "device.vectorize=2")
     assert packed.returncode == 0, packed.stderr
     assert "5 runs in 3 jobs" in packed.stdout and "sweep 5/5 (5 ok" in packed.stdout
@@ -91,8 +120,18 @@ def test_seeds_per_job_runs_seeds_in_turn_with_the_results_of_one_job_each(tmp_p
     """device.seeds_per_job=K (vectorize 1): K seeds one after another in one job, one config
     composition for all; the records equal those of one job per seed, and resume across modes.
     Early stopping, refused when seeds train at once, works here."""
-    args = ["-m", "model=cnn3", "seed=0,1,2,3,4", f"data.root={synthetic_root}", "data.download=false", "data.n_train=100",
-            "data.n_test=50", "train.epochs=3", "data.n_val=20", "train.early_stop_patience=1"]  # fmt: skip
+    args = [
+        "-m",
+        "model=cnn3",
+        "seed=0,1,2,3,4",
+        f"data.root={synthetic_root}",
+        "data.download=false",
+        "data.n_train=100",
+        "data.n_test=50",
+        "train.epochs=3",
+        "data.n_val=20",
+        "train.early_stop_patience=1",
+    ]
     packed = run_cli(*args, f"output_root={tmp_path / 'packed'}", "device.seeds_per_job=2")
     assert packed.returncode == 0, packed.stderr
     assert "5 runs in 3 jobs" in packed.stdout and "sweep 5/5 (5 ok" in packed.stdout

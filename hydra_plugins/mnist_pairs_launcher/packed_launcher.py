@@ -9,9 +9,10 @@ failed, timed out), its SLURM state and the runs it held. Those runs have no fin
 the same command redoes exactly them (mnist_pairs.train skips runs with a finished record)."""
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, List, Optional, Sequence, Tuple
+from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from hydra.core.singleton import Singleton
@@ -22,7 +23,7 @@ from omegaconf import OmegaConf
 
 log = logging.getLogger(__name__)
 
-JobParams = Tuple[List[str], str, int, str, Any]  # what BaseSubmititLauncher.__call__ takes
+JobParams = tuple[list[str], str, int, str, Any]  # what BaseSubmititLauncher.__call__ takes
 
 
 class UnfinishedJobsError(RuntimeError):
@@ -30,7 +31,7 @@ class UnfinishedJobsError(RuntimeError):
 
 
 class PackedSubmititLauncher(BaseSubmititLauncher):
-    def __init__(self, runs_per_job: int = 1, jobs: Optional[int] = None, **params: Any) -> None:
+    def __init__(self, runs_per_job: int = 1, jobs: int | None = None, **params: Any) -> None:
         for key, value in (("runs_per_job", runs_per_job), ("jobs", 1 if jobs is None else jobs)):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"hydra.launcher.{key} must be a positive integer, got {value!r}")
@@ -38,14 +39,14 @@ class PackedSubmititLauncher(BaseSubmititLauncher):
         self.runs_per_job = runs_per_job
         self.jobs = jobs
 
-    def packs(self, params: List[JobParams]) -> List[List[JobParams]]:
+    def packs(self, params: list[JobParams]) -> list[list[JobParams]]:
         """Consecutive runs, ``runs_per_job`` to a job; or, with ``jobs``, the runs dealt round-robin
         into that many jobs (balanced: sweeps list their slow runs first)."""
         if self.jobs:
             return [params[i :: self.jobs] for i in range(min(self.jobs, len(params)))]
         return [params[i : i + self.runs_per_job] for i in range(0, len(params), self.runs_per_job)]
 
-    def run_pack(self, pack: Sequence[JobParams]) -> List[JobReturn]:
+    def run_pack(self, pack: Sequence[JobParams]) -> list[JobReturn]:
         """Runs one job's share of the sweep, one after another, in this process."""
         return [self(*params) for params in pack]
 
@@ -74,20 +75,22 @@ class PackedSubmititLauncher(BaseSubmititLauncher):
         assert self.config is not None and len(job_overrides) > 0
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         sweep_dir.mkdir(parents=True, exist_ok=True)
-        params: List[JobParams] = []
+        params: list[JobParams] = []
         for idx, overrides in enumerate(job_overrides, start=initial_job_idx):
             log.info(f"\t#{idx} : {' '.join(filter_overrides(overrides))}")
             params.append((list(overrides), "hydra.sweep.dir", idx, f"job_id_for_{idx}", Singleton.get_state()))
         packs = self.packs(params)
         executor = self.make_executor()
         jobs = executor.map_array(self.run_pack, packs)
-        log.info(f"Submitit '{self._EXECUTOR}': {len(params)} runs in {len(jobs)} jobs ({jobs[0].job_id.split('_')[0]}), results in {sweep_dir}")
+        log.info(
+            f"Submitit '{self._EXECUTOR}': {len(params)} runs in {len(jobs)} jobs ({jobs[0].job_id.split('_')[0]}), results in {sweep_dir}"
+        )
         return self.collect(jobs, packs)
 
-    def collect(self, jobs: Sequence[Any], packs: Sequence[Sequence[JobParams]]) -> List[JobReturn]:
+    def collect(self, jobs: Sequence[Any], packs: Sequence[Sequence[JobParams]]) -> list[JobReturn]:
         """Waits for every job; raises UnfinishedJobsError naming the jobs without results."""
-        results: List[JobReturn] = []
-        unfinished: List[str] = []
+        results: list[JobReturn] = []
+        unfinished: list[str] = []
         for job, pack in zip(jobs, packs):
             try:
                 results.extend(job.results()[0])
@@ -117,15 +120,17 @@ class PackedLocalLauncher(PackedSubmititLauncher):
 class PackedSlurmConf(SlurmQueueConf):
     _target_: str = "hydra_plugins.mnist_pairs_launcher.packed_launcher.PackedSlurmLauncher"
     runs_per_job: int = 1
-    jobs: Optional[int] = None
+    jobs: int | None = None
 
 
 @dataclass
 class PackedLocalConf(LocalQueueConf):
     _target_: str = "hydra_plugins.mnist_pairs_launcher.packed_launcher.PackedLocalLauncher"
     runs_per_job: int = 1
-    jobs: Optional[int] = None
+    jobs: int | None = None
 
 
 ConfigStore.instance().store(group="hydra/launcher", name="packed_slurm", node=PackedSlurmConf, provider="mnist_pairs")
-ConfigStore.instance().store(group="hydra/launcher", name="packed_submitit_local", node=PackedLocalConf, provider="mnist_pairs")
+ConfigStore.instance().store(
+    group="hydra/launcher", name="packed_submitit_local", node=PackedLocalConf, provider="mnist_pairs"
+)

@@ -19,9 +19,10 @@ import logging
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any
 
 import yaml
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
@@ -29,7 +30,7 @@ from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.utils import JobReturn
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 log = logging.getLogger(__name__)
 
@@ -37,16 +38,16 @@ log = logging.getLogger(__name__)
 @dataclass
 class GridSweeperConf:
     _target_: str = "hydra_plugins.mnist_pairs_sweeper.grid_sweeper.GridSweeper"
-    max_batch_size: Optional[int] = None
-    params: Optional[Dict[str, str]] = None
-    grids: Optional[List[Dict[str, str]]] = None
+    max_batch_size: int | None = None
+    params: dict[str, str] | None = None
+    grids: list[dict[str, str]] | None = None
     warm_up: bool = True
 
 
 ConfigStore.instance().store(group="hydra/sweeper", name="grid", node=GridSweeperConf, provider="mnist_pairs")
 
 
-def split_seed(overrides: Sequence[str]) -> Tuple[tuple, Optional[str]]:
+def split_seed(overrides: Sequence[str]) -> tuple[tuple, str | None]:
     """(the job's overrides but its seed, the seed's value or None): jobs with the same first part
     differ only in their seed."""
     rest = tuple(o for o in overrides if not o.startswith("seed="))
@@ -57,22 +58,22 @@ def split_seed(overrides: Sequence[str]) -> Tuple[tuple, Optional[str]]:
 class GridSweeper(BasicSweeper):
     def __init__(
         self,
-        max_batch_size: Optional[int] = None,
-        params: Optional[Dict[str, str]] = None,
-        grids: Optional[List[Dict[str, str]]] = None,
+        max_batch_size: int | None = None,
+        params: dict[str, str] | None = None,
+        grids: list[dict[str, str]] | None = None,
         warm_up: bool = True,
     ) -> None:
         super().__init__(max_batch_size=max_batch_size, params=params)
         self.grids = [dict(g) for g in grids] if grids else [{}]
         self.warm_up = warm_up
-        self.composed: Dict[tuple, DictConfig] = {}
+        self.composed: dict[tuple, DictConfig] = {}
         self.validated: set = set()  # compositions validated in full: their other jobs differ only in the seed
 
-    def job_overrides(self, arguments: List[str]) -> List[List[str]]:
+    def job_overrides(self, arguments: list[str]) -> list[list[str]]:
         """The override lists of every job: each grid's product, in order."""
         assert self.hydra_context is not None
         parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
-        jobs: List[List[str]] = []
+        jobs: list[list[str]] = []
         for grid in self.grids:
             conf = [f"{k}={v}" for k, v in {**self.params, **grid}.items()] + list(arguments)
             (batch,) = self.split_arguments(parser.parse_overrides(conf), None)
@@ -91,7 +92,7 @@ class GridSweeper(BasicSweeper):
             cfg.seed = yaml.safe_load(seed)
         return cfg
 
-    def validate_jobs(self, jobs: Sequence[Sequence[str]]) -> Tuple[List[str], List[int]]:
+    def validate_jobs(self, jobs: Sequence[Sequence[str]]) -> tuple[list[str], list[int]]:
         """Compose and check every job as a single run is checked before Hydra makes its folder
         (mnist_pairs.preflight: the config, the model's dry run once per distinct model config,
         the data once per data folder, the run folder of a job of several seeds); exit with one
@@ -102,8 +103,8 @@ class GridSweeper(BasicSweeper):
         from mnist_pairs.data import DataError
         from mnist_pairs.preflight import check_folder_and_data, one_line
 
-        models: List[str] = []
-        per_job: List[int] = []
+        models: list[str] = []
+        per_job: list[int] = []
         with self.hydra_config() as set_config:
             for overrides in jobs:
                 cfg = self.compose(overrides)
@@ -122,7 +123,7 @@ class GridSweeper(BasicSweeper):
                         raise ConfigError(
                             f"hydra.sweep.subdir={run_dir.name} is not allowed with device.vectorize or device.seeds_per_job > 1: the "
                             f"seeds packed into a job go to sibling folders seed=<n>, so it must end in seed={cfg.seed}"
-                        )  # fmt: skip
+                        )
                 except (ConfigError, DataError) as error:
                     sys.exit(f"error: {error} (job: {' '.join(overrides)})")
                 except Exception as error:  # one line, not a traceback, before anything is launched
@@ -154,7 +155,7 @@ class GridSweeper(BasicSweeper):
         finally:
             hydra_config.cfg = before
 
-    def run_records(self, jobs: Sequence[Sequence[str]]) -> Iterator[Tuple[bool, Path, str, Optional[Dict[str, Any]]]]:
+    def run_records(self, jobs: Sequence[Sequence[str]]) -> Iterator[tuple[bool, Path, str, dict[str, Any] | None]]:
         """(force, run folder, identity hash, finished record or None) of every job, worked out as
         Hydra's run_job and the job do them."""
         from mnist_pairs import records
@@ -167,7 +168,7 @@ class GridSweeper(BasicSweeper):
                 run_dir = self.job_run_dir(cfg)
                 yield bool(cfg.force), run_dir, records.config_hash(task_config(cfg)), records.finished_record(run_dir)
 
-    def warm_up_workers(self, cfg: DictConfig, n_jobs: int) -> Optional[threading.Thread]:
+    def warm_up_workers(self, cfg: DictConfig, n_jobs: int) -> threading.Thread | None:
         """With the joblib launcher: start its loky worker processes now, each running
         ``mnist_pairs.train.warm_up_worker`` (imports, both MNIST splits, the device), in a thread
         while the parent validates the jobs. The launcher's own ``Parallel`` then finds a loky
@@ -195,14 +196,18 @@ class GridSweeper(BasicSweeper):
             except Exception as error:  # the launcher starts its own workers
                 log.warning("warming up %d workers failed (%s): the launcher starts them", workers, error)
                 return
-            log.info("%d workers ready in %.1f s, started while validating (pids %s)", len({pid for pid, _ in ready}),
-                     time.perf_counter() - tic, ",".join(str(pid) for pid, _ in ready))  # fmt: skip
+            log.info(
+                "%d workers ready in %.1f s, started while validating (pids %s)",
+                len({pid for pid, _ in ready}),
+                time.perf_counter() - tic,
+                ",".join(str(pid) for pid, _ in ready),
+            )
 
         thread = threading.Thread(target=warm_up, name="warm-up-workers", daemon=True)
         thread.start()
         return thread
 
-    def finished_jobs(self, jobs: Sequence[Sequence[str]], sweep_dir: Path) -> List[bool]:
+    def finished_jobs(self, jobs: Sequence[Sequence[str]], sweep_dir: Path) -> list[bool]:
         """Which jobs' run folders hold their finished record (ok or diverged, the same identity
         hash, no ``force``): such a job would only skip its run (mnist_pairs.train.run), so the
         sweep does not launch it, and under SLURM does not submit it. A record of another identity
@@ -211,22 +216,30 @@ class GridSweeper(BasicSweeper):
 
         if not any(sweep_dir.rglob(records.RECORD_FILE)):
             return [False] * len(jobs)
-        return [not force and record is not None and record["config_hash"] == ident for force, _, ident, record in self.run_records(jobs)]
+        return [
+            not force and record is not None and record["config_hash"] == ident
+            for force, _, ident, record in self.run_records(jobs)
+        ]
 
     def report_unfinished(self, jobs: Sequence[Sequence[str]]) -> None:
         """After the launch: each job whose run has no finished record of its config (it failed,
         or its process died) is named with its error, and the sweep exits non-zero; the others
         have finished. Their records say why; the same command redoes exactly them."""
-        unfinished = [f"{run_dir}: {why}" for _, run_dir, ident, record in self.run_records(jobs)
-                      if (why := self.why_unfinished(run_dir, ident, record)) is not None]  # fmt: skip
+        unfinished = [
+            f"{run_dir}: {why}"
+            for _, run_dir, ident, record in self.run_records(jobs)
+            if (why := self.why_unfinished(run_dir, ident, record)) is not None
+        ]
         if unfinished:
             for line in unfinished:
                 log.error("run failed: %s", line)
-            sys.exit(f"error: {len(unfinished)} of {len(jobs)} runs of this sweep failed (listed above, with the error their "
-                     "record.json holds); the others finished. The same command redoes only the failed ones.")  # fmt: skip
+            sys.exit(
+                f"error: {len(unfinished)} of {len(jobs)} runs of this sweep failed (listed above, with the error their "
+                "record.json holds); the others finished. The same command redoes only the failed ones."
+            )
 
     @staticmethod
-    def why_unfinished(run_dir: Path, ident: str, finished: Optional[Dict[str, Any]]) -> Optional[str]:
+    def why_unfinished(run_dir: Path, ident: str, finished: dict[str, Any] | None) -> str | None:
         """None for a run that finished (ok or diverged, this config); else why not, in a few words."""
         from mnist_pairs import records
 
@@ -239,15 +252,15 @@ class GridSweeper(BasicSweeper):
         return str(record["error"]) if record["config_hash"] == ident else "no record of this config"
 
     @staticmethod
-    def pack_seeds(jobs: Sequence[Sequence[str]], per_job: Sequence[int]) -> List[List[str]]:
+    def pack_seeds(jobs: Sequence[Sequence[str]], per_job: Sequence[int]) -> list[list[str]]:
         """Jobs that differ only in their seed, packed K at a time into jobs of K seeds: the first
         seed's overrides plus ``device.seed_batch=[...]`` (mnist_pairs.train trains them at once,
         or one after another, and writes each seed's record in its own folder)."""
-        groups: Dict[tuple, List[Tuple[List[str], str, int]]] = {}
+        groups: dict[tuple, list[tuple[list[str], str, int]]] = {}
         for overrides, k in zip(jobs, per_job):
             rest, seed = split_seed(overrides)
             groups.setdefault(rest, []).append((list(overrides), seed, k))
-        packed: List[List[str]] = []
+        packed: list[list[str]] = []
         for members in groups.values():
             k = members[0][2]
             if k == 1 or members[0][1] is None:
@@ -258,7 +271,7 @@ class GridSweeper(BasicSweeper):
                 packed.append(chunk[0][0] + [f"device.seed_batch=[{','.join(m[1] for m in chunk)}]"])
         return packed
 
-    def validate_sweep(self, jobs: Sequence[Sequence[str]]) -> Tuple[List[str], List[int]]:
+    def validate_sweep(self, jobs: Sequence[Sequence[str]]) -> tuple[list[str], list[int]]:
         """``validate_jobs`` for the whole sweep, the joblib workers warming up and (tracking=mlflow)
         the store and experiment being created meanwhile, once the first job passed: a bad value
         common to all jobs starts no worker and writes no store."""
@@ -267,7 +280,11 @@ class GridSweeper(BasicSweeper):
         tic = time.perf_counter()
         models, per_job = self.validate_jobs(jobs[:1])
         assert self.config is not None
-        background = [t for t in (self.warm_up_workers(self.compose(jobs[0]), len(jobs)), track.prepare_sweep(self.config)) if t is not None]
+        background = [
+            t
+            for t in (self.warm_up_workers(self.compose(jobs[0]), len(jobs)), track.prepare_sweep(self.config))
+            if t is not None
+        ]
         try:
             more_models, more_per_job = self.validate_jobs(jobs[1:])
             log.info("sweep of %d runs validated in %.1f s", len(jobs), time.perf_counter() - tic)
@@ -276,7 +293,7 @@ class GridSweeper(BasicSweeper):
                 thread.join()
         return models + more_models, per_job + more_per_job
 
-    def sweep(self, arguments: List[str]) -> Any:
+    def sweep(self, arguments: list[str]) -> Any:
         from mnist_pairs import track
         from mnist_pairs.progress import record_outcome, start_session
 
@@ -286,18 +303,28 @@ class GridSweeper(BasicSweeper):
         sweep_dir = Path(self.config.hydra.sweep.dir)
         done = self.finished_jobs(jobs, sweep_dir)
         if any(done):
-            log.info("%d of %d runs already done (finished records of the same config): not launched", sum(done), len(jobs))
+            log.info(
+                "%d of %d runs already done (finished records of the same config): not launched", sum(done), len(jobs)
+            )
         todo = [i for i, d in enumerate(done) if not d]
         jobs, per_job = [jobs[i] for i in todo], [per_job[i] for i in todo]
         launched = list(jobs)
         if jobs and max(per_job) > 1:
             jobs = self.pack_seeds(jobs, per_job)
-            log.info("%d runs in %d jobs of several seeds each (device.vectorize, device.seeds_per_job)", len(todo), len(jobs))
+            log.info(
+                "%d runs in %d jobs of several seeds each (device.vectorize, device.seeds_per_job)",
+                len(todo),
+                len(jobs),
+            )
         self.overrides = list(self.split_overrides_to_chunks(jobs, self.max_batch_size)) if jobs else []
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
         launcher = self.config.hydra.launcher  # runs at once: joblib's n_jobs, or the submitit launchers' jobs
-        workers = launcher.get("n_jobs") or launcher.get("jobs") or min(int(launcher.get("array_parallelism") or 1), max(1, len(jobs)))
+        workers = (
+            launcher.get("n_jobs")
+            or launcher.get("jobs")
+            or min(int(launcher.get("array_parallelism") or 1), max(1, len(jobs)))
+        )
         start_session(sweep_dir, models, workers=int(workers))
         line = None
         for model, d in zip(models, done):
@@ -305,7 +332,7 @@ class GridSweeper(BasicSweeper):
                 line = record_outcome(sweep_dir, "skipped", model, 0.0)
         if line:
             log.info(line)
-        returns: List[Sequence[JobReturn]] = []
+        returns: list[Sequence[JobReturn]] = []
         initial_job_idx = 0
         try:
             while not self.is_done():

@@ -20,9 +20,26 @@ from mnist_pairs.records import setting
 
 METRICS = ("test_acc", "train_acc", "test_loss", "train_loss", "val_acc", "digit_acc")
 RUN_COLUMNS = [
-    "cell", "model", "activation", "variant", "experiment", "seed", "status", "error", "n_params", "train_time_s",
-    "device", "device_name", *METRICS, "collapsed", "has_pairs", "cell_hash", "version", "data_root", "path",
-]  # fmt: skip
+    "cell",
+    "model",
+    "activation",
+    "variant",
+    "experiment",
+    "seed",
+    "status",
+    "error",
+    "n_params",
+    "train_time_s",
+    "device",
+    "device_name",
+    *METRICS,
+    "collapsed",
+    "has_pairs",
+    "cell_hash",
+    "version",
+    "data_root",
+    "path",
+]
 LN2 = math.log(2)  # the cross-entropy of two equal logits: a dead-logit classifier
 DEAD_LOGIT_TOLERANCE = 1e-5  # float32 logits that are exactly equal give ln 2 to ~1e-7
 
@@ -38,11 +55,13 @@ class PairOutcomes:
     key: str
 
     @classmethod
-    def decode(cls, test_pairs: records.TestPairs) -> "PairOutcomes":
+    def decode(cls, test_pairs: records.TestPairs) -> PairOutcomes:
         """From a record's ``test_pairs``; ValueError where the strings are not 2n digits and n classes."""
         digits, predicted = str(test_pairs.get("digits", "")), str(test_pairs.get("predicted", ""))
         if not (digits.isdigit() and len(digits) == 2 * len(predicted) and set(predicted) <= {"0", "1"}):
-            raise ValueError(f"test_pairs must hold 2n digits and n classes 0/1 (got {len(digits)} and {len(predicted)} characters)")
+            raise ValueError(
+                f"test_pairs must hold 2n digits and n classes 0/1 (got {len(digits)} and {len(predicted)} characters)"
+            )
         digits = (np.frombuffer(digits.encode(), dtype=np.uint8) - ord("0")).reshape(-1, 2)
         predicted = np.frombuffer(predicted.encode(), dtype=np.uint8) - ord("0")
         target = (digits[:, 0] <= digits[:, 1]).astype(np.uint8)
@@ -85,7 +104,11 @@ def history_rows(rec: records.RunRecord, ident: dict[str, Any]) -> list[dict[str
     history = rec["history"] or {}
     epochs = max((len(v) for v in history.values()), default=0)
     return [
-        {**ident, "epoch": e + 1, **{k: (v[e] if e < len(v) and v[e] is not None else math.nan) for k, v in history.items()}}
+        {
+            **ident,
+            "epoch": e + 1,
+            **{k: (v[e] if e < len(v) and v[e] is not None else math.nan) for k, v in history.items()},
+        }
         for e in range(epochs)
     ]
 
@@ -93,7 +116,9 @@ def history_rows(rec: records.RunRecord, ident: dict[str, Any]) -> list[dict[str
 def unique_labels(cells: dict[str, dict[str, Any]]) -> dict[str, str]:
     """A readable, unique label per cell hash: ``model/activation[ variant]``, then the experiment
     name where two cells share that, then a short hash where they still do."""
-    base = {h: f"{c['model']}/{c['activation']}" + (f" {c['variant']}" if c["variant"] else "") for h, c in cells.items()}
+    base = {
+        h: f"{c['model']}/{c['activation']}" + (f" {c['variant']}" if c["variant"] else "") for h, c in cells.items()
+    }
     labels = {}
     for h, label in base.items():
         twins = [o for o, other in base.items() if other == label]
@@ -115,7 +140,11 @@ def mixed_sources(rows: list[dict[str, Any]], labels: dict[str, str]) -> list[st
     table = pd.DataFrame(rows)
     for key, what in (("version", "mnist_pairs versions"), ("data_root", "data roots")):
         values = table.groupby("cell_hash")[key].unique()
-        out += [f"{labels[cell]}: runs from {len(v)} {what} ({', '.join(map(str, v))})" for cell, v in values.items() if len(v) > 1]
+        out += [
+            f"{labels[cell]}: runs from {len(v)} {what} ({', '.join(map(str, v))})"
+            for cell, v in values.items()
+            if len(v) > 1
+        ]
     return out
 
 
@@ -137,39 +166,64 @@ def collect(results_dir: Path) -> Collected:
             continue
         config = rec["config"]
         cell = records.cell_hash(config)
-        ident = {"model": rec["model"], "activation": rec["activation"], "variant": rec["variant"],
-                 "experiment": str(config.get("experiment_name", ""))}  # fmt: skip
+        ident = {
+            "model": rec["model"],
+            "activation": rec["activation"],
+            "variant": rec["variant"],
+            "experiment": str(config.get("experiment_name", "")),
+        }
         cells.setdefault(cell, ident)
         configs.setdefault(cell, {k: v for k, v in config.items() if k != "seed"})
         metrics = rec["metrics"] or {}
         if pairs is not None:
             outcomes[len(rows)] = pairs
         history[len(rows)] = history_rows(rec, {**ident, "cell_hash": cell, "seed": rec["seed"]})
-        rows.append({
-            **ident, "cell_hash": cell, "seed": rec["seed"],
-            **{k: rec[k] for k in ("status", "error", "n_params", "train_time_s", "device", "device_name")},
-            **{k: metrics.get(k, math.nan) for k in METRICS},
-            "collapsed": rec["status"] == "ok" and collapsed(metrics, pairs), "has_pairs": pairs is not None,
-            "path": str(path.parent.relative_to(results_dir)), "finished_at": rec["finished_at"],
-            "version": rec["versions"].get("mnist_pairs", "?"), "data_root": setting(config, "data.root", "?"),
-        })  # fmt: skip
+        rows.append(
+            {
+                **ident,
+                "cell_hash": cell,
+                "seed": rec["seed"],
+                **{k: rec[k] for k in ("status", "error", "n_params", "train_time_s", "device", "device_name")},
+                **{k: metrics.get(k, math.nan) for k in METRICS},
+                "collapsed": rec["status"] == "ok" and collapsed(metrics, pairs),
+                "has_pairs": pairs is not None,
+                "path": str(path.parent.relative_to(results_dir)),
+                "finished_at": rec["finished_at"],
+                "version": rec["versions"].get("mnist_pairs", "?"),
+                "data_root": setting(config, "data.root", "?"),
+            }
+        )
     with_record = {p.parent for p in record_paths}
-    started = {d.parent for d in results_dir.rglob(".hydra")} | {m.parent for m in results_dir.rglob(records.STARTED_FILE)}
-    incomplete = sorted(str(d.relative_to(results_dir)) for d in started - with_record)  # killed or running (every seed of a batch)
+    started = {d.parent for d in results_dir.rglob(".hydra")} | {
+        m.parent for m in results_dir.rglob(records.STARTED_FILE)
+    }
+    incomplete = sorted(
+        str(d.relative_to(results_dir)) for d in started - with_record
+    )  # killed or running (every seed of a batch)
     labels = unique_labels(cells)
     warnings = mixed_sources(rows, labels) if rows else []
     runs = pd.DataFrame(rows, columns=[*(c for c in RUN_COLUMNS if c != "cell"), "finished_at"])
     runs.insert(0, "cell", runs["cell_hash"].map(labels))
     # of two records of one cell and seed, the finished (then latest) one counts
-    order = runs.assign(rank=runs["status"].map(STATUS_RANK).fillna(3)).sort_values(["rank", "finished_at"], ascending=[True, False], kind="stable")
+    order = runs.assign(rank=runs["status"].map(STATUS_RANK).fillna(3)).sort_values(
+        ["rank", "finished_at"], ascending=[True, False], kind="stable"
+    )
     first = ~order.duplicated(["cell_hash", "seed"])
     kept = sorted(order.index[first])
-    duplicates = [f"{r.path}: a second record of {r.cell} seed={r.seed} ({r.status}; not counted)" for r in order[~first].itertuples()]
+    duplicates = [
+        f"{r.path}: a second record of {r.cell} seed={r.seed} ({r.status}; not counted)"
+        for r in order[~first].itertuples()
+    ]
     history_table = pd.DataFrame([row for i in kept for row in history[i]])
     if not history_table.empty:
         history_table.insert(0, "cell", history_table["cell_hash"].map(labels))
     return Collected(
-        runs=runs.loc[kept].drop(columns="finished_at").reset_index(drop=True), history=history_table, corrupt=corrupt,
-        incomplete=incomplete, duplicates=duplicates, warnings=warnings, configs={labels[c]: v for c, v in configs.items()},
+        runs=runs.loc[kept].drop(columns="finished_at").reset_index(drop=True),
+        history=history_table,
+        corrupt=corrupt,
+        incomplete=incomplete,
+        duplicates=duplicates,
+        warnings=warnings,
+        configs={labels[c]: v for c, v in configs.items()},
         pairs={(labels[rows[i]["cell_hash"]], rows[i]["seed"]): outcomes[i] for i in kept if i in outcomes},
-    )  # fmt: skip
+    )

@@ -38,7 +38,10 @@ def error_tables(data: Collected, order: list[str]) -> tuple[pd.DataFrame, pd.Da
         n, errors = np.bincount(diff, minlength=19), np.bincount(diff, weights=wrong, minlength=19)
         for i in range(19):
             by_diff.append({"cell": cell, "d2_minus_d1": i - 9, "n": int(n[i]), "errors": int(errors[i])})
-    tables = [pd.DataFrame(rows, columns=[*cols, "n", "errors"]) for rows, cols in ((by_pair, ["cell", "d1", "d2"]), (by_diff, ["cell", "d2_minus_d1"]))]
+    tables = [
+        pd.DataFrame(rows, columns=[*cols, "n", "errors"])
+        for rows, cols in ((by_pair, ["cell", "d1", "d2"]), (by_diff, ["cell", "d2_minus_d1"]))
+    ]
     for table in tables:
         table["error_rate"] = table["errors"] / table["n"].where(table["n"] > 0)
     return tables[0], tables[1]
@@ -50,6 +53,12 @@ def near_equal_share(by_diff: pd.DataFrame, width: int = 1) -> pd.DataFrame:
     rows = []
     for cell, group in by_diff.groupby("cell", sort=False):
         near = group["d2_minus_d1"].abs() <= width
-        rows.append({"cell": cell, "errors": int(group["errors"].sum()), f"error_share_within_{width}": group.loc[near, "errors"].sum() / max(1, group["errors"].sum()),
-                     f"pair_share_within_{width}": group.loc[near, "n"].sum() / max(1, group["n"].sum())})  # fmt: skip
+        rows.append(
+            {
+                "cell": cell,
+                "errors": int(group["errors"].sum()),
+                f"error_share_within_{width}": group.loc[near, "errors"].sum() / max(1, group["errors"].sum()),
+                f"pair_share_within_{width}": group.loc[near, "n"].sum() / max(1, group["n"].sum()),
+            }
+        )
     return pd.DataFrame(rows)

@@ -7,13 +7,13 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import scikit_posthocs as sp  # noqa: E402
-import seaborn as sns  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import scikit_posthocs as sp
+import seaborn as sns
 
-from mnist_pairs.analysis.summary import ACTIVATION_ORDER  # noqa: E402
+from mnist_pairs.analysis.summary import ACTIVATION_ORDER
 
 CHANCE = 0.55  # always answering class 1 (first <= second) is right on about 55% of pairs
 BAND = (10, 90)  # the convergence figure's band: percentiles across seeds (positive, so a log axis shows it)
@@ -49,8 +49,16 @@ def accuracy(runs: pd.DataFrame, order: list[str], path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(max(8, 0.95 * len(groups)), 5.5))
     common = dict(data=runs, x="group", y="test_acc", hue="activation", order=groups, hue_order=hue_order, ax=ax)
     sns.stripplot(**common, dodge=True, alpha=0.45, size=4, jitter=0.2, palette="deep")
-    sns.pointplot(**common, dodge=0.8 - 0.8 / len(hue_order), errorbar="sd", markers="D", linestyle="none",
-                  palette="dark", capsize=0.08, legend=False)  # fmt: skip
+    sns.pointplot(
+        **common,
+        dodge=0.8 - 0.8 / len(hue_order),
+        errorbar="sd",
+        markers="D",
+        linestyle="none",
+        palette="dark",
+        capsize=0.08,
+        legend=False,
+    )
     ax.axhline(CHANCE, color="grey", linestyle=":", linewidth=1)
     ax.text(-0.45, CHANCE, "always class 1", va="bottom", ha="left", color="grey", fontsize=8)
     ax.set(xlabel="", ylabel="test accuracy", title="Test accuracy per run (dots); mean and 1 SD (diamonds)")
@@ -78,13 +86,25 @@ def convergence(history: pd.DataFrame, order: list[str], path: Path) -> Path:
     activation). Percentiles stay positive, so the log axis of the loss shows the whole band."""
     data = history[history["activation"] == "relu"] if (history["activation"] == "relu").any() else history
     data = with_group(data)
-    groups = list(dict.fromkeys(data.set_index("cell").loc[[c for c in order if c in set(data["cell"])], "group"].tolist()))
+    groups = list(
+        dict.fromkeys(data.set_index("cell").loc[[c for c in order if c in set(data["cell"])], "group"].tolist())
+    )
     palette = dict(zip(groups, sns.color_palette("tab20", len(groups))))
     fig, axes = plt.subplots(1, 2, figsize=(14, 5.5))
     for ax, column, label in ((axes[0], "test_acc", "test accuracy"), (axes[1], "train_loss", "training loss (log)")):
         # test accuracy may be sparse (train.eval_interval): drop the epochs without one so the points connect
-        sns.lineplot(data=data.dropna(subset=[column]), x="epoch", y=column, hue="group", hue_order=groups, palette=palette,
-                     estimator="median", errorbar=("pi", BAND[1] - BAND[0]), ax=ax, legend=ax is axes[1])  # fmt: skip
+        sns.lineplot(
+            data=data.dropna(subset=[column]),
+            x="epoch",
+            y=column,
+            hue="group",
+            hue_order=groups,
+            palette=palette,
+            estimator="median",
+            errorbar=("pi", BAND[1] - BAND[0]),
+            ax=ax,
+            legend=ax is axes[1],
+        )
         ax.set(ylabel=label, title=f"{label}: median and {BAND[0]}-{BAND[1]}th percentiles over seeds")
     axes[1].set_yscale("log")
     for ax in axes:
@@ -100,15 +120,37 @@ def versus_published(comparison: pd.DataFrame, path: Path) -> Path:
     rows = comparison[comparison["protocol"] == "published"].reset_index(drop=True)
     fig, ax = plt.subplots(figsize=(9.5, 0.45 * len(rows) + 1.8))
     y = np.arange(len(rows))
-    for offset, prefix, color, marker, who in ((0.15, "pub_", "grey", "o", "published"), (-0.15, "", "tab:blue", "D", "ours")):
+    for offset, prefix, color, marker, who in (
+        (0.15, "pub_", "grey", "o", "published"),
+        (-0.15, "", "tab:blue", "D", "ours"),
+    ):
         mean, sd = rows[f"{prefix}mean"], rows[f"{prefix}sd"]
         ci = [mean - rows[f"{prefix}ci_low"], rows[f"{prefix}ci_high"] - mean]
         ax.errorbar(mean, y + offset, xerr=sd, fmt="none", ecolor=color, elinewidth=1, capsize=3)
-        ax.errorbar(mean, y + offset, xerr=ci, fmt=marker, color=color, ecolor=color, elinewidth=3.5,
-                    label=f"{who}: mean, 95% CI of the mean (thick), 1 SD of runs (thin)")  # fmt: skip
-    for word, color, label in (("differs", "tab:red", "differs (Welch, Holm p < 0.05)"), ("equivalent", "tab:green", "equivalent within the margin (TOST, Holm)")):
+        ax.errorbar(
+            mean,
+            y + offset,
+            xerr=ci,
+            fmt=marker,
+            color=color,
+            ecolor=color,
+            elinewidth=3.5,
+            label=f"{who}: mean, 95% CI of the mean (thick), 1 SD of runs (thin)",
+        )
+    for word, color, label in (
+        ("differs", "tab:red", "differs (Welch, Holm p < 0.05)"),
+        ("equivalent", "tab:green", "equivalent within the margin (TOST, Holm)"),
+    ):
         marked = rows["verdict"].str.startswith(word)
-        ax.scatter(rows.loc[marked, "mean"], y[marked] - 0.15, s=170, facecolors="none", edgecolors=color, linewidths=1.5, label=label)
+        ax.scatter(
+            rows.loc[marked, "mean"],
+            y[marked] - 0.15,
+            s=170,
+            facecolors="none",
+            edgecolors=color,
+            linewidths=1.5,
+            label=label,
+        )
     ax.set_yticks(y, [f"{c} (n={n})" for c, n in zip(rows["cell"], rows["n"])])
     low = min((rows["pub_mean"] - rows["pub_sd"]).min(), (rows["mean"] - rows["sd"]).min())
     ax.set_xlim(max(0.0, low - 0.02), 1.0)  # accuracies: intervals past 1 are cut
@@ -123,8 +165,14 @@ def ranking(table: pd.DataFrame, significance: pd.DataFrame, path: Path, note: s
     a bar joins cells that no pairwise test tells apart (``significance``: Holm-corrected p)."""
     fig, ax = plt.subplots(figsize=(11, 0.28 * len(table) + 2.5))
     ranks = table.set_index("cell")["mean_rank"]
-    sp.critical_difference_diagram(ranks, significance.loc[ranks.index, ranks.index], ax=ax, label_props={"fontsize": 8},
-                                   label_fmt_left="{label} ({rank:.1f})", label_fmt_right="({rank:.1f}) {label}")  # fmt: skip
+    sp.critical_difference_diagram(
+        ranks,
+        significance.loc[ranks.index, ranks.index],
+        ax=ax,
+        label_props={"fontsize": 8},
+        label_fmt_left="{label} ({rank:.1f})",
+        label_fmt_right="({rank:.1f}) {label}",
+    )
     ax.set_title(f"Mean rank over seeds (1 = best test accuracy). {note}", fontsize=9)
     return _save(fig, path)
 
@@ -134,19 +182,27 @@ def error_heatmaps(by_pair: pd.DataFrame, cells: list[str], path: Path, columns:
     test pairs pooled over its seeds; one colour scale for all panels."""
     columns = min(columns, len(cells))
     rows = -(-len(cells) // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(2.9 * columns + 1.2, 2.9 * rows + 0.6), squeeze=False, layout="constrained")
+    fig, axes = plt.subplots(
+        rows, columns, figsize=(2.9 * columns + 1.2, 2.9 * rows + 0.6), squeeze=False, layout="constrained"
+    )
     top = max(0.05, float(by_pair[by_pair["cell"].isin(cells)]["error_rate"].max()))
     for i, (ax, cell) in enumerate(zip(axes.flat, cells)):
         grid = by_pair[by_pair["cell"] == cell].pivot(index="d1", columns="d2", values="error_rate")
-        ax.imshow(grid.to_numpy(), vmin=0, vmax=top, cmap="rocket_r")  # seaborn's heatmap draws each cell apart: 10x slower
+        ax.imshow(
+            grid.to_numpy(), vmin=0, vmax=top, cmap="rocket_r"
+        )  # seaborn's heatmap draws each cell apart: 10x slower
         ax.set_xticks(range(10), grid.columns)
         ax.set_yticks(range(10), grid.index)
         ax.set_title(cell, fontsize=8)
-        ax.set(xlabel="second digit" if i + columns >= len(cells) else "", ylabel="first digit" if i % columns == 0 else "")
+        ax.set(
+            xlabel="second digit" if i + columns >= len(cells) else "", ylabel="first digit" if i % columns == 0 else ""
+        )
         ax.tick_params(labelsize=6)
     for ax in axes.flat[len(cells) :]:
         ax.axis("off")
-    fig.colorbar(plt.cm.ScalarMappable(norm=plt.Normalize(0, top), cmap="rocket_r"), ax=axes, shrink=0.5, label="error rate")
+    fig.colorbar(
+        plt.cm.ScalarMappable(norm=plt.Normalize(0, top), cmap="rocket_r"), ax=axes, shrink=0.5, label="error rate"
+    )
     fig.suptitle("Test error rate by digit pair, test pairs pooled over seeds (equal digits: class 1)")
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
@@ -186,10 +242,23 @@ def errors_by_difference(by_diff: pd.DataFrame, cells: list[str], path: Path) ->
     """Error rate against d2 - d1 per cell: a comparison is hardest where the digits are close."""
     data = by_diff[by_diff["cell"].isin(cells) & (by_diff["n"] > 0)]
     fig, ax = plt.subplots(figsize=(11, 5.5))
-    sns.lineplot(data=data, x="d2_minus_d1", y="error_rate", hue="cell", hue_order=cells, palette=sns.color_palette("tab20", len(cells)),
-                 marker="o", markersize=4, ax=ax)  # fmt: skip
+    sns.lineplot(
+        data=data,
+        x="d2_minus_d1",
+        y="error_rate",
+        hue="cell",
+        hue_order=cells,
+        palette=sns.color_palette("tab20", len(cells)),
+        marker="o",
+        markersize=4,
+        ax=ax,
+    )
     ax.axvline(0, color="grey", linestyle=":", linewidth=1)
-    ax.set(xlabel="second digit - first digit", ylabel="test error rate", title="Test error rate by the digits' difference (pairs pooled over seeds)")
+    ax.set(
+        xlabel="second digit - first digit",
+        ylabel="test error rate",
+        title="Test error rate by the digits' difference (pairs pooled over seeds)",
+    )
     ax.set_xticks(range(-9, 10))
     ax.legend(fontsize=7, bbox_to_anchor=(1.02, 1), loc="upper left")
     return _save(fig, path)
@@ -203,7 +272,10 @@ def aux_digits(runs: pd.DataFrame, path: Path) -> Path:
     sns.scatterplot(data=data, x="digit_acc", y="test_acc", hue="cell", style="cell", s=45, ax=ax)
     grid = np.linspace(min(0.5, data["digit_acc"].min()), 1, 50)
     ax.plot(grid, grid**2, color="grey", linestyle=":", label="both digits named right (digit acc²)")
-    ax.set(xlabel="digit accuracy of the branch (test images)", ylabel="comparison test accuracy",
-           title="Auxiliary-loss models: digits named against pairs compared")  # fmt: skip
+    ax.set(
+        xlabel="digit accuracy of the branch (test images)",
+        ylabel="comparison test accuracy",
+        title="Auxiliary-loss models: digits named against pairs compared",
+    )
     ax.legend(fontsize=7)
     return _save(fig, path)

@@ -19,17 +19,26 @@ import math
 from itertools import combinations
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from mnist_pairs.analysis.collect import Collected
-from mnist_pairs.records import setting
 from mnist_pairs.analysis.published import ALPHA, MARGIN
 from mnist_pairs.analysis.stats import friedman, holm, mcnemar, paired, paired_tost, welch
+from mnist_pairs.records import setting
 
 MIN_SEEDS = 5
-DATA_KEYS = ("data.n_train", "data.n_test", "data.n_val")  # with the seed, what fixes a run's pairs (records without test_pairs)
-FAMILIES = {"p_t": "p_t_holm", "p_wilcoxon": "p_wilcoxon_holm", "p_tost": "p_tost_holm", "p_mcnemar": "p_mcnemar_holm", "welch_p": "welch_p_holm"}
+DATA_KEYS = (
+    "data.n_train",
+    "data.n_test",
+    "data.n_val",
+)  # with the seed, what fixes a run's pairs (records without test_pairs)
+FAMILIES = {
+    "p_t": "p_t_holm",
+    "p_wilcoxon": "p_wilcoxon_holm",
+    "p_tost": "p_tost_holm",
+    "p_mcnemar": "p_mcnemar_holm",
+    "welch_p": "welch_p_holm",
+}
 
 
 def cell_scores(runs: pd.DataFrame) -> dict[str, pd.Series]:
@@ -37,7 +46,9 @@ def cell_scores(runs: pd.DataFrame) -> dict[str, pd.Series]:
     empty where none finished)."""
     ok = runs[(runs["status"] == "ok") & runs["test_acc"].notna()]
     scores = {cell: pd.Series(dtype=float) for cell in runs["cell"].unique()}
-    scores.update({cell: group.set_index("seed")["test_acc"].sort_index() for cell, group in ok.groupby("cell", sort=False)})
+    scores.update(
+        {cell: group.set_index("seed")["test_acc"].sort_index() for cell, group in ok.groupby("cell", sort=False)}
+    )
     return scores
 
 
@@ -50,7 +61,9 @@ def matched_seeds(a: str, b: str, scores: dict[str, pd.Series], data: Collected)
         return [], "not tested: no finished run in " + " and ".join(empty)
     differing = [k for k in DATA_KEYS if setting(data.configs[a], k) != setting(data.configs[b], k)]
     if differing:
-        return [], "not paired: different pairs (" + ", ".join(f"{k} {setting(data.configs[a], k)} vs {setting(data.configs[b], k)}" for k in differing) + ")"
+        return [], "not paired: different pairs (" + ", ".join(
+            f"{k} {setting(data.configs[a], k)} vs {setting(data.configs[b], k)}" for k in differing
+        ) + ")"
     seeds = sorted(set(scores[a].index) & set(scores[b].index))
     for seed in seeds:
         pa, pb = data.pairs.get((a, seed)), data.pairs.get((b, seed))
@@ -65,23 +78,40 @@ def lost_seeds(cell: str, other: str, scores: dict[str, pd.Series], data: Collec
     return len(data.unfinished_seeds.get(cell, set()) & set(scores[other].index))
 
 
-def compare_cells(a: str, b: str, scores: dict[str, pd.Series], data: Collected, margin: float = MARGIN) -> dict[str, Any]:
+def compare_cells(
+    a: str, b: str, scores: dict[str, pd.Series], data: Collected, margin: float = MARGIN
+) -> dict[str, Any]:
     """One row: cell ``a`` against cell ``b`` on their matched seeds (differences are a - b)."""
     seeds, note = matched_seeds(a, b, scores, data)
-    row: dict[str, Any] = {"a": a, "b": b, "n": len(seeds), "lost_a": lost_seeds(a, b, scores, data),
-                           "lost_b": lost_seeds(b, a, scores, data), "note": note}  # fmt: skip
+    row: dict[str, Any] = {
+        "a": a,
+        "b": b,
+        "n": len(seeds),
+        "lost_a": lost_seeds(a, b, scores, data),
+        "lost_b": lost_seeds(b, a, scores, data),
+        "note": note,
+    }
     if len(seeds) < MIN_SEEDS:
         return {**row, "note": note or f"not tested: {len(seeds)} common seeds (fewer than {MIN_SEEDS})"}
     x, y = scores[a][seeds].to_numpy(), scores[b][seeds].to_numpy()
     test = paired(x, y)
-    row.update(mean_a=x.mean(), mean_b=y.mean(), **{k: test[k] for k in ("diff", "diff_ci_low", "diff_ci_high", "d_z", "p_t", "p_wilcoxon")})
+    row.update(
+        mean_a=x.mean(),
+        mean_b=y.mean(),
+        **{k: test[k] for k in ("diff", "diff_ci_low", "diff_ci_high", "d_z", "p_t", "p_wilcoxon")},
+    )
     row["p_tost"] = paired_tost(x, y, margin)
     row["welch_p"] = welch(x.mean(), x.std(ddof=1), len(x), y.mean(), y.std(ddof=1), len(y))["p"]
     both = [(data.pairs[(a, s)], data.pairs[(b, s)]) for s in seeds if (a, s) in data.pairs and (b, s) in data.pairs]
     if both:
         a_only = int(sum((pa.correct & ~pb.correct).sum() for pa, pb in both))
         b_only = int(sum((~pa.correct & pb.correct).sum() for pa, pb in both))
-        row.update(test_pairs=int(sum(len(pa.correct) for pa, _ in both)), a_only=a_only, b_only=b_only, p_mcnemar=mcnemar(a_only, b_only))
+        row.update(
+            test_pairs=int(sum(len(pa.correct) for pa, _ in both)),
+            a_only=a_only,
+            b_only=b_only,
+            p_mcnemar=mcnemar(a_only, b_only),
+        )
     return row
 
 
@@ -98,7 +128,11 @@ def verdict(row: pd.Series, margin: float = MARGIN) -> str:
         words = f"equivalent within ±{margin * 100:g} pts"
     else:
         words = f"inconclusive: no difference shown after Holm, equivalence within ±{margin * 100:g} pts not shown"
-    lost = [f"{row[k]} seeds lost to unfinished runs of {row[c]}" for k, c in (("lost_a", "a"), ("lost_b", "b")) if row.get(k)]
+    lost = [
+        f"{row[k]} seeds lost to unfinished runs of {row[c]}"
+        for k, c in (("lost_a", "a"), ("lost_b", "b"))
+        if row.get(k)
+    ]
     return words + (f" ({'; '.join(lost)})" if lost else "")
 
 
@@ -125,7 +159,9 @@ def pairwise(data: Collected, order: list[str], margin: float = MARGIN) -> pd.Da
     """Every two cells (in ``order``), tested where they can be paired on at least MIN_SEEDS seeds,
     listed with the reason where not."""
     scores = cell_scores(data.runs)
-    return corrected(pd.DataFrame([compare_cells(a, b, scores, data, margin) for a, b in combinations(order, 2)]), margin)
+    return corrected(
+        pd.DataFrame([compare_cells(a, b, scores, data, margin) for a, b in combinations(order, 2)]), margin
+    )
 
 
 def compare_variants(data: Collected, summary: pd.DataFrame, margin: float = MARGIN) -> pd.DataFrame:
@@ -136,14 +172,27 @@ def compare_variants(data: Collected, summary: pd.DataFrame, margin: float = MAR
     base = summary[summary["variant"] == ""]
     rows = []
     for _, r in summary[summary["variant"] != ""].iterrows():
-        match = base[(base["model"] == r["model"]) & (base["activation"] == r["activation"]) & (base["experiment"] == r["experiment"])]
+        match = base[
+            (base["model"] == r["model"])
+            & (base["activation"] == r["activation"])
+            & (base["experiment"] == r["experiment"])
+        ]
         if len(match) != 1:
-            why = "no base cell (same model, activation and experiment, no overridden keys)" if match.empty else f"{len(match)} base cells: {', '.join(match['cell'])}"
+            why = (
+                "no base cell (same model, activation and experiment, no overridden keys)"
+                if match.empty
+                else f"{len(match)} base cells: {', '.join(match['cell'])}"
+            )
             rows.append({"variant": r["variant"], "a": r["cell"], "b": "", "n": 0, "note": f"not tested: {why}"})
             continue
         b = match.iloc[0]
-        rows.append({"variant": r["variant"], **compare_cells(r["cell"], b["cell"], scores, data, margin),
-                     "time_ratio": r["time_mean_s"] / b["time_mean_s"]})  # fmt: skip
+        rows.append(
+            {
+                "variant": r["variant"],
+                **compare_cells(r["cell"], b["cell"], scores, data, margin),
+                "time_ratio": r["time_mean_s"] / b["time_mean_s"],
+            }
+        )
     return corrected(pd.DataFrame(rows), margin)
 
 
@@ -172,13 +221,24 @@ def ranking(data: Collected, order: list[str]) -> tuple[pd.DataFrame, dict[str, 
     settings = {c: tuple(setting(data.configs[c], k) for k in DATA_KEYS) for c in eligible}
     common = max(set(settings.values()), key=lambda s: (sum(v == s for v in settings.values()), str(s)))
     cells, blocks = ranking_blocks([c for c in eligible if settings[c] == common], scores)
-    info: dict[str, Any] = {"cells": len(cells), "blocks": len(blocks), "left_out": [c for c in order if c not in cells]}
+    info: dict[str, Any] = {
+        "cells": len(cells),
+        "blocks": len(blocks),
+        "left_out": [c for c in order if c not in cells],
+    }
     if len(cells) < 2:
         return pd.DataFrame(), {**info, "note": f"fewer than 2 cells share {MIN_SEEDS} seeds"}
     matrix = pd.DataFrame({c: scores[c][blocks] for c in cells})
     ranks = matrix.rank(axis=1, ascending=False)
     info["friedman_chi2"], info["friedman_p"] = friedman(matrix.to_numpy())
-    table = pd.DataFrame({"cell": cells, "mean_rank": ranks.mean().to_numpy(), "test_acc_mean": matrix.mean().to_numpy(), "n_seeds": len(blocks)})
+    table = pd.DataFrame(
+        {
+            "cell": cells,
+            "mean_rank": ranks.mean().to_numpy(),
+            "test_acc_mean": matrix.mean().to_numpy(),
+            "n_seeds": len(blocks),
+        }
+    )
     return table.sort_values("mean_rank").reset_index(drop=True), info
 
 
@@ -196,7 +256,7 @@ STRUCTURE_FINDINGS = [
     ("weight sharing: the Siamese ResNet against the ResNet (10 outputs per branch)", "siamese_resnet", "resnet"),
     ("the auxiliary digit loss", "siamese_cnn_aux", "siamese_cnn"),
     ("the auxiliary digit loss", "siamese_resnet_aux", "siamese_resnet"),
-]  # fmt: skip
+]
 
 
 def actual_activation(config: dict[str, Any]) -> str:
@@ -230,7 +290,9 @@ def finding_pairs(summary: pd.DataFrame, configs: dict[str, dict[str, Any]]) -> 
 def findings(data: Collected, summary: pd.DataFrame, margin: float = MARGIN) -> pd.DataFrame:
     """The report's questions answered: each a paired comparison of two cells, Holm over the findings."""
     scores = cell_scores(data.runs)
-    rows = [{"question": q, **compare_cells(a, b, scores, data, margin)} for q, a, b in finding_pairs(summary, data.configs)]
+    rows = [
+        {"question": q, **compare_cells(a, b, scores, data, margin)} for q, a, b in finding_pairs(summary, data.configs)
+    ]
     return corrected(pd.DataFrame(rows), margin)
 
 

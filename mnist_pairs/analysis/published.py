@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mnist_pairs.records import setting
 from mnist_pairs.analysis.stats import holm, t_interval, tost, welch
+from mnist_pairs.records import setting
 
 AUTHORS_MODELS = {
     "FullyConnected": "fcnn",
@@ -69,10 +69,19 @@ PEERS = pd.DataFrame(
 ALPHA = 0.05
 MARGIN = 0.02  # equivalence margin of test accuracy: 2 points, about 1.5x the sampling SD of one run's 1000 test pairs
 PUBLISHED_LR = {
-    "fcnn": 1e-3, "fcnn_dropout": 2e-4, "fcnn_bn_dropout": 2e-4, "cnn3": 4e-4, "cnn4": 4e-4, "cnn3_bn": 4e-4,
-    "cnn4_bn": 4e-4, "resnet": 5e-3, "siamese_cnn": 5e-3, "siamese_cnn_aux": 5e-3, "siamese_resnet": 5e-3,
+    "fcnn": 1e-3,
+    "fcnn_dropout": 2e-4,
+    "fcnn_bn_dropout": 2e-4,
+    "cnn3": 4e-4,
+    "cnn4": 4e-4,
+    "cnn3_bn": 4e-4,
+    "cnn4_bn": 4e-4,
+    "resnet": 5e-3,
+    "siamese_cnn": 5e-3,
+    "siamese_cnn_aux": 5e-3,
+    "siamese_resnet": 5e-3,
     "siamese_resnet_aux": 5e-3,
-}  # fmt: skip
+}
 
 
 def published_protocol(source: str) -> dict[str, Any]:
@@ -82,14 +91,23 @@ def published_protocol(source: str) -> dict[str, Any]:
     both the report's text (our default) and the authors' code (experiment=replication) are
     compared, and the report says which rows are expected to differ."""
     return {
-        "train.epochs": 50, "train.batch_size": 250 if source == "gpu" else 100, "data.n_train": 1000,
-        "data.n_test": 1000, "data.n_val": 0, "data.scale": "raw", "augment.name": "none", "optimizer._target_": "torch.optim.Adam",
-        "optimizer.weight_decay": 0.0, "train.lr_schedule": "none", "train.label_smoothing": 0.0,
-        "train.early_stop_patience": 0, "train.precision": "fp32",
-    }  # fmt: skip
+        "train.epochs": 50,
+        "train.batch_size": 250 if source == "gpu" else 100,
+        "data.n_train": 1000,
+        "data.n_test": 1000,
+        "data.n_val": 0,
+        "data.scale": "raw",
+        "augment.name": "none",
+        "optimizer._target_": "torch.optim.Adam",
+        "optimizer.weight_decay": 0.0,
+        "train.lr_schedule": "none",
+        "train.label_smoothing": 0.0,
+        "train.early_stop_patience": 0,
+        "train.precision": "fp32",
+    }
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def preset_model(choice: str) -> dict[str, Any] | None:
     """The model node that ``model=<choice>`` composes from conf/ today (None where conf/ has no
     such preset, e.g. an installed package without conf/)."""
@@ -106,8 +124,12 @@ def leaf_differences(ours: Any, preset: Any, key: str) -> list[str]:
     """``key=ours (preset: theirs)`` for each leaf where two config trees differ; activations are
     left out (the cell's activation is its label, and the published row is matched on it)."""
     if isinstance(ours, dict) and isinstance(preset, dict):
-        return [d for k in sorted(set(ours) | set(preset)) if k != "activation"
-                for d in leaf_differences(ours.get(k), preset.get(k), f"{key}.{k}")]  # fmt: skip
+        return [
+            d
+            for k in sorted(set(ours) | set(preset))
+            if k != "activation"
+            for d in leaf_differences(ours.get(k), preset.get(k), f"{key}.{k}")
+        ]
     return [] if ours == preset else [f"{key}={ours} (preset: {preset})"]
 
 
@@ -129,11 +151,18 @@ def protocol_differences(config: dict[str, Any], model: str, source: str = "gpu"
     """``key=ours (published: theirs)`` for each protocol setting in which a cell's config differs
     from the published runs (the learning rate against the model's published preset), then the
     model's own keys that differ from its preset (an experiment preset may change them unseen)."""
-    expected = {**published_protocol(source), **({"optimizer.lr": PUBLISHED_LR[model]} if model in PUBLISHED_LR else {})}
+    expected = {
+        **published_protocol(source),
+        **({"optimizer.lr": PUBLISHED_LR[model]} if model in PUBLISHED_LR else {}),
+    }
     out = []
     for key, theirs in expected.items():
         ours = setting(config, key)
-        same = math.isclose(ours, theirs) if isinstance(ours, (int, float)) and isinstance(theirs, (int, float)) else ours == theirs
+        same = (
+            math.isclose(ours, theirs)
+            if isinstance(ours, (int, float)) and isinstance(theirs, (int, float))
+            else ours == theirs
+        )
         if not same:
             out.append(f"{key}={ours} (published: {theirs})")
     return out + model_differences(config.get("model", {}), model)
@@ -145,17 +174,27 @@ def verdict(row: pd.Series, margin: float) -> str:
         return f"n/a: protocol differs ({row['protocol']})"
     if math.isnan(row["p_holm"]):
         return f"n/a: too few runs (n={row['n']})"
-    ran = f" (the published run ran {row['pub_activation_actual']})" if row["pub_activation_actual"] != row["activation"] else ""
+    ran = (
+        f" (the published run ran {row['pub_activation_actual']})"
+        if row["pub_activation_actual"] != row["activation"]
+        else ""
+    )
     if row["p_holm"] < ALPHA:
         return f"differs: ours {'higher' if row['diff'] > 0 else 'lower'} (Welch, Holm p={row['p_holm']:.2g}){ran}"
     if row["p_tost_holm"] < ALPHA:
         return f"equivalent within ±{margin * 100:g} pts (TOST, Holm p={row['p_tost_holm']:.2g}){ran}"
-    return (f"inconclusive: no difference shown (Welch, Holm), equivalence within ±{margin * 100:g} pts not shown "
-            f"(diff CI {row['diff_ci_low']:+.3f} to {row['diff_ci_high']:+.3f}){ran}")  # fmt: skip
+    return (
+        f"inconclusive: no difference shown (Welch, Holm), equivalence within ±{margin * 100:g} pts not shown "
+        f"(diff CI {row['diff_ci_low']:+.3f} to {row['diff_ci_high']:+.3f}){ran}"
+    )
 
 
 def compare_with_published(
-    summary: pd.DataFrame, configs: dict[str, dict[str, Any]], reference: pd.DataFrame, source: str = "gpu", margin: float = MARGIN
+    summary: pd.DataFrame,
+    configs: dict[str, dict[str, Any]],
+    reference: pd.DataFrame,
+    source: str = "gpu",
+    margin: float = MARGIN,
 ) -> pd.DataFrame:
     """Per base cell (no overridden keys) with a published row: both means, SDs and 95% CIs of the
     mean, the runs that did not finish, the protocol check, our difference with its 95% CI,
@@ -166,19 +205,45 @@ def compare_with_published(
     rows = []
     for _, r in merged.iterrows():
         differs = protocol_differences(configs[r["cell"]], r["model"], source)
-        test = welch(r["test_acc_mean"], r["test_acc_sd"], r["n"], r["test_acc_mean_pub"], r["test_acc_std"], r["n_pub"])
+        test = welch(
+            r["test_acc_mean"], r["test_acc_sd"], r["n"], r["test_acc_mean_pub"], r["test_acc_std"], r["n_pub"]
+        )
         pub_low, pub_high = t_interval(r["test_acc_mean_pub"], r["test_acc_std"], int(r["n_pub"]))
-        rows.append({
-            "cell": r["cell"], "model": r["model"], "activation": r["activation"], "pub_activation_actual": r["activation_actual"],
-            "protocol": "; ".join(differs) if differs else "published",
-            "pub_n": int(r["n_pub"]), "pub_mean": r["test_acc_mean_pub"], "pub_sd": r["test_acc_std"],
-            "pub_ci_low": pub_low, "pub_ci_high": pub_high,
-            "n_runs": r["n_runs"], "n_failed": r["n_failed"], "n_diverged": r["n_diverged"], "n_collapsed": r["n_collapsed"],
-            "n": r["n"], "mean": r["test_acc_mean"], "sd": r["test_acc_sd"], "ci_low": r["test_acc_ci_low"], "ci_high": r["test_acc_ci_high"],
-            **{k: test[k] for k in ("diff", "diff_ci_low", "diff_ci_high", "p")},
-            "p_tost": tost(r["test_acc_mean"], r["test_acc_sd"], r["n"], r["test_acc_mean_pub"], r["test_acc_std"], r["n_pub"], margin),
-            "pub_time_s": r["time_mean_s_pub"], "time_s": r["time_mean_s"],
-        })  # fmt: skip
+        rows.append(
+            {
+                "cell": r["cell"],
+                "model": r["model"],
+                "activation": r["activation"],
+                "pub_activation_actual": r["activation_actual"],
+                "protocol": "; ".join(differs) if differs else "published",
+                "pub_n": int(r["n_pub"]),
+                "pub_mean": r["test_acc_mean_pub"],
+                "pub_sd": r["test_acc_std"],
+                "pub_ci_low": pub_low,
+                "pub_ci_high": pub_high,
+                "n_runs": r["n_runs"],
+                "n_failed": r["n_failed"],
+                "n_diverged": r["n_diverged"],
+                "n_collapsed": r["n_collapsed"],
+                "n": r["n"],
+                "mean": r["test_acc_mean"],
+                "sd": r["test_acc_sd"],
+                "ci_low": r["test_acc_ci_low"],
+                "ci_high": r["test_acc_ci_high"],
+                **{k: test[k] for k in ("diff", "diff_ci_low", "diff_ci_high", "p")},
+                "p_tost": tost(
+                    r["test_acc_mean"],
+                    r["test_acc_sd"],
+                    r["n"],
+                    r["test_acc_mean_pub"],
+                    r["test_acc_std"],
+                    r["n_pub"],
+                    margin,
+                ),
+                "pub_time_s": r["time_mean_s_pub"],
+                "time_s": r["time_mean_s"],
+            }
+        )
     table = pd.DataFrame(rows)
     if table.empty:
         return table
@@ -192,7 +257,11 @@ def compare_with_published(
 def add_time_ratios(comparison: pd.DataFrame, reference: tuple[str, str] = ("fcnn", "relu")) -> pd.DataFrame:
     """Training time relative to the ``reference`` row (the first such cell that follows the
     protocol), ours and published: absolute times of a 2019 laptop GPU cannot match, their ratios can."""
-    base = comparison[(comparison["model"] == reference[0]) & (comparison["activation"] == reference[1]) & (comparison["protocol"] == "published")]
+    base = comparison[
+        (comparison["model"] == reference[0])
+        & (comparison["activation"] == reference[1])
+        & (comparison["protocol"] == "published")
+    ]
     if base.empty:
         return comparison.assign(time_ratio=math.nan, pub_time_ratio=math.nan)
     return comparison.assign(
@@ -208,17 +277,42 @@ def beyond_table(summary: pd.DataFrame, reference: pd.DataFrame, report_models: 
     if ours.empty:
         return pd.DataFrame()
     rows = [
-        {"source": "ours", "model": r.cell, "n": r.n, "mean": r.test_acc_mean, "sd": r.test_acc_sd,
-         "ci_low": r.test_acc_ci_low, "ci_high": r.test_acc_ci_high}
+        {
+            "source": "ours",
+            "model": r.cell,
+            "n": r.n,
+            "mean": r.test_acc_mean,
+            "sd": r.test_acc_sd,
+            "ci_low": r.test_acc_ci_low,
+            "ci_high": r.test_acc_ci_high,
+        }
         for r in ours.itertuples()
-    ]  # fmt: skip
+    ]
     best = reference.loc[reference["test_acc_mean"].idxmax()]
     resnet = reference[(reference["model"] == "resnet") & (reference["activation"] == "relu")]
     for label, row in [("report (published best)", best), *[("report (published)", r) for _, r in resnet.iterrows()]]:
         low, high = t_interval(row["test_acc_mean"], row["test_acc_std"], int(row["n"]))
-        rows.append({"source": label, "model": row["model"], "n": int(row["n"]), "mean": row["test_acc_mean"],
-                     "sd": row["test_acc_std"], "ci_low": low, "ci_high": high})  # fmt: skip
+        rows.append(
+            {
+                "source": label,
+                "model": row["model"],
+                "n": int(row["n"]),
+                "mean": row["test_acc_mean"],
+                "sd": row["test_acc_std"],
+                "ci_low": low,
+                "ci_high": high,
+            }
+        )
     for peer in PEERS.itertuples():
-        rows.append({"source": peer.source, "model": "", "n": peer.n, "mean": peer.mean, "sd": peer.sd,
-                     "ci_low": math.nan, "ci_high": math.nan})  # fmt: skip
+        rows.append(
+            {
+                "source": peer.source,
+                "model": "",
+                "n": peer.n,
+                "mean": peer.mean,
+                "sd": peer.sd,
+                "ci_low": math.nan,
+                "ci_high": math.nan,
+            }
+        )
     return pd.DataFrame(rows)

@@ -73,9 +73,13 @@ def findings_section(a: Analysis) -> list[str]:
         return []
     f = a.findings
     table = f.assign(
-        diff_pts=["" if math.isnan(d) else f"{d * 100:+.2f}" for d in f["diff"]], d_z=f["d_z"].round(2),
-        ci_pts=["" if math.isnan(lo) else f"{lo * 100:+.1f} to {hi * 100:+.1f}" for lo, hi in zip(f["diff_ci_low"], f["diff_ci_high"])],
-    )  # fmt: skip
+        diff_pts=["" if math.isnan(d) else f"{d * 100:+.2f}" for d in f["diff"]],
+        d_z=f["d_z"].round(2),
+        ci_pts=[
+            "" if math.isnan(lo) else f"{lo * 100:+.1f} to {hi * 100:+.1f}"
+            for lo, hi in zip(f["diff_ci_low"], f["diff_ci_high"])
+        ],
+    )
     return [
         "",
         "## Findings",
@@ -86,9 +90,14 @@ def findings_section(a: Analysis) -> list[str]:
         f"stated in advance; `pairwise.csv` corrects over every pair of cells, a larger family, so a pair may read "
         f"differently there). d_z is the mean difference over the SD of the differences; Wilcoxon's p (unadjusted) checks "
         f"the direction without assuming normality (its exact p cannot fall below 2/2^n: 0.0625 with 5 seeds). "
-        f"\"equivalent\" needs a paired TOST (Holm) to show |difference| < {a.margin * 100:g} points.",
+        f'"equivalent" needs a paired TOST (Holm) to show |difference| < {a.margin * 100:g} points.',
         "",
-        markdown_table(present(table, ["question", "n", "mean_a", "mean_b", "diff_pts", "ci_pts", "d_z", "p_t_holm", "p_wilcoxon", "verdict"])),
+        markdown_table(
+            present(
+                table,
+                ["question", "n", "mean_a", "mean_b", "diff_pts", "ci_pts", "d_z", "p_t_holm", "p_wilcoxon", "verdict"],
+            )
+        ),
     ]
 
 
@@ -116,7 +125,11 @@ def ranking_section(a: Analysis) -> list[str]:
     lines = ["", "## Ranking", ""]
     if a.ranking.empty:
         return lines + [f"No ranking: {info.get('note', 'no cells')}."]
-    left = f" Not ranked (other pairs or fewer than {MIN_SEEDS} runs): {', '.join(info['left_out'])}." if info["left_out"] else ""
+    left = (
+        f" Not ranked (other pairs or fewer than {MIN_SEEDS} runs): {', '.join(info['left_out'])}."
+        if info["left_out"]
+        else ""
+    )
     return lines + [
         f"Per seed, the {info['cells']} cells ranked by test accuracy (1 = best, ties averaged) over the {info['blocks']} seeds they "
         f"all share; Friedman's test that they rank alike: chi2 {info['friedman_chi2']:.1f}, p {info['friedman_p']:.2g}. In the "
@@ -169,9 +182,31 @@ def published_section(a: Analysis) -> list[str]:
         f"{len(follows)} tested rows: {differs} differ, {equivalent} are shown equivalent, {len(follows) - differs - equivalent} "
         "are inconclusive (neither a difference nor equivalence shown).",
         "",
-        markdown_table(c[["cell", "pub_activation_actual", "pub_n", "pub_mean", "pub_sd", "n_runs", "n_failed", "n_diverged",
-                          "n_collapsed", "n", "mean", "sd", "diff", "diff_ci_low", "diff_ci_high", "p_holm", "p_tost_holm", "verdict"]]),
-    ]  # fmt: skip
+        markdown_table(
+            c[
+                [
+                    "cell",
+                    "pub_activation_actual",
+                    "pub_n",
+                    "pub_mean",
+                    "pub_sd",
+                    "n_runs",
+                    "n_failed",
+                    "n_diverged",
+                    "n_collapsed",
+                    "n",
+                    "mean",
+                    "sd",
+                    "diff",
+                    "diff_ci_low",
+                    "diff_ci_high",
+                    "p_holm",
+                    "p_tost_holm",
+                    "verdict",
+                ]
+            ]
+        ),
+    ]
     if len(follows):
         lines += [
             "",
@@ -193,9 +228,26 @@ def variants_section(a: Analysis) -> list[str]:
         f"common seeds: difference (variant minus base) with its 95% CI (unadjusted), the paired t-test's p Holm-corrected over "
         f"the {len(a.variants)} variants (it decides), Wilcoxon's p (unadjusted); time ratio variant / base.",
         "",
-        markdown_table(present(a.variants, ["a", "b", "n", "mean_a", "mean_b", "diff", "diff_ci_low", "diff_ci_high",
-                                            "p_t_holm", "p_wilcoxon", "time_ratio", "verdict"])),
-    ]  # fmt: skip
+        markdown_table(
+            present(
+                a.variants,
+                [
+                    "a",
+                    "b",
+                    "n",
+                    "mean_a",
+                    "mean_b",
+                    "diff",
+                    "diff_ci_low",
+                    "diff_ci_high",
+                    "p_t_holm",
+                    "p_wilcoxon",
+                    "time_ratio",
+                    "verdict",
+                ],
+            )
+        ),
+    ]
 
 
 def errors_section(a: Analysis) -> list[str]:
@@ -203,7 +255,9 @@ def errors_section(a: Analysis) -> list[str]:
     missing, collapsed = int((~ok["has_pairs"]).sum()), int((ok["has_pairs"] & ok["collapsed"]).sum())
     lines = ["", "## Where the models err", ""]
     if a.near_equal.empty:
-        return lines + [f"No usable per-pair predictions: {missing} finished runs have none (records before schema 2), {collapsed} collapsed."]
+        return lines + [
+            f"No usable per-pair predictions: {missing} finished runs have none (records before schema 2), {collapsed} collapsed."
+        ]
     lines += [
         "Errors pooled over each cell's test pairs (`tables/errors_by_digit_pair.csv`, `tables/errors_by_difference.csv`), "
         f"collapsed runs left out ({collapsed}: they predict one class and would only show the collapse). Share of a cell's "
@@ -212,7 +266,10 @@ def errors_section(a: Analysis) -> list[str]:
         markdown_table(a.near_equal),
     ]
     if missing:
-        lines += ["", f"{missing} finished runs have no per-pair predictions (older records) and are left out here and in McNemar's test."]
+        lines += [
+            "",
+            f"{missing} finished runs have no per-pair predictions (older records) and are left out here and in McNemar's test.",
+        ]
     return lines
 
 
@@ -246,8 +303,19 @@ def problems_section(a: Analysis) -> list[str]:
 
 
 def write_report(a: Analysis, out: Path) -> Path:
-    sections = [header(a), findings_section(a), summary_section(a), figures_section(a, out), ranking_section(a), pairwise_section(a),
-                published_section(a), variants_section(a), errors_section(a), beyond_section(a), problems_section(a)]  # fmt: skip
+    sections = [
+        header(a),
+        findings_section(a),
+        summary_section(a),
+        figures_section(a, out),
+        ranking_section(a),
+        pairwise_section(a),
+        published_section(a),
+        variants_section(a),
+        errors_section(a),
+        beyond_section(a),
+        problems_section(a),
+    ]
     path = out / "report.md"
     path.write_text("\n".join(line for section in sections for line in section) + "\n")
     return path

@@ -30,7 +30,9 @@ def t_interval(mean: float, sd: float, n: int, level: float = 0.95) -> tuple[flo
     return float(low), float(high)
 
 
-def welch(mean1: float, sd1: float, n1: int, mean2: float, sd2: float, n2: int, level: float = 0.95) -> dict[str, float]:
+def welch(
+    mean1: float, sd1: float, n1: int, mean2: float, sd2: float, n2: int, level: float = 0.95
+) -> dict[str, float]:
     """Welch's unequal-variance t-test of mean1 - mean2 from aggregates (scipy's
     ``ttest_ind_from_stats``): difference, its confidence interval, t, Welch-Satterthwaite degrees
     of freedom, two-sided p."""
@@ -51,7 +53,9 @@ def tost(mean1: float, sd1: float, n1: int, mean2: float, sd2: float, n2: int, m
     mean; the TOST p is the larger of the two."""
     if n1 < 2 or n2 < 2 or not (sd1**2 / n1 + sd2**2 / n2 > 0):
         return NAN
-    _, above = stats.ttest_ind_from_stats(mean1 + margin, sd1, n1, mean2, sd2, n2, equal_var=False, alternative="greater")
+    _, above = stats.ttest_ind_from_stats(
+        mean1 + margin, sd1, n1, mean2, sd2, n2, equal_var=False, alternative="greater"
+    )
     _, below = stats.ttest_ind_from_stats(mean1 - margin, sd1, n1, mean2, sd2, n2, equal_var=False, alternative="less")
     return float(max(above, below))
 
@@ -73,7 +77,15 @@ def paired(a: Sequence[float], b: Sequence[float], level: float = 0.95) -> dict[
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     d = a - b
     n = len(d)
-    out = {"n": n, "diff": float(d.mean()) if n else NAN, "diff_ci_low": NAN, "diff_ci_high": NAN, "p_t": NAN, "p_wilcoxon": NAN, "d_z": NAN}
+    out = {
+        "n": n,
+        "diff": float(d.mean()) if n else NAN,
+        "diff_ci_low": NAN,
+        "diff_ci_high": NAN,
+        "p_t": NAN,
+        "p_wilcoxon": NAN,
+        "d_z": NAN,
+    }
     if n < 2:
         return out
     sd = float(d.std(ddof=1))
@@ -81,10 +93,21 @@ def paired(a: Sequence[float], b: Sequence[float], level: float = 0.95) -> dict[
         warnings.simplefilter("ignore", RuntimeWarning)  # wilcoxon's normal approximation with ties
         out["p_wilcoxon"] = wilcoxon(d) if np.any(d != 0) else 1.0
     if sd < 1e-12:  # every seed gives the same difference (up to float rounding): t is 0 or infinite
-        return {**out, "diff_ci_low": out["diff"], "diff_ci_high": out["diff"], "p_t": 1.0 if abs(out["diff"]) < 1e-12 else 0.0}
+        return {
+            **out,
+            "diff_ci_low": out["diff"],
+            "diff_ci_high": out["diff"],
+            "p_t": 1.0 if abs(out["diff"]) < 1e-12 else 0.0,
+        }
     result = stats.ttest_rel(a, b)
     ci = result.confidence_interval(level)
-    return {**out, "diff_ci_low": float(ci.low), "diff_ci_high": float(ci.high), "p_t": float(result.pvalue), "d_z": out["diff"] / sd}
+    return {
+        **out,
+        "diff_ci_low": float(ci.low),
+        "diff_ci_high": float(ci.high),
+        "p_t": float(result.pvalue),
+        "d_z": out["diff"] / sd,
+    }
 
 
 def paired_tost(a: Sequence[float], b: Sequence[float], margin: float) -> float:

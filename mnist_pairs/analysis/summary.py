@@ -10,9 +10,20 @@ import pandas as pd
 from mnist_pairs.analysis.stats import t_interval
 
 REPORT_ORDER = [
-    "fcnn", "fcnn_dropout", "fcnn_bn", "fcnn_bn_dropout", "cnn3", "cnn4", "cnn3_bn", "cnn4_bn",
-    "resnet", "siamese_cnn", "siamese_cnn_aux", "siamese_resnet", "siamese_resnet_aux",
-]  # fmt: skip
+    "fcnn",
+    "fcnn_dropout",
+    "fcnn_bn",
+    "fcnn_bn_dropout",
+    "cnn3",
+    "cnn4",
+    "cnn3_bn",
+    "cnn4_bn",
+    "resnet",
+    "siamese_cnn",
+    "siamese_cnn_aux",
+    "siamese_resnet",
+    "siamese_resnet_aux",
+]
 ACTIVATION_ORDER = ["relu", "tanh", "leakyrelu"]
 
 
@@ -28,7 +39,10 @@ def cell_order(runs: pd.DataFrame) -> list[str]:
     rank = {m: i for i, m in enumerate(model_order(runs["model"]))}
     act = {a: i for i, a in enumerate(ACTIVATION_ORDER)}
     cells = runs.drop_duplicates("cell")
-    key = [(rank[r.model], act.get(r.activation, len(act)), r.activation, r.variant, r.experiment, r.cell) for r in cells.itertuples()]
+    key = [
+        (rank[r.model], act.get(r.activation, len(act)), r.activation, r.variant, r.experiment, r.cell)
+        for r in cells.itertuples()
+    ]
     return [k[-1] for k in sorted(key)]
 
 
@@ -56,17 +70,33 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
         mean, sd = test.mean(), test.std(ddof=1)
         low, high = t_interval(mean, sd, len(test))
         first = group.iloc[0]
-        out.append({
-            "cell": cell, "model": first["model"], "activation": first["activation"], "variant": first["variant"],
-            "experiment": first["experiment"], "seeds": seeds_text(group["seed"]), "n_runs": len(group), "n_ok": len(ok),
-            "n_failed": int((group["status"] == "failed").sum()), "n_diverged": int((group["status"] == "diverged").sum()),
-            "n_collapsed": int(ok["collapsed"].sum()), "n": len(test),
-            "test_acc_mean": mean, "test_acc_sd": sd, "test_acc_ci_low": low, "test_acc_ci_high": high,
-            "train_acc_mean": ok["train_acc"].mean(), "train_acc_sd": ok["train_acc"].std(ddof=1),
-            "time_mean_s": ok["train_time_s"].mean(), "time_sd_s": ok["train_time_s"].std(ddof=1),
-            "n_params": int(ok["n_params"].iloc[0]) if len(ok) else math.nan,
-            # with data.n_val > 0: what model selection may read (the test columns are for reporting only)
-            "val_acc_mean": ok["val_acc"].mean(), "val_acc_sd": ok["val_acc"].std(ddof=1),
-            "digit_acc_mean": ok["digit_acc"].mean(),
-        })  # fmt: skip
+        out.append(
+            {
+                "cell": cell,
+                "model": first["model"],
+                "activation": first["activation"],
+                "variant": first["variant"],
+                "experiment": first["experiment"],
+                "seeds": seeds_text(group["seed"]),
+                "n_runs": len(group),
+                "n_ok": len(ok),
+                "n_failed": int((group["status"] == "failed").sum()),
+                "n_diverged": int((group["status"] == "diverged").sum()),
+                "n_collapsed": int(ok["collapsed"].sum()),
+                "n": len(test),
+                "test_acc_mean": mean,
+                "test_acc_sd": sd,
+                "test_acc_ci_low": low,
+                "test_acc_ci_high": high,
+                "train_acc_mean": ok["train_acc"].mean(),
+                "train_acc_sd": ok["train_acc"].std(ddof=1),
+                "time_mean_s": ok["train_time_s"].mean(),
+                "time_sd_s": ok["train_time_s"].std(ddof=1),
+                "n_params": int(ok["n_params"].iloc[0]) if len(ok) else math.nan,
+                # with data.n_val > 0: what model selection may read (the test columns are for reporting only)
+                "val_acc_mean": ok["val_acc"].mean(),
+                "val_acc_sd": ok["val_acc"].std(ddof=1),
+                "digit_acc_mean": ok["digit_acc"].mean(),
+            }
+        )
     return pd.DataFrame(out)

@@ -14,7 +14,7 @@ from mnist_pairs.models.fcnn import FCNN
 from mnist_pairs.models.resnet import ResNet
 from mnist_pairs.models.siamese import ConvBranch, Siamese
 
-__all__ = ["CNN", "FCNN", "ResNet", "Siamese", "ConvBranch", "build_model"]
+__all__ = ["CNN", "FCNN", "ConvBranch", "ResNet", "Siamese", "build_model"]
 
 
 def build_model(model_cfg: DictConfig | dict[str, Any]) -> nn.Module:

@@ -7,7 +7,15 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from mnist_pairs.models.layers import ActivationFactory, check_at_least, check_layer_indices, check_probability, hidden_unit, output_unit, selected
+from mnist_pairs.models.layers import (
+    ActivationFactory,
+    check_at_least,
+    check_layer_indices,
+    check_probability,
+    hidden_unit,
+    output_unit,
+    selected,
+)
 
 
 def conv_output_size(size: int, kernel: int, padding: int) -> int:
@@ -39,7 +47,9 @@ class CNN(nn.Module):
         super().__init__()
         if len(channels) != len(kernels):
             raise ValueError(f"kernels={list(kernels)}: one per conv layer, as many as channels={list(channels)}")
-        check_at_least(1, in_channels=in_channels, input_size=input_size, channels=channels, kernels=kernels, n_classes=n_classes)
+        check_at_least(
+            1, in_channels=in_channels, input_size=input_size, channels=channels, kernels=kernels, n_classes=n_classes
+        )
         check_at_least(0, padding=padding)
         check_probability(dropout=dropout)
         check_layer_indices(len(channels), batchnorm_layers=batchnorm_layers)
@@ -50,7 +60,9 @@ class CNN(nn.Module):
         for i, (out, kernel) in enumerate(zip(channels, kernels)):
             size = conv_output_size(size, kernel, padding)
             if size < 1:
-                raise ValueError(f"kernels={list(kernels)}: conv layer {i} (kernel {kernel}) with padding={padding} leaves no pixels of the input_size={input_size} input")
+                raise ValueError(
+                    f"kernels={list(kernels)}: conv layer {i} (kernel {kernel}) with padding={padding} leaves no pixels of the input_size={input_size} input"
+                )
             norm = nn.BatchNorm2d(out) if batchnorm and selected(i, batchnorm_layers) else None
             layers.append(
                 hidden_unit(

@@ -7,7 +7,15 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from mnist_pairs.models.layers import ActivationFactory, check_at_least, check_layer_indices, check_probability, hidden_unit, output_unit, selected
+from mnist_pairs.models.layers import (
+    ActivationFactory,
+    check_at_least,
+    check_layer_indices,
+    check_probability,
+    hidden_unit,
+    output_unit,
+    selected,
+)
 
 
 class FCNN(nn.Module):

@@ -32,7 +32,9 @@ def check_layer_indices(n_layers: int, **values: Sequence[int] | None) -> None:
     index would silently select nothing)."""
     for name, value in values.items():
         if value is not None and any(not 0 <= i < n_layers for i in value):
-            raise ValueError(f"{name}={list(value)!r}: allowed are indices of the {n_layers} hidden layers, 0 to {n_layers - 1}")
+            raise ValueError(
+                f"{name}={list(value)!r}: allowed are indices of the {n_layers} hidden layers, 0 to {n_layers - 1}"
+            )
 
 
 def selected(layer_index: int, layers: Sequence[int] | None) -> bool:

@@ -48,7 +48,9 @@ class ResNet(nn.Module):
         pool: str = "channels",
     ) -> None:
         super().__init__()
-        check_at_least(1, in_channels=in_channels, input_size=input_size, channels=channels, kernel=kernel, n_classes=n_classes)
+        check_at_least(
+            1, in_channels=in_channels, input_size=input_size, channels=channels, kernel=kernel, n_classes=n_classes
+        )
         check_at_least(0, blocks=blocks)
         if kernel % 2 == 0:
             raise ValueError(f"kernel={kernel}: must be odd to keep the image size")

@@ -31,7 +31,15 @@ class ConvBranch(nn.Module):
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
-        check_at_least(1, channels=channels, kernel=kernel, hidden=hidden, n_digits=n_digits, input_size=input_size, in_channels=in_channels)
+        check_at_least(
+            1,
+            channels=channels,
+            kernel=kernel,
+            hidden=hidden,
+            n_digits=n_digits,
+            input_size=input_size,
+            in_channels=in_channels,
+        )
         check_at_least(0, padding=padding)
         check_probability(dropout=dropout)
         layers: list[nn.Module] = []
@@ -43,8 +51,10 @@ class ConvBranch(nn.Module):
             layers.append(activation())
             width, size = out, conv_output_size(size, kernel, padding) // 2
         if size < 1:
-            raise ValueError(f"channels={list(channels)}: {len(channels)} conv layers of kernel={kernel}, padding={padding} (each with a max pool 2) "
-                             f"leave no pixels of the input_size={input_size} image")  # fmt: skip
+            raise ValueError(
+                f"channels={list(channels)}: {len(channels)} conv layers of kernel={kernel}, padding={padding} (each with a max pool 2) "
+                f"leave no pixels of the input_size={input_size} image"
+            )
         layers += [nn.Flatten(), nn.Linear(width * size * size, hidden), activation()]
         if dropout > 0:
             layers.append(nn.Dropout(dropout))
