@@ -129,3 +129,23 @@ def test_a_question_asked_again_under_another_design_is_refused(tmp_path, data_r
         module="mnist_pairs.decide",
     )
     assert done.returncode == 2 and "max_seeds 40 -> 30" in done.stderr, done.stderr
+
+
+def test_the_aggregation_reads_every_decision_file(tmp_path):
+    from mnist_pairs.analysis.decisions import read_decisions, section
+    from mnist_pairs.analysis.sequential import Plan, run_looks
+    from mnist_pairs.decide import Question, Side, decision_file, write_decision
+
+    plan = Plan(alpha=0.05, margin=1.0, step=5, max_seeds=20)
+    looks = run_looks([3.0, 3.2, 2.9, 3.1, 3.0, 2.8, 3.3, 3.0, 2.9, 3.1], plan)
+    q = Question("q1", ("model=cnn3",), ("model=fcnn",), 1.0)
+    a, b = Side(q.a, "a" * 16, "cnn3/relu"), Side(q.b, "b" * 16, "fcnn/relu")
+    write_decision(decision_file(tmp_path, "q1"), q, plan, a, b, looks, "line", looks[-1].verdict)
+    (tmp_path / "decisions" / "broken.json").write_text("{")
+    table = read_decisions(tmp_path).set_index("question")
+    assert table.loc["q1", "verdict"] == "higher" and table.loc["q1", "n"] == looks[-1].n
+    assert table.loc["q1", "diff_pts"] == pytest.approx(looks[-1].mean)
+    assert table.loc["broken", "verdict"] == "unreadable"
+    text = "\n".join(section(table.reset_index()))
+    assert f"| q1 | cnn3/relu | fcnn/relu | higher | {looks[-1].n} of 20 |" in text
+    assert section(read_decisions(tmp_path / "none")) == []
