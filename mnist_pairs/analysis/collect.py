@@ -116,8 +116,8 @@ def history_rows(rec: records.RunRecord, ident: dict[str, Any]) -> list[dict[str
 
 def unique_labels(cells: dict[str, dict[str, Any]]) -> dict[str, str]:
     """A readable, unique label per cell key (identity hash and code version):
-    ``model/activation[ variant]``, then the experiment name where two cells share that, then the
-    mnist_pairs version where they still do, then a short hash."""
+    ``model/activation[ variant]``, then the experiment name where cells sharing that differ in it,
+    then the mnist_pairs version where they still share a label and differ in it, then a short hash."""
     base = {
         h: f"{c['model']}/{c['activation']}" + (f" {c['variant']}" if c["variant"] else "") for h, c in cells.items()
     }
@@ -125,7 +125,7 @@ def unique_labels(cells: dict[str, dict[str, Any]]) -> dict[str, str]:
     for h, label in base.items():
         twins = [o for o, other in base.items() if other == label]
         for key, show in (("experiment", "{}"), ("version", "mnist_pairs {}")):
-            if len(twins) > 1:
+            if len({cells[o][key] for o in twins}) > 1:
                 label += f" [{show.format(cells[h][key])}]"
                 twins = [o for o in twins if cells[o][key] == cells[h][key]]
         if len(twins) > 1:

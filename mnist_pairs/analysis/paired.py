@@ -242,7 +242,7 @@ def verdict(row: pd.Series) -> str:
     if p < ALPHA:
         words = f"{'higher' if row['diff'] > 0 else 'lower'} by {abs(row['diff']) * 100:.1f} pts"
     elif row["p_tost_holm"] < ALPHA:
-        words = f"equivalent within ±{margin:g} pts (the data show ±{tightest:.1f})"
+        words = f"equivalent within ±{margin:g} pts (the data show ±{tightest:.2g})"
     else:
         reach = (
             f"~{row['seeds_needed']:.0f} seeds would decide it ({row['seeds_needed_for']})"
@@ -251,7 +251,7 @@ def verdict(row: pd.Series) -> str:
         )
         words = (
             f"inconclusive at {row['n']} seeds; {reach}: no difference shown, |diff| < {margin:g} pts not shown "
-            f"(the data show |diff| < {tightest:.1f})"
+            f"(the data show |diff| < {tightest:.2g})"
         )
     lost = [
         f"{row[k]} seeds lost to unfinished runs of {row[c]}"
