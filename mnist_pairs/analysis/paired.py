@@ -280,14 +280,14 @@ TESTED_COLUMNS = (
 )
 
 
-def power_columns(row: pd.Series, alpha: float) -> dict[str, Any]:
+def power_columns(row: pd.Series, alpha: float, undecided: bool) -> dict[str, Any]:
     """What a tested row's data can say at the family's level ``alpha`` (Holm's strictest step,
     ALPHA / tested rows): the tightest margin shown, the minimum detectable effect at 80 % power,
     and, were the row inconclusive, the seeds that would decide it: a difference at the observed
-    effect, or equivalence within the row's margin, whichever needs fewer."""
+    effect, or equivalence within the row's margin, whichever needs fewer (``undecided`` rows only)."""
     n, sd, diff, margin = int(row["n"]), row["sd_diff"], row["diff"], row["margin_pts"] / 100
-    for_difference = seeds_for_difference(diff, sd, alpha)
-    for_equivalence = seeds_for_equivalence(diff, sd, margin, alpha)
+    for_difference = seeds_for_difference(diff, sd, alpha) if undecided else math.nan
+    for_equivalence = seeds_for_equivalence(diff, sd, margin, alpha) if undecided else math.nan
     which = "a difference" if for_difference <= for_equivalence else f"equivalence within ±{margin * 100:g} pts"
     return {
         "alpha_family": alpha,
@@ -316,7 +316,10 @@ def corrected(table: pd.DataFrame, family: str) -> pd.DataFrame:
     table.insert(0, "family", FAMILY_NAMES[family])
     table["family_size"] = size
     power = pd.DataFrame(
-        [power_columns(r, ALPHA / size) if ok else {} for ok, (_, r) in zip(tested, table.iterrows())],
+        [
+            power_columns(r, ALPHA / size, r["p_t_holm"] >= ALPHA and not r["p_tost_holm"] < ALPHA) if ok else {}
+            for ok, (_, r) in zip(tested, table.iterrows())
+        ],
         index=table.index,
         columns=["alpha_family", "tightest_margin_pts", "mde_pts", "seeds_needed", "seeds_needed_for"],
     )
