@@ -1,8 +1,17 @@
-"""Aggregate a results folder: records -> cells -> paired comparisons, ranking, published rows,
-error analysis -> tables/, figures/ and report.md. Reads only record.json files
-(mnist_pairs.analysis holds each step).
+"""Aggregate a results folder: records -> cells -> planned comparisons, the report's findings,
+paired comparisons, ranking, published rows, error analysis -> tables/, figures/ and report.md.
+Reads only record.json files (mnist_pairs.analysis holds each step); appends what n each cell had
+to the folder's aggregation ledger (aggregations.jsonl).
 
-    python -m mnist_pairs.aggregate outputs/benchmark [--out DIR] [--published gpu|cpu] [--margin 0.02]
+    python -m mnist_pairs.aggregate outputs/benchmark [--out DIR] [--published gpu|cpu]
+        [--compare CELL_A CELL_B ...] [--questions questions.yaml] [--margin POINTS]
+
+A questions file is a YAML list; each entry names two cells as the report labels them, optionally
+with its own margin (points) and words:
+
+    - compare: [my_cnn/relu, cnn3_bn/relu]
+      margin: 0.5
+      question: does widening cnn3_bn help?
 """
 
 from __future__ import annotations
@@ -10,9 +19,15 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
 
 from mnist_pairs.analysis import errors, figures, paired
 from mnist_pairs.analysis.collect import Collected, collect
+from mnist_pairs.analysis.ledger import record_look
+from mnist_pairs.analysis.paired import Question
 from mnist_pairs.analysis.published import MARGIN, beyond_table, compare_with_published, published
 from mnist_pairs.analysis.report import Analysis, write_report
 from mnist_pairs.analysis.summary import REPORT_ORDER, cell_order, summarize
@@ -31,10 +46,16 @@ FIGURE_FILES = (
 )
 
 
-def analyse(results_dir: Path, data: Collected, source: str = "gpu", margin: float = MARGIN) -> Analysis:
-    """Every table of the analysis."""
+def analyse(
+    results_dir: Path,
+    data: Collected,
+    source: str = "gpu",
+    margin: float = MARGIN,
+    questions: list[Question] | None = None,
+) -> Analysis:
+    """Every table of the analysis; ``questions``: the planned comparisons (cells known)."""
     order = cell_order(data.runs)
-    summary = summarize(data.runs)
+    summary = summarize(data.runs, data.configs)
     reference = published(source)
     ranking, ranking_info = paired.ranking(data, order)
     by_pair, by_diff = errors.error_tables(data, order)
@@ -43,6 +64,7 @@ def analyse(results_dir: Path, data: Collected, source: str = "gpu", margin: flo
         data=data,
         order=order,
         summary=summary,
+        planned=paired.planned(data, questions or [], margin),
         findings=paired.findings(data, summary, margin),
         pairwise=paired.pairwise(data, order, margin),
         ranking=ranking,
@@ -57,6 +79,13 @@ def analyse(results_dir: Path, data: Collected, source: str = "gpu", margin: flo
     )
 
 
+def findings_table(a: Analysis) -> pd.DataFrame:
+    """The planned comparisons first, then the report's questions, each its own Holm family
+    (``family``); ``question`` names each row."""
+    parts = [t for t in (a.planned, a.findings) if not t.empty]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
 def write_tables(a: Analysis, tables: Path) -> None:
     """Every non-empty table as CSV."""
     tables.mkdir(parents=True, exist_ok=True)
@@ -64,7 +93,7 @@ def write_tables(a: Analysis, tables: Path) -> None:
         "runs": a.data.runs,
         "history": a.data.history,
         "summary": a.summary,
-        "findings": a.findings,
+        "findings": findings_table(a),
         "pairwise": a.pairwise,
         "ranking": a.ranking,
         "published_comparison": a.comparison,
@@ -94,9 +123,15 @@ def draw_figures(a: Analysis, folder: Path) -> dict[str, Path]:
     if not a.comparison.empty and (a.comparison["protocol"] == "published").any():
         figs["versus published"] = figures.versus_published(a.comparison, folder / "versus_published.png")
     if not a.ranking.empty:
-        significance = paired.significance_matrix(a.pairwise, list(a.ranking["cell"]))
-        note = f"{a.ranking_info['blocks']} seeds; bars: no difference (paired t, Holm)."
-        figs["ranking"] = figures.ranking(a.ranking, significance, folder / "ranking.png", note)
+        ranks = a.ranking.set_index("cell")["mean_rank"]
+        k = len(ranks)
+        note = (
+            f"{a.ranking_info['blocks']} seeds. A bar: no difference shown (paired t on these seeds, Holm over the "
+            f"{k * (k - 1) // 2} ranked pairs) among all cells under it; no evidence of a difference is not equality."
+        )
+        figs["ranking"] = figures.ranking(
+            a.ranking, paired.cd_matrix(ranks, a.ranking_info["p"]), folder / "ranking.png", note
+        )
     if "p_t_holm" in a.pairwise and a.pairwise["p_t_holm"].notna().any():
         shown = list(a.ranking["cell"]) + [c for c in a.order if c not in set(a.ranking.get("cell", []))]
         figs["pairwise"] = figures.pairwise_matrix(a.pairwise, shown, folder / "pairwise.png")
@@ -122,10 +157,51 @@ def draw_figures(a: Analysis, folder: Path) -> dict[str, Path]:
     return figs
 
 
+def read_questions(path: Path) -> list[Question]:
+    """The planned comparisons of a YAML file (a list of ``{compare: [A, B], margin: points,
+    question: words}``, or of ``[A, B]``); SystemExit with one line naming what is wrong."""
+    try:
+        entries = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as error:
+        raise SystemExit(f"error: --questions {path}: cannot be read as YAML ({type(error).__name__})") from None
+    if not isinstance(entries, list) or not entries:
+        raise SystemExit(f"error: --questions {path}: a non-empty YAML list of comparisons is allowed")
+    out = []
+    for i, entry in enumerate(entries):
+        entry = {"compare": entry} if isinstance(entry, list) else entry
+        pair = entry.get("compare") if isinstance(entry, dict) else None
+        margin = entry.get("margin") if isinstance(entry, dict) else None
+        unknown = set(entry) - {"compare", "margin", "question"} if isinstance(entry, dict) else set()
+        if not (isinstance(pair, list) and len(pair) == 2 and all(isinstance(c, str) for c in pair)) or unknown:
+            raise SystemExit(
+                f"error: --questions {path}: entry {i + 1} is {entry!r}; allowed: "
+                "{compare: [CELL_A, CELL_B], margin: points (optional), question: words (optional)}"
+            )
+        if margin is not None:
+            check_margin(margin, f"--questions {path}: entry {i + 1} margin")
+        out.append(Question(pair[0], pair[1], None if margin is None else margin / 100, str(entry.get("question", ""))))
+    return out
+
+
+def check_margin(points: Any, what: str = "--margin") -> None:
+    """SystemExit with one line unless ``points`` is a margin in points of test accuracy."""
+    if isinstance(points, bool) or not isinstance(points, (int, float)) or not 0.1 <= points < 100:
+        hint = f"; did you mean {points * 100:g} (points)?" if isinstance(points, float) and 0 < points < 0.1 else ""
+        raise SystemExit(
+            f"error: {what}={points!r} is not allowed: a margin in points of test accuracy, from 0.1 (one test pair "
+            f"in 1000) to below 100{hint}"
+        )
+
+
 def aggregate(
-    results_dir: Path, out: Path | None = None, source: str = "gpu", margin: float = MARGIN
+    results_dir: Path,
+    out: Path | None = None,
+    source: str = "gpu",
+    margin: float = MARGIN,
+    questions: list[Question] | None = None,
 ) -> tuple[Path, Collected]:
-    """Write tables/, figures/ and report.md for ``results_dir`` (into ``out``, default the same);
+    """Write tables/, figures/ and report.md for ``results_dir`` (into ``out``, default the same),
+    with the planned comparisons ``questions`` first; record the look in the folder's ledger;
     returns the report's path and what was read."""
     out = out or results_dir
     data = collect(results_dir)
@@ -134,7 +210,14 @@ def aggregate(
             f"error: no run records (record.json) under {results_dir}"
             + (f"; corrupt: {data.corrupt}" if data.corrupt else "")
         )
-    analysis = analyse(results_dir, data, source, margin)
+    problem = paired.unknown_cells(questions or [], sorted(data.runs["cell"].unique()))
+    if problem:
+        raise SystemExit(problem)
+    analysis = analyse(results_dir, data, source, margin, questions)
+    ok = data.runs[(data.runs["status"] == "ok") & data.runs["test_acc"].notna()]
+    analysis.looks, unwritten = record_look(results_dir, {c: int(n) for c, n in ok.groupby("cell").size().items()})
+    if unwritten:
+        data.warnings.append(unwritten)
     write_tables(analysis, out / "tables")
     analysis.figures = draw_figures(analysis, out / "figures")
     return write_report(analysis, out), data
@@ -152,17 +235,25 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--margin",
         type=float,
-        default=MARGIN,
-        help="equivalence margin of test accuracy for TOST (default %(default)s)",
+        default=MARGIN * 100,
+        help="equivalence margin in points of test accuracy: the smallest effect that matters (default %(default)g)",
     )
+    parser.add_argument(
+        "--compare",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("CELL_A", "CELL_B"),
+        help="a planned comparison, cells as the report labels them (e.g. my_cnn/relu cnn3_bn/relu); repeatable",
+    )
+    parser.add_argument("--questions", type=Path, default=None, help="a YAML list of planned comparisons (see above)")
     args = parser.parse_args(argv)
     if not args.results_dir.is_dir():
         sys.exit(f"error: results_dir {args.results_dir} is not a folder")
-    if not 0 < args.margin < 1:
-        sys.exit(
-            f"error: --margin={args.margin} is not allowed: a number between 0 and 1 (a difference of test accuracy)"
-        )
-    report, data = aggregate(args.results_dir, args.out, args.published, args.margin)
+    check_margin(args.margin)
+    questions = [Question(a, b) for a, b in args.compare]
+    questions += read_questions(args.questions) if args.questions else []
+    report, data = aggregate(args.results_dir, args.out, args.published, args.margin / 100, questions)
     for problem in data.corrupt + data.duplicates:
         print(f"warning: {problem}", file=sys.stderr)
     failed = data.runs[data.runs["status"] != "ok"]

@@ -104,8 +104,8 @@ def test_aggregate_writes_consistent_tables_figures_and_report(results, tmp_path
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
     text = report.read_text()
     assert (
-        "6 run records in 3 cells (a cell: one config, its seeds aside): 5 ok (1 of them collapsed to one class), 1 failed, 0 diverged; 1 corrupt records; 2 run folders without a record"
-        in text
+        "6 run records in 3 cells (a cell: one config, its seeds aside): 5 ok (1 of them collapsed to one class), 1 "
+        "failed, 0 diverged; 1 corrupt records; 2 run folders without a record" in text
     )
     assert "fcnn/relu/seed=0`: failed: RuntimeError" in text and "corrupt record:" in text
     assert "![accuracy](figures/accuracy.png)" in text

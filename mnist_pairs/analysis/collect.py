@@ -1,8 +1,9 @@
 """Records -> tables: one row per run, one row per run and epoch, and each run's per-pair test
 outcomes. Runs are grouped into **cells** by their identity without the seed
-(``records.cell_hash``): runs of one cell differ only in their seed, and runs of two cells are never
-pooled, whatever their model, activation and variant say (a parent folder holding a benchmark and a
-smoke grid, or records of an old and a new default, gives separate cells with distinct labels)."""
+(``records.cell_hash``) and the mnist_pairs version that wrote them: runs of one cell differ only in
+their seed, and runs of two cells are never pooled, whatever their model, activation and variant
+say (a parent folder holding a benchmark and a smoke grid, records of an old and a new default, or
+runs of two code versions give separate cells with distinct labels)."""
 
 from __future__ import annotations
 
@@ -114,18 +115,21 @@ def history_rows(rec: records.RunRecord, ident: dict[str, Any]) -> list[dict[str
 
 
 def unique_labels(cells: dict[str, dict[str, Any]]) -> dict[str, str]:
-    """A readable, unique label per cell hash: ``model/activation[ variant]``, then the experiment
-    name where two cells share that, then a short hash where they still do."""
+    """A readable, unique label per cell key (identity hash and code version):
+    ``model/activation[ variant]``, then the experiment name where cells sharing that differ in it,
+    then the mnist_pairs version where they still share a label and differ in it, then a short hash."""
     base = {
         h: f"{c['model']}/{c['activation']}" + (f" {c['variant']}" if c["variant"] else "") for h, c in cells.items()
     }
     labels = {}
     for h, label in base.items():
         twins = [o for o, other in base.items() if other == label]
+        for key, show in (("experiment", "{}"), ("version", "mnist_pairs {}")):
+            if len({cells[o][key] for o in twins}) > 1:
+                label += f" [{show.format(cells[h][key])}]"
+                twins = [o for o in twins if cells[o][key] == cells[h][key]]
         if len(twins) > 1:
-            label += f" [{cells[h]['experiment']}]"
-            if len({cells[o]["experiment"] for o in twins}) < len(twins):
-                label += f" #{h[:6]}"
+            label += f" #{h[:6]}"
         labels[h] = label
     return labels
 
@@ -134,18 +138,22 @@ STATUS_RANK = {"ok": 0, "diverged": 1, "failed": 2}  # which of two records of o
 
 
 def mixed_sources(rows: list[dict[str, Any]], labels: dict[str, str]) -> list[str]:
-    """Cells whose runs came from different code versions or data roots: the identity hash leaves
-    both out (the data root is a path, the version a label), so they pool; say so."""
-    out = []
+    """One config run by several code versions (kept apart as cells, named here), and cells whose
+    runs came from different data roots (a path: the same files may sit at two, so they pool; the
+    pairing check compares the test pairs the runs drew)."""
     table = pd.DataFrame(rows)
-    for key, what in (("version", "mnist_pairs versions"), ("data_root", "data roots")):
-        values = table.groupby("cell_hash")[key].unique()
-        out += [
-            f"{labels[cell]}: runs from {len(v)} {what} ({', '.join(map(str, v))})"
-            for cell, v in values.items()
-            if len(v) > 1
-        ]
-    return out
+    out = [
+        f"one config run by {len(keys)} mnist_pairs versions, kept apart as cells: "
+        + ", ".join(repr(labels[k]) for k in keys)
+        for keys in table.groupby("cell_hash")["_key"].unique()
+        if len(keys) > 1
+    ]
+    roots = table.groupby("_key")["data_root"].unique()
+    return out + [
+        f"{labels[key]}: runs from {len(v)} data roots ({', '.join(map(str, v))})"
+        for key, v in roots.items()
+        if len(v) > 1
+    ]
 
 
 def collect(results_dir: Path) -> Collected:
@@ -166,22 +174,25 @@ def collect(results_dir: Path) -> Collected:
             continue
         config = rec["config"]
         cell = records.cell_hash(config)
+        version = str(rec["versions"].get("mnist_pairs", "?"))
+        key = f"{cell}:{version}"  # one config run by two code versions: two cells
         ident = {
             "model": rec["model"],
             "activation": rec["activation"],
             "variant": rec["variant"],
             "experiment": str(config.get("experiment_name", "")),
         }
-        cells.setdefault(cell, ident)
-        configs.setdefault(cell, {k: v for k, v in config.items() if k != "seed"})
+        cells.setdefault(key, {**ident, "version": version})
+        configs.setdefault(key, {k: v for k, v in config.items() if k != "seed"})
         metrics = rec["metrics"] or {}
         if pairs is not None:
             outcomes[len(rows)] = pairs
-        history[len(rows)] = history_rows(rec, {**ident, "cell_hash": cell, "seed": rec["seed"]})
+        history[len(rows)] = history_rows(rec, {**ident, "cell_hash": cell, "_key": key, "seed": rec["seed"]})
         rows.append(
             {
                 **ident,
                 "cell_hash": cell,
+                "_key": key,
                 "seed": rec["seed"],
                 **{k: rec[k] for k in ("status", "error", "n_params", "train_time_s", "device", "device_name")},
                 **{k: metrics.get(k, math.nan) for k in METRICS},
@@ -189,7 +200,7 @@ def collect(results_dir: Path) -> Collected:
                 "has_pairs": pairs is not None,
                 "path": str(path.parent.relative_to(results_dir)),
                 "finished_at": rec["finished_at"],
-                "version": rec["versions"].get("mnist_pairs", "?"),
+                "version": version,
                 "data_root": setting(config, "data.root", "?"),
             }
         )
@@ -202,13 +213,13 @@ def collect(results_dir: Path) -> Collected:
     )  # killed or running (every seed of a batch)
     labels = unique_labels(cells)
     warnings = mixed_sources(rows, labels) if rows else []
-    runs = pd.DataFrame(rows, columns=[*(c for c in RUN_COLUMNS if c != "cell"), "finished_at"])
-    runs.insert(0, "cell", runs["cell_hash"].map(labels))
+    runs = pd.DataFrame(rows, columns=[*(c for c in RUN_COLUMNS if c != "cell"), "finished_at", "_key"])
+    runs.insert(0, "cell", runs["_key"].map(labels))
     # of two records of one cell and seed, the finished (then latest) one counts
     order = runs.assign(rank=runs["status"].map(STATUS_RANK).fillna(3)).sort_values(
         ["rank", "finished_at"], ascending=[True, False], kind="stable"
     )
-    first = ~order.duplicated(["cell_hash", "seed"])
+    first = ~order.duplicated(["_key", "seed"])
     kept = sorted(order.index[first])
     duplicates = [
         f"{r.path}: a second record of {r.cell} seed={r.seed} ({r.status}; not counted)"
@@ -216,14 +227,14 @@ def collect(results_dir: Path) -> Collected:
     ]
     history_table = pd.DataFrame([row for i in kept for row in history[i]])
     if not history_table.empty:
-        history_table.insert(0, "cell", history_table["cell_hash"].map(labels))
+        history_table.insert(0, "cell", history_table.pop("_key").map(labels))
     return Collected(
-        runs=runs.loc[kept].drop(columns="finished_at").reset_index(drop=True),
+        runs=runs.loc[kept].drop(columns=["finished_at", "_key"]).reset_index(drop=True),
         history=history_table,
         corrupt=corrupt,
         incomplete=incomplete,
         duplicates=duplicates,
         warnings=warnings,
         configs={labels[c]: v for c, v in configs.items()},
-        pairs={(labels[rows[i]["cell_hash"]], rows[i]["seed"]): outcomes[i] for i in kept if i in outcomes},
+        pairs={(labels[rows[i]["_key"]], rows[i]["seed"]): outcomes[i] for i in kept if i in outcomes},
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -162,7 +163,8 @@ def versus_published(comparison: pd.DataFrame, path: Path) -> Path:
 
 def ranking(table: pd.DataFrame, significance: pd.DataFrame, path: Path, note: str) -> Path:
     """A critical-difference diagram (scikit-posthocs): each cell at its mean rank over the seeds;
-    a bar joins cells that no pairwise test tells apart (``significance``: Holm-corrected p)."""
+    a bar over cells where ``significance`` (``paired.cd_matrix``: 1 = may be joined) joins every
+    two of them."""
     fig, ax = plt.subplots(figsize=(11, 0.28 * len(table) + 2.5))
     ranks = table.set_index("cell")["mean_rank"]
     sp.critical_difference_diagram(
@@ -173,7 +175,7 @@ def ranking(table: pd.DataFrame, significance: pd.DataFrame, path: Path, note: s
         label_fmt_left="{label} ({rank:.1f})",
         label_fmt_right="({rank:.1f}) {label}",
     )
-    ax.set_title(f"Mean rank over seeds (1 = best test accuracy). {note}", fontsize=9)
+    ax.set_title(textwrap.fill(f"Mean rank over seeds (1 = best test accuracy). {note}", 130), fontsize=9)
     return _save(fig, path)
 
 
