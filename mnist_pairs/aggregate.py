@@ -26,6 +26,7 @@ import yaml
 
 from mnist_pairs.analysis import errors, figures, paired
 from mnist_pairs.analysis.collect import Collected, collect
+from mnist_pairs.analysis.decisions import read_decisions
 from mnist_pairs.analysis.ledger import record_look
 from mnist_pairs.analysis.paired import Question
 from mnist_pairs.analysis.published import MARGIN, beyond_table, compare_with_published, published
@@ -76,6 +77,7 @@ def analyse(
         near_equal=errors.near_equal_share(by_diff),
         beyond=beyond_table(summary, reference, REPORT_ORDER),
         margin=margin,
+        decisions=read_decisions(results_dir),
     )
 
 
@@ -94,6 +96,7 @@ def write_tables(a: Analysis, tables: Path) -> None:
         "history": a.data.history,
         "summary": a.summary,
         "findings": findings_table(a),
+        "decisions": a.decisions,
         "pairwise": a.pairwise,
         "ranking": a.ranking,
         "published_comparison": a.comparison,

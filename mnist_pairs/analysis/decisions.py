@@ -63,7 +63,7 @@ def section(table: pd.DataFrame) -> list[str]:
         diff = f"{r.diff_pts:+.2f}" if pd.notna(r.diff_pts) else ""
         margin = f"±{r.margin_pts:g}" if pd.notna(r.margin_pts) else "none"
         lines.append(
-            f"| {r.question} | {r.a} | {r.b} | {r.verdict} | {int(r.n)} of {int(r.max_seeds)} | {diff} | {ci} | {margin} | "
-            f"{r.alpha:.3g} |"
+            f"| {r.question} | {r.a} | {r.b} | {r.verdict} | {int(r.n)} of {int(r.max_seeds)} | {diff} | {ci} "
+            f"| {margin} | {r.alpha:.3g} |"
         )
     return [*lines, ""]

@@ -9,6 +9,7 @@ from typing import Any
 
 import pandas as pd
 
+from mnist_pairs.analysis import decisions
 from mnist_pairs.analysis.collect import Collected
 from mnist_pairs.analysis.paired import MCNEMAR, MIN_SEEDS, differing_counts
 from mnist_pairs.analysis.published import ALPHA, MARGIN, MARGIN_REASON
@@ -37,6 +38,7 @@ class Analysis:
     margin: float
     figures: dict[str, Path] = field(default_factory=dict)
     looks: dict[str, list[int]] = field(default_factory=dict)  # cells aggregated before with fewer seeds
+    decisions: pd.DataFrame = field(default_factory=pd.DataFrame)  # python -m mnist_pairs.decide's questions
 
 
 def markdown_table(df: pd.DataFrame, digits: int = 4) -> str:
@@ -456,6 +458,7 @@ def write_report(a: Analysis, out: Path) -> Path:
         header(a),
         looks_section(a),
         planned_section(a),
+        decisions.section(a.decisions),
         findings_section(a),
         summary_section(a),
         figures_section(a, out),
