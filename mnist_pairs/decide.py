@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import re
 import shlex
 import subprocess
@@ -137,7 +138,8 @@ def side(overrides: tuple[str, ...], shared: list[str]) -> tuple[Side, Path]:
 
 
 def scores(results_dir: Path, cells: set[str]) -> dict[str, dict[int, float]]:
-    """Test accuracy by seed of every finished run of ``cells`` in the folder."""
+    """Test accuracy by seed of every run of ``cells`` in the folder: NaN for a run that failed or
+    diverged (a lost seed)."""
     out: dict[str, dict[int, float]] = {c: {} for c in cells}
     for path in results_dir.rglob(records.RECORD_FILE):
         try:
@@ -145,26 +147,28 @@ def scores(results_dir: Path, cells: set[str]) -> dict[str, dict[int, float]]:
         except Exception:  # corrupt records are the aggregation's to report
             continue
         metrics = record.get("metrics") or {}
-        if record.get("status") != "ok" or "test_acc" not in metrics:
-            continue
         cell = records.cell_hash(record["config"])
         if cell in out:
-            out[cell][int(record["seed"])] = float(metrics["test_acc"])
+            ok = record.get("status") == "ok" and "test_acc" in metrics
+            out[cell][int(record["seed"])] = float(metrics["test_acc"]) if ok else math.nan
     return out
 
 
 def paired_points(a: dict[int, float], b: dict[int, float], budget: int) -> tuple[list[int], list[float]]:
     """The seeds below the budget that both sides finished, in order, and a - b in points."""
-    seeds = sorted(s for s in set(a) & set(b) if 0 <= s < budget)
+    seeds = sorted(s for s in set(a) & set(b) if 0 <= s < budget and not math.isnan(a[s] - b[s]))
     return seeds, [100.0 * (a[s] - b[s]) for s in seeds]
 
 
 def seeds_for_next_look(plan: Plan, paired: list[int], a: dict[int, float], b: dict[int, float]) -> int:
-    """How many seeds (0..n-1) both sides must have run for the next planned look: its size plus the
-    seeds already lost to a side without a finished run, within the budget."""
+    """How many seeds (0..n-1) both sides must run for the next planned look: its size plus the seeds
+    lost to a run that failed or diverged on either side, within the budget."""
     target = next((n for n in plan.looks() if n > len(paired)), plan.max_seeds)
-    ran = max(a.keys() | b.keys(), default=-1) + 1
-    return min(target + max(ran - len(paired), 0), plan.max_seeds)
+    lost = {s for side in (a, b) for s, acc in side.items() if math.isnan(acc)}
+    n = target
+    while n < plan.max_seeds and n - len({s for s in lost if s < n}) < target:
+        n += 1
+    return n
 
 
 def mde(n: int, sd: float, alpha: float) -> float:

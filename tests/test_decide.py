@@ -149,3 +149,20 @@ def test_the_aggregation_reads_every_decision_file(tmp_path):
     text = "\n".join(section(table.reset_index()))
     assert f"| q1 | cnn3/relu | fcnn/relu | higher | {looks[-1].n} of 20 |" in text
     assert section(read_decisions(tmp_path / "none")) == []
+
+
+def test_the_next_look_asks_for_its_seeds_and_replaces_lost_ones_only():
+    import math
+
+    from mnist_pairs.analysis.sequential import Plan
+    from mnist_pairs.decide import paired_points, seeds_for_next_look
+
+    plan = Plan(alpha=0.05, margin=1.0, step=5, max_seeds=20)
+    a = {s: 0.8 for s in range(15)}  # one side already ran more seeds (another question): none is lost
+    b = {s: 0.7 for s in range(10)}
+    assert seeds_for_next_look(plan, paired_points(a, b, 20)[0], a, b) == 15
+    b[3] = math.nan  # a failed run: the look at 10 pairs needs seed 10 too
+    seeds, diffs = paired_points(a, b, 20)
+    assert len(seeds) == 9 and 3 not in seeds and diffs[0] == pytest.approx(10.0)
+    assert seeds_for_next_look(plan, seeds, a, b) == 11
+    assert seeds_for_next_look(plan, list(range(19)), a, {**b, 19: math.nan}) == 20  # never past the budget
