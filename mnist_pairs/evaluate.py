@@ -16,11 +16,11 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from mnist_pairs.config import _fail, resolve_device, validate
-from mnist_pairs.data import DataError
-from mnist_pairs.engine import score
-from mnist_pairs.runs import LoadedRun, load_run
+from mnist_pairs.config.checks import _fail, resolve_device, validate
+from mnist_pairs.results.runs import LoadedRun, load_run
 from mnist_pairs.train import load_pairs
+from mnist_pairs.training.data import DataError
+from mnist_pairs.training.engine import score
 
 OVERRIDABLE = ("seed", "data.n_test", "data.root", "data.download", "data.cache_dir", "device.type")
 USAGE = "usage: python -m mnist_pairs.evaluate <run_dir> [" + "=... ".join(OVERRIDABLE) + "=...]"

@@ -27,28 +27,19 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 import mnist_pairs
-from mnist_pairs import records, track
-from mnist_pairs.augment import AugmentSettings, augment
-from mnist_pairs.config import ConfigError, resolve_device, task_config, use_channels_last, validate
-from mnist_pairs.data import DataError, Pairs, make_pairs, split_validation
-from mnist_pairs.engine import Augmenter, DivergedError, FitResult, TrainSettings, evaluate, fit, score
+from mnist_pairs.config.checks import ConfigError, resolve_device, task_config, use_channels_last, validate
+from mnist_pairs.config.preflight import check_command_line, check_data, seed_batch_dirs
 from mnist_pairs.models import build_model
-from mnist_pairs.preflight import check_data, seed_batch_dirs
-from mnist_pairs.progress import record_outcome
-from mnist_pairs.runs import save_weights
-from mnist_pairs.seeding import generator, stream_seed
-from mnist_pairs.vectorize import StackedModels, fit_stacked
+from mnist_pairs.results import records, track
+from mnist_pairs.results.progress import record_outcome
+from mnist_pairs.results.runs import save_weights
+from mnist_pairs.training.augment import AugmentSettings, augment
+from mnist_pairs.training.data import DataError, Pairs, make_pairs, split_validation
+from mnist_pairs.training.engine import Augmenter, DivergedError, FitResult, TrainSettings, evaluate, fit, score
+from mnist_pairs.training.seeding import generator, stream_seed
+from mnist_pairs.training.vectorize import StackedModels, fit_stacked
 
 log = logging.getLogger("mnist_pairs.train")
-
-
-def run_subdir(model: str, activation: str, seed: Any, variant: str = "") -> str:
-    """A run's directory below its experiment: model/activation[/variant]/seed=N. ``variant`` is
-    Hydra's override_dirname of the keys that are not already in the path."""
-    return "/".join(p for p in (model, activation, variant, f"seed={seed}") if p)
-
-
-OmegaConf.register_new_resolver("run_subdir", run_subdir, replace=True)
 
 
 def library_versions() -> dict[str, str]:
@@ -333,7 +324,7 @@ def run_seeds_in_turn(cfgs: dict[int, DictConfig], run_dirs: dict[int, Path], va
 
 def run_seed_batch(cfg: DictConfig, run_dirs: dict[int, Path], variant: str = "") -> list[records.RunRecord]:
     """``run`` for several seeds of one config: with ``device.vectorize`` > 1 trained at once
-    (mnist_pairs.vectorize), else one after another. One record per seed in its own folder, of the
+    (mnist_pairs.training.vectorize), else one after another. One record per seed in its own folder, of the
     same form as a run alone. Seeds with a finished record are skipped; one seed left is simply
     ``run``."""
     cfgs = {seed: seed_config(cfg, seed) for seed in run_dirs}
@@ -452,5 +443,11 @@ def main(cfg: DictConfig) -> float | None:
     return mean_objective(done)
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """``python -m mnist_pairs.train``: the hydra node checked, then Hydra's run or multirun."""
+    check_command_line(sys.argv[1:])
     main()
+
+
+if __name__ == "__main__":
+    cli()

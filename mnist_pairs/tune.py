@@ -18,9 +18,9 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from mnist_pairs import records
 from mnist_pairs.config import CONF_DIR, compose_config
-from mnist_pairs.records import flatten
+from mnist_pairs.results import records
+from mnist_pairs.results.records import flatten
 from mnist_pairs.train import mean_objective
 
 # Keys a tuned config never carries: where and how a run ran, which seed, what it monitored, and

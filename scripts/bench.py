@@ -26,12 +26,13 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from torch.utils.flop_counter import FlopCounterMode
 
 from mnist_pairs.analysis.stats import welch
-from mnist_pairs.config import compose_config, resolve_device, use_channels_last
-from mnist_pairs.data import Pairs
-from mnist_pairs.engine import TrainSettings, autocast, evaluate, fit, objective, synchronize
-from mnist_pairs.seeding import generator
+from mnist_pairs.config import compose_config
+from mnist_pairs.config.checks import resolve_device, use_channels_last
 from mnist_pairs.train import build_model, run, seed_config
-from mnist_pairs.vectorize import StackedModels, fit_stacked
+from mnist_pairs.training.data import Pairs
+from mnist_pairs.training.engine import TrainSettings, autocast, evaluate, fit, objective, synchronize
+from mnist_pairs.training.seeding import generator
+from mnist_pairs.training.vectorize import StackedModels, fit_stacked
 
 
 def benchmark_grid() -> Counter:

@@ -6,7 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from mnist_pairs.config import CONF_DIR, ConfigError, compose_config, validate
+from mnist_pairs.config import CONF_DIR, compose_config
+from mnist_pairs.config.checks import ConfigError, validate
 from mnist_pairs.train import build_model
 from tests.conftest import ACTIVATIONS, MODELS
 
@@ -169,7 +170,7 @@ def test_keys_outside_a_runs_identity_stay_out_of_its_folder_name():
     """A key that does not change results (records.NON_IDENTITY_KEYS) must not change the run's
     folder either: Hydra's override_dirname must exclude it, and each device.* and tracking.* key
     by name."""
-    from mnist_pairs.records import NON_IDENTITY_KEYS
+    from mnist_pairs.results.records import NON_IDENTITY_KEYS
 
     cfg = compose_config(hydra=True)
     excluded = set(cfg.hydra.job.config.override_dirname.exclude_keys)

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from mnist_pairs import records
-from mnist_pairs.config import ConfigError
+from mnist_pairs.config.checks import ConfigError
+from mnist_pairs.results import records
 from mnist_pairs.train import run, run_seed_batch, seed_config
 from tests.conftest import ROOT, run_cli, training_crashes
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from mnist_pairs import records
+from mnist_pairs.results import records
 from tests.conftest import ROOT, run_cli
 
 GRIDS = (
@@ -155,7 +155,7 @@ def test_joblib_launcher_gives_the_same_numbers_as_sequential(tmp_path, syntheti
 
 
 def test_eta_weighs_remaining_jobs_by_their_model():
-    from mnist_pairs.progress import estimate_remaining
+    from mnist_pairs.results.progress import estimate_remaining
 
     models = ["big"] * 2 + ["small"] * 4 + ["new"]
     done = [("ok", "big", 100.0), ("skipped", "small", 0.1), ("ok", "small", 2.0)]

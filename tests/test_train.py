@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from mnist_pairs import records
-from mnist_pairs.data import make_pairs
-from mnist_pairs.engine import DivergedError, TrainSettings, fit
 from mnist_pairs.models import FCNN
-from mnist_pairs.seeding import generator
+from mnist_pairs.results import records
 from mnist_pairs.train import run
+from mnist_pairs.training.data import make_pairs
+from mnist_pairs.training.engine import DivergedError, TrainSettings, fit
+from mnist_pairs.training.seeding import generator
 from tests.conftest import run_cli
 
 SMALL = ("data.n_train=200", "data.n_test=100", "train.epochs=3", "train.batch_size=50")

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from mnist_pairs import records
-from mnist_pairs.config import ConfigError, validate
+from mnist_pairs.config.checks import ConfigError, validate
+from mnist_pairs.results import records
 from mnist_pairs.train import build_model, run, run_seed_batch, seed_config
-from mnist_pairs.vectorize import StackedModels
+from mnist_pairs.training.vectorize import StackedModels
 from tests.conftest import run_cli
 
 SEEDS = [3, 4, 5]

@@ -4,11 +4,11 @@ The report's benchmark is not one cartesian product (8 basic models x 3 activati
 plus 5 advanced models x ReLU x 10 seeds), so ``grids`` lists several products; ``params`` and the
 command line apply to every grid (the command line wins). Before launching, every job's config is
 composed and validated, so a bad value stops the sweep before any training; then the sweep's
-progress session is started (see mnist_pairs.progress). Runs whose folder already holds their
+progress session is started (see mnist_pairs.results.progress). Runs whose folder already holds their
 finished record are not launched at all (a resumed sweep launches only what is missing). After the
 launch, runs without a finished record are named and the sweep exits non-zero. With
 ``tracking=mlflow`` the store and experiment are created while the sweep is validated and the
-sweep's folder is exported once its jobs are done (mnist_pairs.track.prepare_sweep, export_sweep).
+sweep's folder is exported once its jobs are done (mnist_pairs.results.track.prepare_sweep, export_sweep).
 
 ``warm_up`` (joblib launcher only; default true): start the worker processes, and let each import
 torch, read MNIST and open the device, while the parent validates the jobs. On a GPU a worker's
@@ -94,14 +94,14 @@ class GridSweeper(BasicSweeper):
 
     def validate_jobs(self, jobs: Sequence[Sequence[str]]) -> tuple[list[str], list[int]]:
         """Compose and check every job as a single run is checked before Hydra makes its folder
-        (mnist_pairs.preflight: the config, the model's dry run once per distinct model config,
+        (mnist_pairs.config.preflight: the config, the model's dry run once per distinct model config,
         the data once per data folder, the run folder of a job of several seeds); exit with one
         line naming the first bad value. Returns the model name of every job (for the progress
         estimate) and how many of its seeds one job takes: ``device.vectorize`` when > 1 (trained
         at once), else ``device.seeds_per_job``."""
-        from mnist_pairs.config import ConfigError, validate, validate_seed
-        from mnist_pairs.data import DataError
-        from mnist_pairs.preflight import check_folder_and_data, one_line
+        from mnist_pairs.config.checks import ConfigError, validate, validate_seed
+        from mnist_pairs.config.preflight import check_folder_and_data, one_line
+        from mnist_pairs.training.data import DataError
 
         models: list[str] = []
         per_job: list[int] = []
@@ -158,8 +158,8 @@ class GridSweeper(BasicSweeper):
     def run_records(self, jobs: Sequence[Sequence[str]]) -> Iterator[tuple[bool, Path, str, dict[str, Any] | None]]:
         """(force, run folder, identity hash, finished record or None) of every job, worked out as
         Hydra's run_job and the job do them."""
-        from mnist_pairs import records
-        from mnist_pairs.config import task_config
+        from mnist_pairs.config.checks import task_config
+        from mnist_pairs.results import records
 
         with self.hydra_config() as set_config:
             for overrides in jobs:
@@ -212,7 +212,7 @@ class GridSweeper(BasicSweeper):
         hash, no ``force``): such a job would only skip its run (mnist_pairs.train.run), so the
         sweep does not launch it, and under SLURM does not submit it. A record of another identity
         is left to the job, which sets it aside and redoes the run."""
-        from mnist_pairs import records
+        from mnist_pairs.results import records
 
         if not any(sweep_dir.rglob(records.RECORD_FILE)):
             return [False] * len(jobs)
@@ -241,7 +241,7 @@ class GridSweeper(BasicSweeper):
     @staticmethod
     def why_unfinished(run_dir: Path, ident: str, finished: dict[str, Any] | None) -> str | None:
         """None for a run that finished (ok or diverged, this config); else why not, in a few words."""
-        from mnist_pairs import records
+        from mnist_pairs.results import records
 
         if finished is not None and finished["config_hash"] == ident:
             return None
@@ -275,7 +275,7 @@ class GridSweeper(BasicSweeper):
         """``validate_jobs`` for the whole sweep, the joblib workers warming up and (tracking=mlflow)
         the store and experiment being created meanwhile, once the first job passed: a bad value
         common to all jobs starts no worker and writes no store."""
-        from mnist_pairs import track
+        from mnist_pairs.results import track
 
         tic = time.perf_counter()
         models, per_job = self.validate_jobs(jobs[:1])
@@ -294,8 +294,8 @@ class GridSweeper(BasicSweeper):
         return models + more_models, per_job + more_per_job
 
     def sweep(self, arguments: list[str]) -> Any:
-        from mnist_pairs import track
-        from mnist_pairs.progress import record_outcome, start_session
+        from mnist_pairs.results import track
+        from mnist_pairs.results.progress import record_outcome, start_session
 
         assert self.config is not None and self.launcher is not None
         jobs = self.job_overrides(arguments)

@@ -2,9 +2,9 @@
 
 Hydra already rejects unknown group choices (model=..., activation=..., device=...) with its list
 of options; this module checks the values inside the groups, the `_target_`s YAML may name (on
-the object they name: mnist_pairs.targets), the arguments each target gets (against its
-constructor's type hints: mnist_pairs.targets too), and that the model can be built and trained (a dry run on the meta
-device: mnist_pairs.dryrun). ``compose_config`` (mnist_pairs.compose, re-exported here) composes
+the object they name: mnist_pairs.config.targets), the arguments each target gets (against its
+constructor's type hints: mnist_pairs.config.targets too), and that the model can be built and trained (a dry run on the meta
+device: mnist_pairs.config.dryrun). ``compose_config`` (mnist_pairs.config.compose, re-exported here) composes
 conf/ outside the CLI (scripts, tests) as the CLI would."""
 
 from __future__ import annotations
@@ -19,10 +19,9 @@ import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from mnist_pairs.compose import CONF_DIR, compose_config  # noqa: F401 (their home before compose.py)
-from mnist_pairs.data import SCALES, SPLIT_SIZES
-from mnist_pairs.records import setting
-from mnist_pairs.targets import TargetError, check_targets
+from mnist_pairs.config.targets import TargetError, check_targets
+from mnist_pairs.results.records import setting
+from mnist_pairs.training.data import SCALES, SPLIT_SIZES
 
 DEVICE_TYPES = ("auto", "cpu", "cuda")
 MONITOR_MODES = ("batches", "train_mode_forward")
@@ -218,7 +217,7 @@ def _validate_selection_and_augmentation(cfg: DictConfig) -> None:
 
 
 def _validate_vectorize(cfg: DictConfig) -> None:
-    """device.vectorize trains several seeds at once; it supports what mnist_pairs.vectorize does."""
+    """device.vectorize trains several seeds at once; it supports what mnist_pairs.training.vectorize does."""
     k = _int(cfg, "device.vectorize", 1, allowed="an integer >= 1 (1 = one seed per run)")
     _int(cfg, "device.seeds_per_job", 1, allowed="an integer >= 1 (seeds run one after another in one job)")
     batch = OmegaConf.select(cfg, "device.seed_batch", default=None)
@@ -290,7 +289,7 @@ def validate(cfg: DictConfig) -> None:
     """Raise ConfigError on the first value that is not allowed. Nothing is instantiated before
     every ``_target_`` passed; the model is then built once per distinct config (cached), on the
     meta device: no memory, no time."""
-    from mnist_pairs import dryrun  # imports the training engine: after the plain checks' imports
+    from mnist_pairs.config import dryrun  # imports the training engine: after the plain checks' imports
 
     config = task_config(cfg)
     _validate_interpolations(cfg)

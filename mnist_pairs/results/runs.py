@@ -1,7 +1,7 @@
 """A run's trained model: built from its config, its weights saved beside its record
 (``train.save_model``), and rebuilt from the two by ``load_run``.
 
-    from mnist_pairs.runs import load_run
+    from mnist_pairs.results.runs import load_run
     run = load_run("outputs/beyond/siamese_lenet_mlp/relu/tuned=siamese_lenet_mlp-none/seed=0")
     logits = run.model(x)          # x: [n, 2, 14, 14], scaled as run.config.data.scale says
 
@@ -17,11 +17,11 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from mnist_pairs import records
-from mnist_pairs.config import use_channels_last
-from mnist_pairs.data import Pairs
+from mnist_pairs.config.checks import use_channels_last
+from mnist_pairs.config.targets import TargetError, check_targets
 from mnist_pairs.models import build_model
-from mnist_pairs.targets import TargetError, check_targets
+from mnist_pairs.results import records
+from mnist_pairs.training.data import Pairs
 
 WEIGHTS_FILE = "model.pt"
 WEIGHTS_FORMAT = 1

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mnist_pairs.data import Pairs
+from mnist_pairs.training.data import Pairs
 
 EVAL_CHUNK = 2000
 
@@ -39,7 +39,7 @@ class TrainSettings:
 
 
 Augmenter = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
-"""(images, digits) of a mini-batch -> augmented (images, target, digits); see mnist_pairs.augment."""
+"""(images, digits) of a mini-batch -> augmented (images, target, digits); see mnist_pairs.training.augment."""
 
 
 @dataclass
