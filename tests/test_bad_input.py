@@ -1,7 +1,7 @@
 """Bad input, systematically: every key of the composed config (walked, so a new key is covered
 without editing this file) gets wrong types, out-of-range, empty and hostile values, and each must
 give a clean run or one line naming the key, the value and what is allowed. In-process through
-the real checks a run passes before Hydra makes its folder (mnist_pairs.config.preflight), accepted
+the real checks a run passes before Hydra makes its folder (mnist_pairs.config.callbacks), accepted
 values through a real run; then hostile YAML files, and a few cases through the real CLI (no
 traceback, no run folder, no record)."""
 
@@ -20,11 +20,11 @@ from hypothesis import strategies as st
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from mnist_pairs.config import compose_config
-from mnist_pairs.config.checks import ConfigError
-from mnist_pairs.config.preflight import check_run
+from mnist_pairs.config.callbacks import check_run
+from mnist_pairs.config.schema import ConfigError
 from mnist_pairs.results import records
-from mnist_pairs.train import run
 from mnist_pairs.training.data import DataError
+from mnist_pairs.training.run import run
 from tests.conftest import run_cli
 
 # One model of each family (and the nested branch of a Siamese net), so that every model key is walked.
@@ -94,7 +94,7 @@ def with_value(cfg: DictConfig, key: str, value: Any) -> DictConfig:
 
 
 def judge(cfg: DictConfig) -> str | None:
-    """The one line the checks before a run give (mnist_pairs.config.preflight.check_run: what the CLI
+    """The one line the checks before a run give (mnist_pairs.config.callbacks.check_run: what the CLI
     runs before Hydra makes the run's folder), or None when they accept it; anything but a
     ConfigError or DataError escapes and fails the test."""
     try:

@@ -9,12 +9,14 @@ from omegaconf import OmegaConf
 
 from mnist_pairs import tune
 from mnist_pairs.config import compose_config
+from mnist_pairs.config.schema import AugmentSettings, TrainSettings
 from mnist_pairs.results import records
-from mnist_pairs.train import run, tuning_objective
-from mnist_pairs.training.augment import AugmentSettings, augment
+from mnist_pairs.training.augment import augment
 from mnist_pairs.training.data import Pairs, split_validation
-from mnist_pairs.training.engine import TrainSettings, lr_scheduler
+from mnist_pairs.training.engine import lr_scheduler
+from mnist_pairs.training.run import run
 from mnist_pairs.training.seeding import generator
+from mnist_pairs.tune import tuning_objective
 from tests.conftest import run_cli
 
 

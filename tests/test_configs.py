@@ -7,8 +7,9 @@ import torch
 from torch import nn
 
 from mnist_pairs.config import CONF_DIR, compose_config
-from mnist_pairs.config.checks import ConfigError, validate
-from mnist_pairs.train import build_model
+from mnist_pairs.config.checks import validate
+from mnist_pairs.config.schema import ConfigError
+from mnist_pairs.models import build_model
 from tests.conftest import ACTIVATIONS, MODELS
 
 # Parameter counts of our implementation of the report's text (PROTOCOL.md gives the authors').
@@ -177,3 +178,39 @@ def test_keys_outside_a_runs_identity_stay_out_of_its_folder_name():
     tracking = compose_config("tracking=mlflow").tracking
     expected = {*NON_IDENTITY_KEYS, *(f"device.{key}" for key in cfg.device), *(f"tracking.{key}" for key in tracking)}
     assert expected <= excluded, sorted(expected - excluded)
+
+
+def test_the_key_table_of_the_docs_is_the_schemas():
+    """docs/configuration.md's table is written from the schema (python -m mnist_pairs.keys --write)."""
+    from mnist_pairs.keys import DOC, with_table
+
+    text = DOC.read_text()
+    assert with_table(text) == text, "python -m mnist_pairs.keys --write"
+
+
+@pytest.mark.parametrize("group", ["data", "train", "device", "augment", "tracking", "optimizer"])
+def test_every_plain_key_of_every_preset_is_in_the_schema(group):
+    """A group's keys are the schema's, whichever preset composes it (no key lives in YAML only)."""
+    from mnist_pairs.config.schema import key_table
+
+    documented = {row["key"] for row in key_table()}
+    presets = [p.stem for p in (CONF_DIR / group).glob("*.yaml")] if (CONF_DIR / group).is_dir() else []
+    for choice in [None, *presets]:
+        cfg = compose_config(*([f"{group}={choice}"] if choice else []))
+        keys = {f"{group}.{k}" for k in cfg[group] if not str(k).startswith("_")}
+        assert keys <= documented, (choice, keys - documented)
+
+
+@pytest.mark.parametrize("launcher", ["basic", "joblib", "slurm", "submitit_local"])
+@pytest.mark.parametrize("sweeper", ["grid", "optuna"])
+def test_what_hydra_instantiates_for_each_launcher_and_sweeper_passes_the_allowlist(launcher, sweeper):
+    from hydra.core.hydra_config import HydraConfig
+
+    from mnist_pairs.config.targets import check_hydra_node
+
+    cfg = compose_config(f"launcher={launcher}", f"sweeper={sweeper}", hydra=True)
+    HydraConfig.instance().set_config(cfg)
+    try:
+        check_hydra_node(cfg.hydra)
+    finally:
+        HydraConfig.instance().cfg = None

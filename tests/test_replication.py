@@ -9,10 +9,10 @@ from torch import nn
 
 from mnist_pairs.config import compose_config
 from mnist_pairs.config.checks import validate
-from mnist_pairs.models import CNN, FCNN, Siamese
-from mnist_pairs.train import build_model
+from mnist_pairs.config.schema import TrainSettings
+from mnist_pairs.models import CNN, FCNN, Siamese, build_model
 from mnist_pairs.training.data import make_pairs
-from mnist_pairs.training.engine import TrainSettings, fit
+from mnist_pairs.training.engine import fit
 from mnist_pairs.training.seeding import generator
 
 ADVANCED = ["siamese_resnet_aux", "siamese_resnet", "resnet", "siamese_cnn_aux", "siamese_cnn"]

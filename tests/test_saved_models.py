@@ -12,8 +12,9 @@ import torch
 from mnist_pairs.evaluate import main as evaluate_main
 from mnist_pairs.results import records
 from mnist_pairs.results.runs import WEIGHTS_FILE, RunLoadError, load_run
-from mnist_pairs.train import load_pairs, run, run_seed_batch, seed_config
+from mnist_pairs.training.batch import run_seed_batch, seed_config
 from mnist_pairs.training.engine import evaluate, score
+from mnist_pairs.training.run import load_pairs, run
 from tests.conftest import run_cli
 
 SEEDS = [3, 4, 5]

@@ -72,7 +72,7 @@ def test_a_bad_value_stops_the_sweep_before_any_training(tmp_path, synthetic_roo
     assert not finished(tmp_path)
 
 
-def test_a_bad_value_stops_the_sweep_while_its_workers_warm_up(tmp_path, synthetic_root):
+def test_a_bad_value_stops_a_joblib_sweep_before_any_worker_trains(tmp_path, synthetic_root):
     done = run_cli(*sweep_args(tmp_path, synthetic_root, "seed=0,-3", "launcher=joblib"), timeout=120)
     assert done.returncode != 0
     assert "error: seed=-3 is not allowed: an integer >= 0" in done.stderr and "Traceback" not in done.stderr

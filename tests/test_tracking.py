@@ -18,9 +18,11 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from mnist_pairs.config.checks import ConfigError, validate
+from mnist_pairs.config.checks import validate
+from mnist_pairs.config.schema import ConfigError
 from mnist_pairs.results import records, track
-from mnist_pairs.train import run, seed_config
+from mnist_pairs.training.batch import seed_config
+from mnist_pairs.training.run import run
 from tests.conftest import ROOT, free_port, run_cli
 
 mlflow = pytest.importorskip("mlflow")  # the dev extra installs it (make venv)

@@ -39,8 +39,13 @@ IN_FOLDER_PATH = ("model", "activation", "seed", "experiment")
 EXECUTION_GROUPS = ("launcher", "sweeper")
 
 
-class SettingError(ValueError):
-    """A value the schema does not allow: ``key``, ``value`` and what is ``allowed``."""
+class ConfigError(ValueError):
+    """A configuration that is not allowed; the message (one line) names the key, the value and
+    what is allowed. Every check of mnist_pairs.config raises it."""
+
+
+class SettingError(ConfigError):
+    """A value that is not allowed: ``key``, ``value`` and what is ``allowed``."""
 
     def __init__(self, key: str, value: Any, allowed: str) -> None:
         super().__init__(f"{key}={shown(value)} is not allowed: {allowed}")

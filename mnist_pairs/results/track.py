@@ -304,7 +304,8 @@ def log_run(cfg: DictConfig, run_dir: Path, record: records.RunRecord) -> None:
     where = target_of(cfg)
     if where.sqlite_file is not None and records.slurm_job():
         log.info(
-            "tracking: %s left to the export (the sweep's, or python -m mnist_pairs.results.track): a SQLite store is not "
+            "tracking: %s left to the export (the sweep's, or python -m mnist_pairs.results.track): a SQLite store "
+            "is not "
             "written from SLURM jobs",
             run_dir,
         )
@@ -367,7 +368,8 @@ def export(results_dir: Path, where: Target, found: dict[Path, records.RunRecord
 def summary(results_dir: Path, where: Target, counts: Counter) -> str:
     n = sum(counts.values())
     return (
-        f"{results_dir}: {n} finished runs in experiment {where.experiment!r} of {where.uri}: {counts['logged']} logged, "
+        f"{results_dir}: {n} finished runs in experiment {where.experiment!r} of {where.uri}: {counts['logged']} "
+        "logged, "
         f"{counts['replaced']} replaced, {counts['present']} already there, {counts['failed']} failed"
     )
 
@@ -424,7 +426,8 @@ def main(argv: list[str] | None = None) -> None:
     found = finished_runs(results_dir) if results_dir.is_dir() else {}
     if not found:
         sys.exit(
-            f"error: {results_dir} holds no finished run record (a results folder such as outputs/benchmark, with <model>/<activation>/.../seed=<n>/record.json)"
+            f"error: {results_dir} holds no finished run record (a results folder such as outputs/benchmark, with "
+            "<model>/<activation>/.../seed=<n>/record.json)"
         )
     where = Target(args.uri or default_uri(results_dir.resolve().parent), args.experiment or results_dir.resolve().name)
     try:

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mnist_pairs.config.schema import TrainSettings
 from mnist_pairs.training.data import Pairs
 
 EVAL_CHUNK = 2000
@@ -20,22 +21,6 @@ EVAL_CHUNK = 2000
 
 class DivergedError(RuntimeError):
     """The training loss became NaN or infinite."""
-
-
-@dataclass(frozen=True)
-class TrainSettings:
-    epochs: int = 50
-    batch_size: int = 250
-    shuffle: bool = True
-    monitor: str = "batches"
-    eval_every_epoch: bool = True
-    eval_interval: int = 1
-    aux_schedule: str = "weighted_sum"
-    zero_grad: str = "none"
-    label_smoothing: float = 0.0
-    lr_schedule: str = "none"
-    early_stop_patience: int = 0
-    precision: str = "fp32"
 
 
 Augmenter = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
