@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -134,24 +133,19 @@ def test_resume_redoes_deleted_failed_and_corrupt_runs_only(tmp_path, synthetic_
 
 @pytest.mark.slow
 def test_joblib_launcher_gives_the_same_numbers_as_sequential(tmp_path, synthetic_root):
-    """...with its workers warmed up while the sweep is validated: the jobs run in those processes."""
+    """...in two worker processes, each running several jobs."""
     parallel = run_cli(
         *sweep_args(
             tmp_path / "par", synthetic_root, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "device.threads=1"
         )
     )
     assert parallel.returncode == 0, parallel.stderr
-    warmed = re.search(
-        r"2 workers ready in [0-9.]+ s, started while validating \(pids (\d+),(\d+)\)",
-        parallel.stdout + parallel.stderr,
-    )
-    assert warmed, parallel.stderr
     sequential = run_cli(*sweep_args(tmp_path / "seq", synthetic_root, "device.threads=1"))
     assert sequential.returncode == 0, sequential.stderr
     par, seq = finished(tmp_path / "par" / "grid"), finished(tmp_path / "seq" / "grid")
     assert par.keys() == seq.keys() and all(par[k]["metrics"] == seq[k]["metrics"] for k in par)
-    assert {r["pid"] for r in par.values()} <= {int(pid) for pid in warmed.groups()}
-    assert "workers ready" not in sequential.stdout + sequential.stderr  # the basic launcher has no workers to warm up
+    pids = {r["pid"] for r in par.values()}
+    assert 1 <= len(pids) <= 2 and len(par) > len(pids)  # worker processes reused across jobs
 
 
 def test_eta_weighs_remaining_jobs_by_their_model():
