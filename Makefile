@@ -14,7 +14,7 @@ ifeq ($(origin MNIST_PAIRS_DATA),undefined)
   endif
 endif
 
-.PHONY: venv train test test-slow test-slurm smoke benchmark tune tune-augmented beyond bench clean
+.PHONY: venv lint train test test-slow test-slurm smoke benchmark tune tune-augmented beyond bench clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,10 @@ venv: $(VENV)/.installed
 
 train: venv  ## one run: make train ARGS="model=cnn4_bn activation=tanh seed=3"
 	$(PY) -m mnist_pairs.train $(ARGS)
+
+lint: venv  ## ruff: lint and format check
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 test: venv  ## fast tests (synthetic data; no MNIST needed)
 	$(PY) -m pytest -m "not slow and not slurm" -q $(ARGS)

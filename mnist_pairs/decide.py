@@ -31,8 +31,8 @@ from typing import Any
 import yaml
 from statsmodels.stats.power import TTestPower
 
-from mnist_pairs import records
 from mnist_pairs.analysis.sequential import SPENDING, Look, Plan, run_looks
+from mnist_pairs.results import records
 
 NAME = re.compile(r"^[A-Za-z0-9_.-]{1,80}$")
 MAX_SEEDS = 200
@@ -124,8 +124,8 @@ def questions_from(args: argparse.Namespace) -> tuple[list[Question], dict[str, 
 
 def side(overrides: tuple[str, ...], shared: list[str]) -> tuple[Side, Path]:
     """A side's cell identity, label and results folder, composed as its runs will be."""
-    from mnist_pairs.compose import compose_config
-    from mnist_pairs.config import task_config
+    from mnist_pairs.config.checks import task_config
+    from mnist_pairs.config.compose import compose_config
 
     try:
         config = task_config(compose_config(*shared, *overrides))

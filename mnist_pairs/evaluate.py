@@ -5,7 +5,7 @@ default, or those of another seed or size.
 
 Prints the accuracy and the confusion counts (true class x predicted class; class 1: the first
 digit is <= the second), beside the record's own test accuracy. The pairs are drawn as a run of
-that seed draws them (``mnist_pairs.train.load_pairs``: the seed's data stream, the run's pixel
+that seed draws them (``mnist_pairs.training.run.load_pairs``: the seed's data stream, the run's pixel
 scaling), so ``seed=`` gives pairs the model never saw in training or testing."""
 
 from __future__ import annotations
@@ -16,11 +16,12 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from mnist_pairs.config import _fail, resolve_device, validate
-from mnist_pairs.data import DataError
-from mnist_pairs.engine import score
-from mnist_pairs.runs import LoadedRun, load_run
-from mnist_pairs.train import load_pairs
+from mnist_pairs.config.checks import fail, validate
+from mnist_pairs.results.runs import LoadedRun, load_run
+from mnist_pairs.training.data import DataError
+from mnist_pairs.training.device import resolve_device
+from mnist_pairs.training.engine import score
+from mnist_pairs.training.run import load_pairs
 
 OVERRIDABLE = ("seed", "data.n_test", "data.root", "data.download", "data.cache_dir", "device.type")
 USAGE = "usage: python -m mnist_pairs.evaluate <run_dir> [" + "=... ".join(OVERRIDABLE) + "=...]"
@@ -36,11 +37,11 @@ def pairs_config(run_config: DictConfig, overrides: list[str]) -> DictConfig:
     for override in overrides:
         key, sep, value = override.partition("=")
         if not sep or key not in OVERRIDABLE:
-            _fail(key, value if sep else None, f"an override key=value of one of {', '.join(OVERRIDABLE)}")
+            fail(key, value if sep else None, f"an override key=value of one of {', '.join(OVERRIDABLE)}")
         with open_dict(cfg):
             OmegaConf.update(cfg, key, OmegaConf.from_dotlist([f"v={value}"]).v, merge=False)
     if cfg.data.n_test < 1:
-        _fail("data.n_test", cfg.data.n_test, "an integer >= 1 (the pairs to score)")
+        fail("data.n_test", cfg.data.n_test, "an integer >= 1 (the pairs to score)")
     validate(cfg)
     return cfg
 

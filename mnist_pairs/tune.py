@@ -18,14 +18,30 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from mnist_pairs import records
 from mnist_pairs.config import CONF_DIR, compose_config
-from mnist_pairs.records import flatten
-from mnist_pairs.train import mean_objective
+from mnist_pairs.results import records
+from mnist_pairs.results.records import flatten
 
 # Keys a tuned config never carries: where and how a run ran, which seed, what it monitored, and
 # the test set's size (tuning draws no test pairs; the benchmark's protocol sets it).
 NOT_TUNED = {*records.NON_IDENTITY_KEYS, "seed", "train.eval_every_epoch", "train.eval_interval", "data.n_test"}
+
+
+def tuning_objective(record: records.RunRecord) -> float | None:
+    """What a tuning sweeper (experiment=tune) maximises: the validation accuracy, and nothing
+    computed from the test pairs. None without validation pairs or when the run did not finish."""
+    metrics = record["metrics"] or {}
+    return metrics.get("val_acc")
+
+
+def mean_objective(done: list[records.RunRecord]) -> float | None:
+    """A job's tuning objective: the mean of its seeds' objectives (a tuning preset may give each
+    trial several seeds, ``device.seed_batch``, each with its own training/validation split), or
+    None when a seed has none (it did not finish: the trial counts as failed)."""
+    values = [tuning_objective(r) for r in done]
+    if not values or any(v is None for v in values):
+        return None
+    return sum(values) / len(values)
 
 
 def best_run(sweep_dir: Path) -> tuple[Path, records.RunRecord, float, int]:

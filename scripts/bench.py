@@ -26,12 +26,16 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from torch.utils.flop_counter import FlopCounterMode
 
 from mnist_pairs.analysis.stats import welch
-from mnist_pairs.config import compose_config, resolve_device, use_channels_last
-from mnist_pairs.data import Pairs
-from mnist_pairs.engine import TrainSettings, autocast, evaluate, fit, objective, synchronize
-from mnist_pairs.seeding import generator
-from mnist_pairs.train import build_model, run, seed_config
-from mnist_pairs.vectorize import StackedModels, fit_stacked
+from mnist_pairs.config import compose_config
+from mnist_pairs.config.schema import TrainSettings
+from mnist_pairs.models import build_model
+from mnist_pairs.training.batch import seed_config
+from mnist_pairs.training.data import Pairs
+from mnist_pairs.training.device import resolve_device, use_channels_last
+from mnist_pairs.training.engine import autocast, evaluate, fit, objective, synchronize
+from mnist_pairs.training.run import run
+from mnist_pairs.training.seeding import generator
+from mnist_pairs.training.vectorize import StackedModels, fit_stacked
 
 
 def benchmark_grid() -> Counter:
@@ -190,7 +194,8 @@ def precision_check(models: list[str], n_seeds: int, device: str) -> None:
             m = {p: (statistics.mean(v), statistics.stdev(v)) for p, v in acc.items()}
             w = welch(m["bf16"][0], m["bf16"][1], n_seeds, m["fp32"][0], m["fp32"][1], n_seeds)
             print(
-                f"  {name:20s} fp32 {m['fp32'][0]:.4f} ({m['fp32'][1]:.4f})  bf16 {m['bf16'][0]:.4f} ({m['bf16'][1]:.4f})  "
+                f"  {name:20s} fp32 {m['fp32'][0]:.4f} ({m['fp32'][1]:.4f})  bf16 {m['bf16'][0]:.4f} "
+                f"({m['bf16'][1]:.4f})  "
                 f"diff {w['diff']:+.4f} [{w['diff_ci_low']:+.4f}, {w['diff_ci_high']:+.4f}]  p {w['p']:.2f}  "
                 f"s/run {secs['fp32']:.2f} -> {secs['bf16']:.2f}"
             )
@@ -230,7 +235,8 @@ def main() -> None:
     device = resolve_device(args.device)
     peak = matmul_rate(device)
     print(
-        f"device {device} threads {args.threads}: fp32 matmul {peak:.1f} GFLOP/s (measured now); precision {args.precision}"
+        f"device {device} threads {args.threads}: fp32 matmul {peak:.1f} GFLOP/s (measured now); precision "
+        f"{args.precision}"
     )
     print(f"{'model':20s} {'s/run':>8s} {'GFLOP/run':>10s} {'GFLOP/s':>8s} {'of matmul':>9s}")
     per_run = {}
@@ -263,12 +269,14 @@ def main() -> None:
         print(f"scaling {name} (s/run, from {max(1, args.epochs // 5)} epochs x 5): " + ", ".join(row))
     if args.vectorize > 1:
         print(
-            f"vectorised seeds: {args.vectorize} seeds of {args.epochs} epochs, one after another vs at once (torch.func.vmap)"
+            f"vectorised seeds: {args.vectorize} seeds of {args.epochs} epochs, one after another vs at once "
+            "(torch.func.vmap)"
         )
         for name in names(args.vectorize_models):
             sequential, together = seeds_at_once(name, device, args.vectorize, args.epochs)
             print(
-                f"  {name:20s} sequential {sequential:7.2f} s  vectorised {together:7.2f} s  speed-up {sequential / together:.2f}x"
+                f"  {name:20s} sequential {sequential:7.2f} s  vectorised {together:7.2f} s  "
+                f"speed-up {sequential / together:.2f}x"
             )
     if args.precision_check:
         precision_check(names(args.precision_models), args.precision_check, args.device)

@@ -5,7 +5,7 @@
 # (K = seeds vectorised per job, 1 = one seed per run) under a time limit (a sweep cut short keeps its finished
 # records), then aggregation. Results are packed into $OUT.
 #   DEVICE=cuda bash scripts/gpu_check.sh        (locally: DEVICE=cpu QUICK=1 to dry-run)
-#   BENCH_ARGS="--models '' --scaling '' --vectorize 15" SWEEPS="vec6 6 15;cold6 6 15 hydra.sweeper.warm_up=false" bash scripts/gpu_check.sh
+#   BENCH_ARGS="--models '' --scaling '' --vectorize 15" SWEEPS="vec6 6 15" bash scripts/gpu_check.sh
 set -u
 DEVICE=${DEVICE:-cuda}; OUT=${OUT:-/tmp/gpu_out}; QUICK=${QUICK:-0}; SWEEPS=${SWEEPS:-seq 6 1;vec 6 15}
 BENCH_ARGS=${BENCH_ARGS:---repeats 2 --vectorize 15 --vectorize-models cnn3_bn,siamese_cnn_aux,resnet,siamese_resnet_aux}

@@ -9,13 +9,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mnist_pairs import records
 from mnist_pairs.aggregate import aggregate
 from mnist_pairs.analysis.collect import collect
 from mnist_pairs.analysis.published import PEERS, beyond_table, published
 from mnist_pairs.analysis.stats import t_interval
 from mnist_pairs.analysis.summary import REPORT_ORDER, summarize
 from mnist_pairs.config import compose_config
+from mnist_pairs.results import records
 from mnist_pairs.train import run
 from tests.conftest import MODELS, run_cli, training_crashes
 

@@ -13,7 +13,6 @@ from omegaconf import OmegaConf
 from scipy import stats
 from statsmodels.stats.weightstats import ttost_ind, ttost_paired
 
-from mnist_pairs import records
 from mnist_pairs.aggregate import aggregate
 from mnist_pairs.analysis import paired as paired_tables
 from mnist_pairs.analysis.collect import Collected, PairOutcomes, collect
@@ -23,6 +22,7 @@ from mnist_pairs.analysis.report import write_report
 from mnist_pairs.analysis.stats import holm, mcnemar, paired, paired_tost, t_interval, tost, welch
 from mnist_pairs.analysis.summary import summarize
 from mnist_pairs.config import compose_config
+from mnist_pairs.results import records
 from tests.conftest import run_cli
 
 RNG = np.random.default_rng(0)

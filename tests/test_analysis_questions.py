@@ -18,7 +18,6 @@ from scipy import optimize, stats
 from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.weightstats import ttost_paired
 
-from mnist_pairs import records
 from mnist_pairs.aggregate import aggregate, analyse, draw_figures
 from mnist_pairs.analysis import paired as paired_tables
 from mnist_pairs.analysis.collect import PairOutcomes, collect
@@ -26,6 +25,7 @@ from mnist_pairs.analysis.published import compare_with_published
 from mnist_pairs.analysis.report import write_report
 from mnist_pairs.analysis.stats import wilcoxon
 from mnist_pairs.analysis.summary import summarize
+from mnist_pairs.results import records
 from tests.conftest import run_cli
 from tests.test_analysis import config, hand_made
 

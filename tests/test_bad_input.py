@@ -1,7 +1,7 @@
 """Bad input, systematically: every key of the composed config (walked, so a new key is covered
 without editing this file) gets wrong types, out-of-range, empty and hostile values, and each must
 give a clean run or one line naming the key, the value and what is allowed. In-process through
-the real checks a run passes before Hydra makes its folder (mnist_pairs.preflight), accepted
+the real checks a run passes before Hydra makes its folder (mnist_pairs.config.callbacks), accepted
 values through a real run; then hostile YAML files, and a few cases through the real CLI (no
 traceback, no run folder, no record)."""
 
@@ -19,11 +19,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from mnist_pairs import records
-from mnist_pairs.config import ConfigError, compose_config
-from mnist_pairs.data import DataError
-from mnist_pairs.preflight import check_run
-from mnist_pairs.train import run
+from mnist_pairs.config import compose_config
+from mnist_pairs.config.callbacks import check_run
+from mnist_pairs.config.schema import ConfigError
+from mnist_pairs.results import records
+from mnist_pairs.training.data import DataError
+from mnist_pairs.training.run import run
 from tests.conftest import run_cli
 
 # One model of each family (and the nested branch of a Siamese net), so that every model key is walked.
@@ -93,7 +94,7 @@ def with_value(cfg: DictConfig, key: str, value: Any) -> DictConfig:
 
 
 def judge(cfg: DictConfig) -> str | None:
-    """The one line the checks before a run give (mnist_pairs.preflight.check_run: what the CLI
+    """The one line the checks before a run give (mnist_pairs.config.callbacks.check_run: what the CLI
     runs before Hydra makes the run's folder), or None when they accept it; anything but a
     ConfigError or DataError escapes and fails the test."""
     try:
@@ -115,7 +116,7 @@ def task(cfg: DictConfig) -> DictConfig:
 
 def names(message: str, key: str) -> bool:
     """The message is one line and names the key; or, for an error that torch raises while the
-    model or optimizer is tried (mnist_pairs.dryrun), the group of keys: ``model.* values``."""
+    model or optimizer is tried (mnist_pairs.config.dryrun), the group of keys: ``model.* values``."""
     group = key.split(".")[0]
     return "\n" not in message and (key in message or f"{group}.* values" in message)
 
@@ -214,7 +215,7 @@ HOSTILE_MODELS = {
     "save_through_import": "_target_: torch.nn.functional.torch.save\n_args_: [{a: 1}, /tmp/pwned_by_yaml]\n",
     "system_through_import": "_target_: mnist_pairs.train.os.system\n_args_: ['touch /tmp/pwned_by_yaml']\n",
     "partial_system": "_target_: mnist_pairs.train.os.system\n_partial_: true\n",
-    "function_of_ours": "_target_: mnist_pairs.records.write_record\n_args_: [/tmp/pwned_by_yaml, {}]\n",
+    "function_of_ours": "_target_: mnist_pairs.results.records.write_record\n_args_: [/tmp/pwned_by_yaml, {}]\n",
     "nested_in_args": "_target_: torch.nn.Sequential\n_args_:\n  - _target_: torch.nn.functional.torch.save\n    _args_: [{a: 1}, /tmp/pwned_by_yaml]\n",
     "nested_not_recursive": "_target_: mnist_pairs.models.FCNN\n_recursive_: false\nactivation:\n  _target_: torch.nn.functional.torch.save\n",
     "nested_in_a_list": "_target_: mnist_pairs.models.FCNN\nactivation: ${activation.fn}\nhidden: [{_target_: torch.nn.functional.torch.save}]\n",
@@ -316,3 +317,46 @@ def test_numbers_that_are_not_finite_are_refused_where_a_number_is_expected(synt
         for value in (math.nan, math.inf):
             message = judge(with_value(base(synthetic_root, model), key, value))
             assert message is not None and key in message, (key, value, message)
+
+
+# ---- what Hydra instantiates itself: the hydra node -----------------------------------------------
+
+HOSTILE_HYDRA_NODES = {
+    "callback_saves_a_file": "hydra:\n  callbacks:\n    x:\n      _target_: torch.nn.functional.torch.save\n"
+    "      _args_: [{a: 1}, PWNED]\n",
+    "callback_nested_in_args": "hydra:\n  callbacks:\n    x:\n      _target_: hydra.experimental.callback.Callback\n"
+    "      y: {_target_: torch.nn.functional.torch.save, _args_: [{a: 1}, PWNED]}\n",
+    "launcher_of_another_kind": "hydra:\n  launcher:\n    _target_: mnist_pairs.train.os.system\n",
+    "logging_handler_runs_a_command": "hydra:\n  job_logging:\n    handlers:\n      console:\n"
+    "        class: mnist_pairs.train.os.system\n        command: touch PWNED\n",
+    "logging_factory_runs_a_command": "hydra:\n  hydra_logging:\n    formatters:\n      simple:\n"
+    "        (): mnist_pairs.train.os.system\n        command: touch PWNED\n",
+}
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE_HYDRA_NODES))
+def test_a_preset_cannot_make_hydra_instantiate_anything_before_the_checks(tmp_path, synthetic_root, name):
+    """An experiment preset on a search path names what Hydra itself builds (a callback, the
+    launcher, a logging handler): refused in one line before Hydra configures its logging or
+    instantiates a callback, so the file it names is never written and no folder is made."""
+    pwned = tmp_path / "pwned"
+    presets = tmp_path / "presets" / "experiment"
+    presets.mkdir(parents=True)
+    body = HOSTILE_HYDRA_NODES[name].replace("PWNED", str(pwned))
+    (presets / "evil.yaml").write_text(f"# @package _global_\n{body}")
+    out = tmp_path / "out"
+    for mode in ((), ("-m", "seed=0,1")):
+        done = run_cli(
+            *mode,
+            f"hydra.searchpath=[file://{tmp_path / 'presets'}]",
+            "experiment=evil",
+            f"data.root={synthetic_root}",
+            "data.download=false",
+            f"output_root={out}",
+            *SMALL,
+        )
+        assert done.returncode != 0, done.stdout + done.stderr
+        last = done.stderr.strip().splitlines()[-1]
+        assert last.startswith("error: hydra.") and "is not allowed" in last, done.stderr
+        assert "Traceback" not in done.stderr + done.stdout
+        assert not pwned.exists() and not out.exists()

@@ -7,13 +7,16 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from mnist_pairs import records, tune
-from mnist_pairs.augment import AugmentSettings, augment
+from mnist_pairs import tune
 from mnist_pairs.config import compose_config
-from mnist_pairs.data import Pairs, split_validation
-from mnist_pairs.engine import TrainSettings, lr_scheduler
-from mnist_pairs.seeding import generator
-from mnist_pairs.train import run, tuning_objective
+from mnist_pairs.config.schema import AugmentSettings, TrainSettings
+from mnist_pairs.results import records
+from mnist_pairs.training.augment import augment
+from mnist_pairs.training.data import Pairs, split_validation
+from mnist_pairs.training.engine import lr_scheduler
+from mnist_pairs.training.run import run
+from mnist_pairs.training.seeding import generator
+from mnist_pairs.tune import tuning_objective
 from tests.conftest import run_cli
 
 

@@ -6,11 +6,13 @@ import pytest
 import torch
 from torch import nn
 
-from mnist_pairs.config import CONF_DIR, ConfigError, compose_config, validate
-from mnist_pairs.train import build_model
+from mnist_pairs.config import CONF_DIR, compose_config
+from mnist_pairs.config.checks import validate
+from mnist_pairs.config.schema import ConfigError
+from mnist_pairs.models import build_model
 from tests.conftest import ACTIVATIONS, MODELS
 
-# Parameter counts of our implementation of the report's text (PROTOCOL.md gives the authors').
+# Parameter counts of our implementation of the report's text (docs/protocol.md gives the authors').
 EXPECTED_PARAMS = {
     "fcnn": 1_396_002,  # 392*1000+1000 + 1000*1000+1000 + 1000*2+2
     "fcnn_dropout": 1_396_002,
@@ -88,7 +90,7 @@ def test_aux_models_weight_the_auxiliary_loss(compose_cfg):
 
 
 def test_the_authors_code_options(compose_cfg):
-    """PROTOCOL.md's behaviours of the authors' code are options with the report's default off."""
+    """docs/protocol.md's behaviours of the authors' code are options with the report's default off."""
     fc = build_model(
         compose_cfg("model=fcnn_bn_dropout", "model.dropout_layers=[1]", "model.batchnorm_layers=[1]").model
     )
@@ -104,7 +106,7 @@ def test_the_authors_code_options(compose_cfg):
     assert (cnn(torch.randn(20, 2, 14, 14) * 255) >= 0).all()  # ReLU on the logits
 
     authors_resnet = build_model(compose_cfg("model=resnet", "model.batchnorm=true", "model.pool=spatial").model)
-    assert sum(p.numel() for p in authors_resnet.parameters()) == 43_694  # PROTOCOL.md's count
+    assert sum(p.numel() for p in authors_resnet.parameters()) == 43_694  # docs/protocol.md's count
 
 
 def test_siamese_shares_one_branch_and_can_swap_the_order(compose_cfg):
@@ -169,10 +171,46 @@ def test_keys_outside_a_runs_identity_stay_out_of_its_folder_name():
     """A key that does not change results (records.NON_IDENTITY_KEYS) must not change the run's
     folder either: Hydra's override_dirname must exclude it, and each device.* and tracking.* key
     by name."""
-    from mnist_pairs.records import NON_IDENTITY_KEYS
+    from mnist_pairs.results.records import NON_IDENTITY_KEYS
 
     cfg = compose_config(hydra=True)
     excluded = set(cfg.hydra.job.config.override_dirname.exclude_keys)
     tracking = compose_config("tracking=mlflow").tracking
     expected = {*NON_IDENTITY_KEYS, *(f"device.{key}" for key in cfg.device), *(f"tracking.{key}" for key in tracking)}
     assert expected <= excluded, sorted(expected - excluded)
+
+
+def test_the_key_table_of_the_docs_is_the_schemas():
+    """docs/configuration.md's table is written from the schema (python -m mnist_pairs.keys --write)."""
+    from mnist_pairs.keys import DOC, with_table
+
+    text = DOC.read_text()
+    assert with_table(text) == text, "python -m mnist_pairs.keys --write"
+
+
+@pytest.mark.parametrize("group", ["data", "train", "device", "augment", "tracking", "optimizer"])
+def test_every_plain_key_of_every_preset_is_in_the_schema(group):
+    """A group's keys are the schema's, whichever preset composes it (no key lives in YAML only)."""
+    from mnist_pairs.config.schema import key_table
+
+    documented = {row["key"] for row in key_table()}
+    presets = [p.stem for p in (CONF_DIR / group).glob("*.yaml")] if (CONF_DIR / group).is_dir() else []
+    for choice in [None, *presets]:
+        cfg = compose_config(*([f"{group}={choice}"] if choice else []))
+        keys = {f"{group}.{k}" for k in cfg[group] if not str(k).startswith("_")}
+        assert keys <= documented, (choice, keys - documented)
+
+
+@pytest.mark.parametrize("launcher", ["basic", "joblib", "slurm", "submitit_local"])
+@pytest.mark.parametrize("sweeper", ["grid", "optuna"])
+def test_what_hydra_instantiates_for_each_launcher_and_sweeper_passes_the_allowlist(launcher, sweeper):
+    from hydra.core.hydra_config import HydraConfig
+
+    from mnist_pairs.config.targets import check_hydra_node
+
+    cfg = compose_config(f"launcher={launcher}", f"sweeper={sweeper}", hydra=True)
+    HydraConfig.instance().set_config(cfg)
+    try:
+        check_hydra_node(cfg.hydra)
+    finally:
+        HydraConfig.instance().cfg = None

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from mnist_pairs.data import (
+from mnist_pairs.training.data import (
     RAW_FILES,
     CorruptDataError,
     DataNotFoundError,
@@ -21,7 +21,7 @@ from mnist_pairs.data import (
     resolve_root,
     sample_pairs,
 )
-from mnist_pairs.seeding import generator
+from mnist_pairs.training.seeding import generator
 from tests.conftest import make_synthetic_mnist, run_cli
 
 

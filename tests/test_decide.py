@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from mnist_pairs import records
+from mnist_pairs.results import records
 from tests.conftest import ROOT, make_synthetic_mnist, run_cli
 
 QUESTIONS = """

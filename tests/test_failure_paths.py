@@ -17,9 +17,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from mnist_pairs import records
-from mnist_pairs.config import ConfigError
-from mnist_pairs.train import run, run_seed_batch, seed_config
+from mnist_pairs.config.schema import ConfigError
+from mnist_pairs.results import records
+from mnist_pairs.training.batch import run_seed_batch, seed_config
+from mnist_pairs.training.run import run
 from tests.conftest import ROOT, run_cli, training_crashes
 
 SMALL = ("data.n_train=100", "data.n_test=50", "train.batch_size=50", "device.threads=1")

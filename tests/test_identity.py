@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from mnist_pairs import records
+from mnist_pairs.results import records
 from tests.conftest import CONF_DIR, make_synthetic_mnist, run_cli
 
 FROZEN = Path(__file__).parent / "frozen_records"

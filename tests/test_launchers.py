@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from mnist_pairs import records
 from mnist_pairs.config import compose_config
+from mnist_pairs.results import records
 from tests.conftest import CONF_DIR, run_cli
 
 LAUNCHERS = {

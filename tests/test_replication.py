@@ -1,4 +1,4 @@
-"""The `replication` preset composes to exactly the authors' protocol (PROTOCOL.md), and the
+"""The `replication` preset composes to exactly the authors' protocol (docs/protocol.md), and the
 authors' training behaviours do what they say."""
 
 from __future__ import annotations
@@ -7,12 +7,13 @@ import pytest
 import torch
 from torch import nn
 
-from mnist_pairs.config import compose_config, validate
-from mnist_pairs.data import make_pairs
-from mnist_pairs.engine import TrainSettings, fit
-from mnist_pairs.models import CNN, FCNN, Siamese
-from mnist_pairs.seeding import generator
-from mnist_pairs.train import build_model
+from mnist_pairs.config import compose_config
+from mnist_pairs.config.checks import validate
+from mnist_pairs.config.schema import TrainSettings
+from mnist_pairs.models import CNN, FCNN, Siamese, build_model
+from mnist_pairs.training.data import make_pairs
+from mnist_pairs.training.engine import fit
+from mnist_pairs.training.seeding import generator
 
 ADVANCED = ["siamese_resnet_aux", "siamese_resnet", "resnet", "siamese_cnn_aux", "siamese_cnn"]
 BASIC = ["fcnn", "fcnn_dropout", "fcnn_bn_dropout", "cnn3", "cnn4", "cnn3_bn", "cnn4_bn"]

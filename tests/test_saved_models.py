@@ -1,4 +1,4 @@
-"""train.save_model and mnist_pairs.runs / mnist_pairs.evaluate: the weights beside the record
+"""train.save_model and mnist_pairs.results.runs / mnist_pairs.evaluate: the weights beside the record
 rebuild the model that made the record's predictions (the best epoch's with early stopping), a
 vectorised batch saves each seed's own weights, and the evaluate CLI scores them on any pairs."""
 
@@ -9,11 +9,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from mnist_pairs import records
-from mnist_pairs.engine import evaluate, score
 from mnist_pairs.evaluate import main as evaluate_main
-from mnist_pairs.runs import WEIGHTS_FILE, RunLoadError, load_run
-from mnist_pairs.train import load_pairs, run, run_seed_batch, seed_config
+from mnist_pairs.results import records
+from mnist_pairs.results.runs import WEIGHTS_FILE, RunLoadError, load_run
+from mnist_pairs.training.batch import run_seed_batch, seed_config
+from mnist_pairs.training.engine import evaluate, score
+from mnist_pairs.training.run import load_pairs, run
 from tests.conftest import run_cli
 
 SEEDS = [3, 4, 5]

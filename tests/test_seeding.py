@@ -8,12 +8,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mnist_pairs import records
 from mnist_pairs.config import compose_config
-from mnist_pairs.data import make_pairs
-from mnist_pairs.engine import TrainSettings, batch_order
+from mnist_pairs.config.schema import TrainSettings
 from mnist_pairs.models import build_model
-from mnist_pairs.seeding import DRAWS_VERSION, STREAMS, generator, stream_seed
+from mnist_pairs.results import records
+from mnist_pairs.training.data import make_pairs
+from mnist_pairs.training.engine import batch_order
+from mnist_pairs.training.seeding import DRAWS_VERSION, STREAMS, generator, stream_seed
 
 SEED = 7
 # The draws of seed 7 under each DRAWS_VERSION; bump the version and add its draws here.
@@ -59,7 +60,8 @@ def draws(root: str) -> dict:
 def test_what_a_seed_draws_is_pinned_to_the_draws_version(synthetic_root):
     assert DRAWS_VERSION in PINNED, f"DRAWS_VERSION is {DRAWS_VERSION}: pin its draws in PINNED"
     assert draws(str(synthetic_root)) == PINNED[DRAWS_VERSION], (
-        "what a seed draws changed: bump mnist_pairs.seeding.DRAWS_VERSION (part of every run's identity) and pin the new draws"
+        "what a seed draws changed: bump mnist_pairs.training.seeding.DRAWS_VERSION (part of every run's identity) "
+        "and pin the new draws"
     )
 
 

@@ -17,8 +17,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from mnist_pairs import records, track
 from mnist_pairs.analysis.collect import collect
+from mnist_pairs.results import records, track
 from tests.conftest import ROOT, run_cli
 
 pytestmark = pytest.mark.slurm

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mnist_pairs import records
+from mnist_pairs.results import records
 from tests.conftest import ROOT
 
 SMOKE_RUNS = 5 * 2 + 8 * 3 * 2

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -12,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from mnist_pairs import records
+from mnist_pairs.results import records
 from tests.conftest import ROOT, run_cli
 
 GRIDS = (
@@ -72,7 +71,7 @@ def test_a_bad_value_stops_the_sweep_before_any_training(tmp_path, synthetic_roo
     assert not finished(tmp_path)
 
 
-def test_a_bad_value_stops_the_sweep_while_its_workers_warm_up(tmp_path, synthetic_root):
+def test_a_bad_value_stops_a_joblib_sweep_before_any_worker_trains(tmp_path, synthetic_root):
     done = run_cli(*sweep_args(tmp_path, synthetic_root, "seed=0,-3", "launcher=joblib"), timeout=120)
     assert done.returncode != 0
     assert "error: seed=-3 is not allowed: an integer >= 0" in done.stderr and "Traceback" not in done.stderr
@@ -134,28 +133,23 @@ def test_resume_redoes_deleted_failed_and_corrupt_runs_only(tmp_path, synthetic_
 
 @pytest.mark.slow
 def test_joblib_launcher_gives_the_same_numbers_as_sequential(tmp_path, synthetic_root):
-    """...with its workers warmed up while the sweep is validated: the jobs run in those processes."""
+    """...in two worker processes, each running several jobs."""
     parallel = run_cli(
         *sweep_args(
             tmp_path / "par", synthetic_root, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "device.threads=1"
         )
     )
     assert parallel.returncode == 0, parallel.stderr
-    warmed = re.search(
-        r"2 workers ready in [0-9.]+ s, started while validating \(pids (\d+),(\d+)\)",
-        parallel.stdout + parallel.stderr,
-    )
-    assert warmed, parallel.stderr
     sequential = run_cli(*sweep_args(tmp_path / "seq", synthetic_root, "device.threads=1"))
     assert sequential.returncode == 0, sequential.stderr
     par, seq = finished(tmp_path / "par" / "grid"), finished(tmp_path / "seq" / "grid")
     assert par.keys() == seq.keys() and all(par[k]["metrics"] == seq[k]["metrics"] for k in par)
-    assert {r["pid"] for r in par.values()} <= {int(pid) for pid in warmed.groups()}
-    assert "workers ready" not in sequential.stdout + sequential.stderr  # the basic launcher has no workers to warm up
+    pids = {r["pid"] for r in par.values()}
+    assert 1 <= len(pids) <= 2 and len(par) > len(pids)  # worker processes reused across jobs
 
 
 def test_eta_weighs_remaining_jobs_by_their_model():
-    from mnist_pairs.progress import estimate_remaining
+    from mnist_pairs.results.progress import estimate_remaining
 
     models = ["big"] * 2 + ["small"] * 4 + ["new"]
     done = [("ok", "big", 100.0), ("skipped", "small", 0.1), ("ok", "small", 2.0)]

@@ -1,4 +1,4 @@
-"""tracking=mlflow (mnist_pairs.track): every finished run in MLflow exactly once, with its params,
+"""tracking=mlflow (mnist_pairs.results.track): every finished run in MLflow exactly once, with its params,
 tags, per-epoch metrics and artifacts, checked through MLflow's client: 2-worker joblib sweeps
 killed and resumed, against a real `mlflow server` and the embedded SQLite store; the export of a
 folder, twice; parallel processes on a fresh SQLite store; a tracker that is down."""
@@ -18,9 +18,11 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from mnist_pairs import records, track
-from mnist_pairs.config import ConfigError, validate
-from mnist_pairs.train import run, seed_config
+from mnist_pairs.config.checks import validate
+from mnist_pairs.config.schema import ConfigError
+from mnist_pairs.results import records, track
+from mnist_pairs.training.batch import seed_config
+from mnist_pairs.training.run import run
 from tests.conftest import ROOT, free_port, run_cli
 
 mlflow = pytest.importorskip("mlflow")  # the dev extra installs it (make venv)
@@ -139,7 +141,7 @@ def kill_and_resume(out: Path, synthetic_root: Path, uri: str, tmp_path: Path, *
         and "6 finished runs in experiment 'grid'" in resumed.stdout + resumed.stderr
     )
     assert_tracked_once(uri, "grid", results, tmp_path)
-    again = run_cli(str(results), "--uri", uri, module="mnist_pairs.track")
+    again = run_cli(str(results), "--uri", uri, module="mnist_pairs.results.track")
     assert again.returncode == 0, again.stderr
     assert "0 logged, 0 replaced, 6 already there, 0 failed" in again.stdout
     assert_tracked_once(uri, "grid", results, tmp_path)
@@ -198,7 +200,7 @@ def test_exporting_a_folder_twice_logs_each_run_once(compose_cfg, synthetic_root
     dirs = tiny_runs(compose_cfg, synthetic_root, results)
     uri = track.default_uri(results.parent)
     for outcome in ("3 logged, 0 replaced, 0 already there", "0 logged, 0 replaced, 3 already there"):
-        done = run_cli(str(results), module="mnist_pairs.track")
+        done = run_cli(str(results), module="mnist_pairs.results.track")
         assert done.returncode == 0, done.stderr
         assert done.stdout.splitlines() == [
             f"{results}: 3 finished runs in experiment 'grid' of {uri}: {outcome}, 0 failed",
@@ -220,7 +222,7 @@ def test_exporting_a_folder_twice_logs_each_run_once(compose_cfg, synthetic_root
     assert track.export(results, track.Target(uri, "grid")) == Counter(present=1, replaced=2)
     assert_tracked_once(uri, "grid", results, tmp_path)
 
-    empty = run_cli(str(tmp_path / "nothing"), module="mnist_pairs.track")
+    empty = run_cli(str(tmp_path / "nothing"), module="mnist_pairs.results.track")
     assert empty.returncode != 0 and "holds no finished run record" in empty.stderr and "Traceback" not in empty.stderr
 
 
@@ -228,7 +230,7 @@ LOG_WHEN_RELEASED = """
 import sys, time
 from pathlib import Path
 from omegaconf import OmegaConf
-from mnist_pairs import records, track
+from mnist_pairs.results import records, track
 cfg, run_dir, release = OmegaConf.load(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
 while not release.exists():
     time.sleep(0.01)
@@ -241,7 +243,7 @@ track.log_run(cfg, run_dir, records.read_record(run_dir / records.RECORD_FILE))
 def test_parallel_processes_log_each_run_once_into_a_fresh_store(compose_cfg, synthetic_root, tmp_path, request, store):
     """The hazards of MLflow under parallel jobs: four processes released at once into a new
     SQLite store (its schema migration, 'database is locked'), or into a new experiment of a
-    server (created by all four at once). Without mnist_pairs.track.store_lock each SQLite one
+    server (created by all four at once). Without mnist_pairs.results.track.store_lock each SQLite one
     fails in MLflow's migration ("duplicate column name: step", "table ... already exists",
     alembic's "Online migration expected to match one row")."""
     results = tmp_path / "out" / "grid"

@@ -8,12 +8,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from mnist_pairs import records
-from mnist_pairs.data import make_pairs
-from mnist_pairs.engine import DivergedError, TrainSettings, fit
+from mnist_pairs.config.schema import TrainSettings
 from mnist_pairs.models import FCNN
-from mnist_pairs.seeding import generator
-from mnist_pairs.train import run
+from mnist_pairs.results import records
+from mnist_pairs.training.data import make_pairs
+from mnist_pairs.training.engine import DivergedError, fit
+from mnist_pairs.training.run import run
+from mnist_pairs.training.seeding import generator
 from tests.conftest import run_cli
 
 SMALL = ("data.n_train=200", "data.n_test=100", "train.epochs=3", "train.batch_size=50")
@@ -176,7 +177,8 @@ def test_a_model_whose_forward_fails_is_refused_before_any_run(tmp_path, synthet
         assert done.returncode == 1 and "Traceback" not in done.stderr
         last = done.stderr.strip().splitlines()[-1]
         assert last.startswith(
-            "error: model=broken is not allowed with these model.* values: a training step fails (a and b must have same reduction dim"
+            "error: model=broken is not allowed with these model.* values: a training step fails (a and b must have "
+            "same reduction dim"
         ), last
         assert not out.exists()
 

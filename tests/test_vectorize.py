@@ -8,10 +8,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from mnist_pairs import records
-from mnist_pairs.config import ConfigError, validate
-from mnist_pairs.train import build_model, run, run_seed_batch, seed_config
-from mnist_pairs.vectorize import StackedModels
+from mnist_pairs.config.checks import validate
+from mnist_pairs.config.schema import ConfigError
+from mnist_pairs.models import build_model
+from mnist_pairs.results import records
+from mnist_pairs.training.batch import run_seed_batch, seed_config
+from mnist_pairs.training.run import run
+from mnist_pairs.training.vectorize import StackedModels
 from tests.conftest import run_cli
 
 SEEDS = [3, 4, 5]

@@ -2,7 +2,8 @@
 several runs packed into one job, and no run lost silently.
 
 hydra-submitit-launcher submits one job per run and stops at the first job that did not finish,
-while the others go on unwatched. Here ``runs_per_job`` runs (or all runs dealt into ``jobs``) share one job (one Python start and
+while the others go on unwatched. Here ``runs_per_job`` runs (or all runs dealt into ``jobs``) share one job (one
+Python start and
 one MNIST read for all of them: a run of a small model takes seconds, a job start several), the
 launcher waits for every job, and then names each job that did not finish (cancelled, pre-empted,
 failed, timed out), its SLURM state and the runs it held. Those runs have no finished record, so
@@ -83,7 +84,8 @@ class PackedSubmititLauncher(BaseSubmititLauncher):
         executor = self.make_executor()
         jobs = executor.map_array(self.run_pack, packs)
         log.info(
-            f"Submitit '{self._EXECUTOR}': {len(params)} runs in {len(jobs)} jobs ({jobs[0].job_id.split('_')[0]}), results in {sweep_dir}"
+            f"Submitit '{self._EXECUTOR}': {len(params)} runs in {len(jobs)} jobs ({jobs[0].job_id.split('_')[0]}), "
+            f"results in {sweep_dir}"
         )
         return self.collect(jobs, packs)
 

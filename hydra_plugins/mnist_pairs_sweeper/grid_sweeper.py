@@ -4,20 +4,15 @@ The report's benchmark is not one cartesian product (8 basic models x 3 activati
 plus 5 advanced models x ReLU x 10 seeds), so ``grids`` lists several products; ``params`` and the
 command line apply to every grid (the command line wins). Before launching, every job's config is
 composed and validated, so a bad value stops the sweep before any training; then the sweep's
-progress session is started (see mnist_pairs.progress). Runs whose folder already holds their
+progress session is started (see mnist_pairs.results.progress). Runs whose folder already holds their
 finished record are not launched at all (a resumed sweep launches only what is missing). After the
 launch, runs without a finished record are named and the sweep exits non-zero. With
 ``tracking=mlflow`` the store and experiment are created while the sweep is validated and the
-sweep's folder is exported once its jobs are done (mnist_pairs.track.prepare_sweep, export_sweep).
-
-``warm_up`` (joblib launcher only; default true): start the worker processes, and let each import
-torch, read MNIST and open the device, while the parent validates the jobs. On a GPU a worker's
-start (CUDA context included) took ~10 s of a 60 s grid."""
+sweep's folder is exported once its jobs are done (mnist_pairs.results.track.prepare_sweep, export_sweep)."""
 
 import contextlib
 import logging
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -41,7 +36,6 @@ class GridSweeperConf:
     max_batch_size: int | None = None
     params: dict[str, str] | None = None
     grids: list[dict[str, str]] | None = None
-    warm_up: bool = True
 
 
 ConfigStore.instance().store(group="hydra/sweeper", name="grid", node=GridSweeperConf, provider="mnist_pairs")
@@ -61,11 +55,9 @@ class GridSweeper(BasicSweeper):
         max_batch_size: int | None = None,
         params: dict[str, str] | None = None,
         grids: list[dict[str, str]] | None = None,
-        warm_up: bool = True,
     ) -> None:
         super().__init__(max_batch_size=max_batch_size, params=params)
         self.grids = [dict(g) for g in grids] if grids else [{}]
-        self.warm_up = warm_up
         self.composed: dict[tuple, DictConfig] = {}
         self.validated: set = set()  # compositions validated in full: their other jobs differ only in the seed
 
@@ -93,15 +85,15 @@ class GridSweeper(BasicSweeper):
         return cfg
 
     def validate_jobs(self, jobs: Sequence[Sequence[str]]) -> tuple[list[str], list[int]]:
-        """Compose and check every job as a single run is checked before Hydra makes its folder
-        (mnist_pairs.preflight: the config, the model's dry run once per distinct model config,
-        the data once per data folder, the run folder of a job of several seeds); exit with one
-        line naming the first bad value. Returns the model name of every job (for the progress
-        estimate) and how many of its seeds one job takes: ``device.vectorize`` when > 1 (trained
-        at once), else ``device.seeds_per_job``."""
-        from mnist_pairs.config import ConfigError, validate, validate_seed
-        from mnist_pairs.data import DataError
-        from mnist_pairs.preflight import check_folder_and_data, one_line
+        """Compose every job and pass it through the validation pipeline as a single run is
+        checked before Hydra makes its folder (mnist_pairs.config.checks.validate: the whole
+        pipeline once per composition, the seed, data and run folder for each of its jobs); exit
+        with one line naming the first bad value. Returns the model name of every job (for the
+        progress estimate) and how many of its seeds one job takes."""
+        from mnist_pairs.config.callbacks import one_line
+        from mnist_pairs.config.checks import STAGES, seeds_per_job, validate
+        from mnist_pairs.config.schema import ConfigError
+        from mnist_pairs.training.data import DataError
 
         models: list[str] = []
         per_job: list[int] = []
@@ -109,33 +101,18 @@ class GridSweeper(BasicSweeper):
             for overrides in jobs:
                 cfg = self.compose(overrides)
                 try:
-                    if id(cfg) in self.validated:
-                        validate_seed(cfg)
-                    else:
-                        validate(cfg)
-                        self.validated.add(id(cfg))
                     set_config(cfg)
-                    run_dir = self.job_run_dir(cfg)
-                    check_folder_and_data(cfg, run_dir, "hydra.sweep.subdir")
-                    k = int(cfg.device.vectorize)
-                    k = k if k > 1 else int(cfg.device.seeds_per_job)
-                    if k > 1 and run_dir.name != f"seed={cfg.seed}":
-                        raise ConfigError(
-                            f"hydra.sweep.subdir={run_dir.name} is not allowed with device.vectorize or device.seeds_per_job > 1: the "
-                            f"seeds packed into a job go to sibling folders seed=<n>, so it must end in seed={cfg.seed}"
-                        )
+                    stages = ("schema", "data") if id(cfg) in self.validated else STAGES[:4]
+                    checked = validate(cfg, stages, folder_key="hydra.sweep.subdir", packs_seeds=True)
+                    self.validated.add(id(cfg))
                 except (ConfigError, DataError) as error:
                     sys.exit(f"error: {error} (job: {' '.join(overrides)})")
                 except Exception as error:  # one line, not a traceback, before anything is launched
                     sys.exit(f"error: {one_line(error)} (while checking job: {' '.join(overrides)})")
+                assert checked is not None
                 models.append(str(cfg.model.name))
-                per_job.append(k)
+                per_job.append(seeds_per_job(checked.device))
         return models, per_job
-
-    @staticmethod
-    def job_run_dir(cfg: DictConfig) -> Path:
-        """A job's run folder, as Hydra's run_job makes it (Hydra's global config set to the job's)."""
-        return Path(str(OmegaConf.select(cfg, "hydra.sweep.dir")), str(OmegaConf.select(cfg, "hydra.sweep.subdir")))
 
     @contextlib.contextmanager
     def hydra_config(self) -> Iterator[Callable[[DictConfig], None]]:
@@ -158,61 +135,23 @@ class GridSweeper(BasicSweeper):
     def run_records(self, jobs: Sequence[Sequence[str]]) -> Iterator[tuple[bool, Path, str, dict[str, Any] | None]]:
         """(force, run folder, identity hash, finished record or None) of every job, worked out as
         Hydra's run_job and the job do them."""
-        from mnist_pairs import records
-        from mnist_pairs.config import task_config
+        from mnist_pairs.config.checks import task_config
+        from mnist_pairs.config.folders import run_folder
+        from mnist_pairs.results import records
 
         with self.hydra_config() as set_config:
             for overrides in jobs:
                 cfg = self.compose(overrides)
                 set_config(cfg)
-                run_dir = self.job_run_dir(cfg)
+                run_dir = run_folder(cfg, "hydra.sweep.subdir")
                 yield bool(cfg.force), run_dir, records.config_hash(task_config(cfg)), records.finished_record(run_dir)
-
-    def warm_up_workers(self, cfg: DictConfig, n_jobs: int) -> threading.Thread | None:
-        """With the joblib launcher: start its loky worker processes now, each running
-        ``mnist_pairs.train.warm_up_worker`` (imports, both MNIST splits, the device), in a thread
-        while the parent validates the jobs. The launcher's own ``Parallel`` then finds a loky
-        executor of the same arguments and reuses these processes (joblib reuses an executor whose
-        arguments are equal), so its first jobs do not wait for Python, torch, MNIST and the
-        device to start. Returns the thread to join before launching; None with ``warm_up``
-        false or another launcher."""
-        settings = getattr(self.launcher, "joblib", None)
-        if settings is None or not self.warm_up:
-            return None
-        from hydra_plugins.hydra_joblib_launcher._core import process_joblib_cfg
-        from joblib import Parallel, delayed, effective_n_jobs
-
-        from mnist_pairs.train import warm_up_worker
-
-        joblib_cfg = {**settings, "backend": "loky"}  # what the launcher's launch() hands to Parallel
-        process_joblib_cfg(joblib_cfg)
-        workers = min(effective_n_jobs(joblib_cfg.get("n_jobs")), n_jobs)
-        data, device_type = OmegaConf.to_container(cfg.data, resolve=True), str(cfg.device.type)
-
-        def warm_up() -> None:
-            tic = time.perf_counter()
-            try:
-                ready = Parallel(**joblib_cfg)(delayed(warm_up_worker)(data, device_type) for _ in range(workers))
-            except Exception as error:  # the launcher starts its own workers
-                log.warning("warming up %d workers failed (%s): the launcher starts them", workers, error)
-                return
-            log.info(
-                "%d workers ready in %.1f s, started while validating (pids %s)",
-                len({pid for pid, _ in ready}),
-                time.perf_counter() - tic,
-                ",".join(str(pid) for pid, _ in ready),
-            )
-
-        thread = threading.Thread(target=warm_up, name="warm-up-workers", daemon=True)
-        thread.start()
-        return thread
 
     def finished_jobs(self, jobs: Sequence[Sequence[str]], sweep_dir: Path) -> list[bool]:
         """Which jobs' run folders hold their finished record (ok or diverged, the same identity
         hash, no ``force``): such a job would only skip its run (mnist_pairs.train.run), so the
         sweep does not launch it, and under SLURM does not submit it. A record of another identity
         is left to the job, which sets it aside and redoes the run."""
-        from mnist_pairs import records
+        from mnist_pairs.results import records
 
         if not any(sweep_dir.rglob(records.RECORD_FILE)):
             return [False] * len(jobs)
@@ -234,14 +173,15 @@ class GridSweeper(BasicSweeper):
             for line in unfinished:
                 log.error("run failed: %s", line)
             sys.exit(
-                f"error: {len(unfinished)} of {len(jobs)} runs of this sweep failed (listed above, with the error their "
+                f"error: {len(unfinished)} of {len(jobs)} runs of this sweep failed (listed above, with the error "
+                "their "
                 "record.json holds); the others finished. The same command redoes only the failed ones."
             )
 
     @staticmethod
     def why_unfinished(run_dir: Path, ident: str, finished: dict[str, Any] | None) -> str | None:
         """None for a run that finished (ok or diverged, this config); else why not, in a few words."""
-        from mnist_pairs import records
+        from mnist_pairs.results import records
 
         if finished is not None and finished["config_hash"] == ident:
             return None
@@ -272,30 +212,26 @@ class GridSweeper(BasicSweeper):
         return packed
 
     def validate_sweep(self, jobs: Sequence[Sequence[str]]) -> tuple[list[str], list[int]]:
-        """``validate_jobs`` for the whole sweep, the joblib workers warming up and (tracking=mlflow)
-        the store and experiment being created meanwhile, once the first job passed: a bad value
-        common to all jobs starts no worker and writes no store."""
-        from mnist_pairs import track
+        """``validate_jobs`` for the whole sweep, with (tracking=mlflow) the store and experiment
+        created meanwhile, once the first job passed: a bad value common to all jobs writes no
+        store."""
+        from mnist_pairs.results import track
 
         tic = time.perf_counter()
         models, per_job = self.validate_jobs(jobs[:1])
         assert self.config is not None
-        background = [
-            t
-            for t in (self.warm_up_workers(self.compose(jobs[0]), len(jobs)), track.prepare_sweep(self.config))
-            if t is not None
-        ]
+        preparing = track.prepare_sweep(self.config)
         try:
             more_models, more_per_job = self.validate_jobs(jobs[1:])
             log.info("sweep of %d runs validated in %.1f s", len(jobs), time.perf_counter() - tic)
         finally:
-            for thread in background:
-                thread.join()
+            if preparing is not None:
+                preparing.join()
         return models + more_models, per_job + more_per_job
 
     def sweep(self, arguments: list[str]) -> Any:
-        from mnist_pairs import track
-        from mnist_pairs.progress import record_outcome, start_session
+        from mnist_pairs.results import track
+        from mnist_pairs.results.progress import record_outcome, start_session
 
         assert self.config is not None and self.launcher is not None
         jobs = self.job_overrides(arguments)

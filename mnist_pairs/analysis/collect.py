@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mnist_pairs import records
-from mnist_pairs.records import setting
+from mnist_pairs.results import records
+from mnist_pairs.results.records import setting
 
 METRICS = ("test_acc", "train_acc", "test_loss", "train_loss", "val_acc", "digit_acc")
 RUN_COLUMNS = [

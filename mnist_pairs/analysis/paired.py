@@ -52,7 +52,7 @@ from mnist_pairs.analysis.stats import (
     tightest_margin,
     welch,
 )
-from mnist_pairs.records import setting
+from mnist_pairs.results.records import setting
 
 __all__ = ["MIN_SEEDS", "Question", "compare_cells", "findings", "pairwise", "planned", "ranking"]
 

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from mnist_pairs.analysis.stats import accuracy_interval, holm, tost, welch
-from mnist_pairs.records import setting
+from mnist_pairs.results.records import setting
 
 AUTHORS_MODELS = {
     "FullyConnected": "fcnn",
@@ -53,7 +53,7 @@ def published(source: str = "gpu") -> pd.DataFrame:
 
 
 # Other public course reports on this exact task (1000 training pairs, 1000 test pairs), as
-# PROTOCOL.md lists them: claimed mean test accuracy and SD (n where given). One of them tuned on
+# docs/protocol.md lists them: claimed mean test accuracy and SD (n where given). One of them tuned on
 # the test set; these are claims, not reproduced here.
 PEERS = pd.DataFrame(
     [
@@ -93,7 +93,7 @@ PUBLISHED_LR = {
 
 
 def published_protocol(source: str) -> dict[str, Any]:
-    """The settings of the published runs that change what is measured (PROTOCOL.md): the ``gpu``
+    """The settings of the published runs that change what is measured (docs/protocol.md): the ``gpu``
     table's final protocol, or the older ``cpu`` one (batches of 100). The authors' training
     behaviours (fixed slices, train-mode monitoring, alternating aux steps) are not among them:
     both the report's text (our default) and the authors' code (experiment=replication) are
@@ -121,7 +121,7 @@ def preset_model(choice: str) -> dict[str, Any] | None:
     such preset, e.g. an installed package without conf/)."""
     from omegaconf import OmegaConf  # deferred, with Hydra: only a published comparison needs them
 
-    from mnist_pairs.compose import CONF_DIR, compose_config
+    from mnist_pairs.config.compose import CONF_DIR, compose_config
 
     if not (CONF_DIR / "model" / f"{choice}.yaml").is_file():
         return None

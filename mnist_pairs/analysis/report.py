@@ -212,7 +212,7 @@ def summary_section(a: Analysis) -> list[str]:
         "did "
         "not collapse: where runs split between collapse and training, the mean describes neither. Time is the "
         "training "
-        "wall time of PROTOCOL.md.",
+        "wall time of docs/protocol.md.",
         "",
         markdown_table(present(s.drop(columns=drop + ["model", "activation"]), list(s.columns))),
     ]
@@ -291,14 +291,11 @@ def published_section(a: Analysis) -> list[str]:
     equivalent = int(c["verdict"].str.startswith("equivalent").sum())
     lines += [
         "Published: the authors' aggregated GPU results (1 SD; the report's '±' is 2 SD). They come from the authors' "
-        "code, "
-        "which differs from the report's text (PROTOCOL.md): under the report's protocol (our default) rows such as "
-        "the plain "
-        "CNNs are expected to differ; the `replication` experiment runs the authors' code's behaviours. Their tanh and "
-        "LeakyReLU rows ran ReLU (`pub_activation_actual`). A row is tested only when our runs used the published "
-        "protocol "
-        "(epochs, pairs, batch size, no validation split, no augmentation, the learning-rate presets, ...: "
-        "`protocol`). "
+        "code, which differs from the report's text (docs/protocol.md): under the report's protocol (our default) "
+        "rows such as the plain CNNs are expected to differ; the `replication` experiment runs the authors' code's "
+        "behaviours. Their tanh and LeakyReLU rows ran ReLU (`pub_activation_actual`). A row is tested only when "
+        "our runs used the published protocol (epochs, pairs, batch size, no validation split, no augmentation, the "
+        "learning-rate presets, ...: `protocol`). "
         f"A row needs {MIN_SEEDS} runs, as the paired tests do (Welch from aggregates at n = 2 finds a difference "
         "far more often than its alpha). Welch's t-test from the aggregates and TOST for equivalence within "
         f"±{a.margin * 100:g} points, each Holm-corrected over the {n_tested} tested rows: {differs} differ, "
@@ -417,8 +414,8 @@ def beyond_section(a: Analysis) -> list[str]:
         "Models the report does not have and tuned configs (`tuned=<name>`, chosen by experiment=tune on validation "
         "pairs held "
         "out of the training pairs; the test pairs took no part in any choice), next to the report's published numbers "
-        "(1 SD, "
-        "95% t CI) and the claims of other public reports on this task (PROTOCOL.md; their n is mostly not given).",
+        "(1 SD, 95% t CI) and the claims of other public reports on this task (docs/protocol.md; their n is mostly "
+        "not given).",
         "",
         markdown_table(a.beyond),
     ]

@@ -11,7 +11,7 @@ from typing import Any
 import pandas as pd
 
 from mnist_pairs.analysis.stats import accuracy_interval, proportion_interval
-from mnist_pairs.records import setting
+from mnist_pairs.results.records import setting
 
 REPORT_ORDER = [
     "fcnn",

@@ -61,7 +61,8 @@ class CNN(nn.Module):
             size = conv_output_size(size, kernel, padding)
             if size < 1:
                 raise ValueError(
-                    f"kernels={list(kernels)}: conv layer {i} (kernel {kernel}) with padding={padding} leaves no pixels of the input_size={input_size} input"
+                    f"kernels={list(kernels)}: conv layer {i} (kernel {kernel}) with padding={padding} leaves no "
+                    f"pixels of the input_size={input_size} input"
                 )
             norm = nn.BatchNorm2d(out) if batchnorm and selected(i, batchnorm_layers) else None
             layers.append(

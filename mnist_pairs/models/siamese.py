@@ -52,7 +52,8 @@ class ConvBranch(nn.Module):
             width, size = out, conv_output_size(size, kernel, padding) // 2
         if size < 1:
             raise ValueError(
-                f"channels={list(channels)}: {len(channels)} conv layers of kernel={kernel}, padding={padding} (each with a max pool 2) "
+                f"channels={list(channels)}: {len(channels)} conv layers of kernel={kernel}, padding={padding} (each "
+                "with a max pool 2) "
                 f"leave no pixels of the input_size={input_size} image"
             )
         layers += [nn.Flatten(), nn.Linear(width * size * size, hidden), activation()]

@@ -8,21 +8,11 @@ swapping the two images of a pair, whose target is then recomputed from the swap
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
-
-@dataclass(frozen=True)
-class AugmentSettings:
-    rotate_deg: float = 0.0  # each image turned by U(-rotate_deg, rotate_deg) degrees
-    translate_px: float = 0.0  # and shifted by U(-translate_px, translate_px) pixels on each axis
-    swap: bool = False  # swap the two images of a pair with probability 1/2
-
-    @property
-    def active(self) -> bool:
-        return self.rotate_deg > 0 or self.translate_px > 0 or self.swap
+from mnist_pairs.config.schema import AugmentSettings
 
 
 def affine(x: torch.Tensor, settings: AugmentSettings, generator: torch.Generator) -> torch.Tensor:

@@ -19,9 +19,9 @@ import torch
 from hydra.utils import instantiate
 from torch import nn
 
-from mnist_pairs.engine import aux_weight, objective
+from mnist_pairs.config.targets import targets
 from mnist_pairs.models import build_model
-from mnist_pairs.targets import targets
+from mnist_pairs.training.engine import aux_weight, objective
 
 N_DIGITS = 10
 N_CLASSES = 2
@@ -70,7 +70,7 @@ def bounded_building(memory: int, seeds_at_once: int) -> Iterator[None]:
 
 def problem(config: dict[str, Any]) -> str | None:
     """What keeps the resolved ``config``'s model from training (one line naming the key and the
-    value), or None. The targets of ``config`` must have passed mnist_pairs.targets already."""
+    value), or None. The targets of ``config`` must have passed mnist_pairs.config.targets already."""
     data, train, device = config["data"], config["train"], config["device"]
     fit_pairs = data["n_train"] - data["n_val"]
     spec = {
@@ -83,7 +83,9 @@ def problem(config: dict[str, Any]) -> str | None:
         "label_smoothing": train["label_smoothing"],
         "seeds_at_once": device["vectorize"],
         "memory": memory_bytes(),
-        "batch_keys": f"train.batch_size={train['batch_size']} with data.n_train={data['n_train']}, data.n_val={data['n_val']}",
+        "batch_keys": (
+            f"train.batch_size={train['batch_size']} with data.n_train={data['n_train']}, data.n_val={data['n_val']}"
+        ),
     }
     return _problem(json.dumps(spec, sort_keys=True, default=str))
 
@@ -135,7 +137,8 @@ def _problem(spec_json: str) -> str | None:
     try:
         optimizer = instantiate(spec["optimizer"])(model.parameters())
     except Exception as error:
-        return f"optimizer._target_={spec['optimizer'].get('_target_')!r} is not allowed with these optimizer.* values: {_reason(error)}"
+        target = spec["optimizer"].get("_target_")
+        return f"optimizer._target_={target!r} is not allowed with these optimizer.* values: {_reason(error)}"
     try:
         _step(model, optimizer, spec["batch"], spec["label_smoothing"])
     except Exception as error:

@@ -13,7 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mnist_pairs.data import Pairs
+from mnist_pairs.config.schema import TrainSettings
+from mnist_pairs.training.data import Pairs
 
 EVAL_CHUNK = 2000
 
@@ -22,24 +23,8 @@ class DivergedError(RuntimeError):
     """The training loss became NaN or infinite."""
 
 
-@dataclass(frozen=True)
-class TrainSettings:
-    epochs: int = 50
-    batch_size: int = 250
-    shuffle: bool = True
-    monitor: str = "batches"
-    eval_every_epoch: bool = True
-    eval_interval: int = 1
-    aux_schedule: str = "weighted_sum"
-    zero_grad: str = "none"
-    label_smoothing: float = 0.0
-    lr_schedule: str = "none"
-    early_stop_patience: int = 0
-    precision: str = "fp32"
-
-
 Augmenter = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
-"""(images, digits) of a mini-batch -> augmented (images, target, digits); see mnist_pairs.augment."""
+"""(images, digits) of a mini-batch -> augmented (images, target, digits); see mnist_pairs.training.augment."""
 
 
 @dataclass
@@ -219,7 +204,7 @@ def fit(
     """Train for ``settings.epochs``; returns the per-epoch history and the training wall time.
 
     The time runs from here (model and optimizer exist) to the end of the last epoch, with the
-    per-epoch test evaluation paused out of it, as PROTOCOL.md defines it. With ``val`` pairs,
+    per-epoch test evaluation paused out of it, as docs/protocol.md defines it. With ``val`` pairs,
     each epoch's validation accuracy is part of training (it is what early stopping reads):
     ``early_stop_patience`` > 0 stops after that many epochs without a better validation accuracy
     and restores the weights of the best epoch. The test pairs are never read for any decision."""

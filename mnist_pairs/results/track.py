@@ -1,7 +1,7 @@
 """Runs in MLflow, fed from their records (the single source of truth: nothing reads MLflow back).
 
     python -m mnist_pairs.train -m experiment=smoke tracking=mlflow     # logged as they finish
-    python -m mnist_pairs.track outputs/benchmark                       # any results folder, any time
+    python -m mnist_pairs.results.track outputs/benchmark                       # any results folder, any time
     mlflow ui --backend-store-uri sqlite:///outputs/mlflow.db           # browse them
 
 Each finished run (status ok or diverged) becomes one MLflow run in the experiment of its results
@@ -54,13 +54,13 @@ from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from mnist_pairs import records
+from mnist_pairs.results import records
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.entities import Run
 
-log = logging.getLogger("mnist_pairs.track")
+log = logging.getLogger("mnist_pairs.results.track")
 
 DB_FILE = "mlflow.db"  # the embedded store, in the output root
 ARTIFACTS_DIR = "mlartifacts"  # beside a SQLite store: <its folder>/mlartifacts/<experiment>/<run id>/artifacts
@@ -304,7 +304,8 @@ def log_run(cfg: DictConfig, run_dir: Path, record: records.RunRecord) -> None:
     where = target_of(cfg)
     if where.sqlite_file is not None and records.slurm_job():
         log.info(
-            "tracking: %s left to the export (the sweep's, or python -m mnist_pairs.track): a SQLite store is not "
+            "tracking: %s left to the export (the sweep's, or python -m mnist_pairs.results.track): a SQLite store "
+            "is not "
             "written from SLURM jobs",
             run_dir,
         )
@@ -323,7 +324,7 @@ def log_run(cfg: DictConfig, run_dir: Path, record: records.RunRecord) -> None:
     except Exception as error:
         log.warning(
             "tracking: %s not logged to %s (%s); its record is written, and the sweep's export or "
-            "`python -m mnist_pairs.track %s` logs it later",
+            "`python -m mnist_pairs.results.track %s` logs it later",
             run_name(record),
             where.uri,
             first_line(error),
@@ -367,7 +368,8 @@ def export(results_dir: Path, where: Target, found: dict[Path, records.RunRecord
 def summary(results_dir: Path, where: Target, counts: Counter) -> str:
     n = sum(counts.values())
     return (
-        f"{results_dir}: {n} finished runs in experiment {where.experiment!r} of {where.uri}: {counts['logged']} logged, "
+        f"{results_dir}: {n} finished runs in experiment {where.experiment!r} of {where.uri}: {counts['logged']} "
+        "logged, "
         f"{counts['replaced']} replaced, {counts['present']} already there, {counts['failed']} failed"
     )
 
@@ -404,7 +406,7 @@ def export_sweep(cfg: DictConfig, sweep_dir: Path) -> None:
         log.info("tracking: %s", summary(sweep_dir, where, export(sweep_dir, where)))
     except Exception as error:
         log.warning(
-            "tracking: the sweep was not exported to %s (%s); `python -m mnist_pairs.track %s` does it later",
+            "tracking: the sweep was not exported to %s (%s); `python -m mnist_pairs.results.track %s` does it later",
             where.uri,
             first_line(error),
             sweep_dir,
@@ -424,7 +426,8 @@ def main(argv: list[str] | None = None) -> None:
     found = finished_runs(results_dir) if results_dir.is_dir() else {}
     if not found:
         sys.exit(
-            f"error: {results_dir} holds no finished run record (a results folder such as outputs/benchmark, with <model>/<activation>/.../seed=<n>/record.json)"
+            f"error: {results_dir} holds no finished run record (a results folder such as outputs/benchmark, with "
+            "<model>/<activation>/.../seed=<n>/record.json)"
         )
     where = Target(args.uri or default_uri(results_dir.resolve().parent), args.experiment or results_dir.resolve().name)
     try:

@@ -1,7 +1,7 @@
 """A run's trained model: built from its config, its weights saved beside its record
 (``train.save_model``), and rebuilt from the two by ``load_run``.
 
-    from mnist_pairs.runs import load_run
+    from mnist_pairs.results.runs import load_run
     run = load_run("outputs/beyond/siamese_lenet_mlp/relu/tuned=siamese_lenet_mlp-none/seed=0")
     logits = run.model(x)          # x: [n, 2, 14, 14], scaled as run.config.data.scale says
 
@@ -17,11 +17,12 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from mnist_pairs import records
-from mnist_pairs.config import use_channels_last
-from mnist_pairs.data import Pairs
+from mnist_pairs.config.checks import validate
+from mnist_pairs.config.schema import ConfigError
 from mnist_pairs.models import build_model
-from mnist_pairs.targets import TargetError, check_targets
+from mnist_pairs.results import records
+from mnist_pairs.training.data import Pairs
+from mnist_pairs.training.device import use_channels_last
 
 WEIGHTS_FILE = "model.pt"
 WEIGHTS_FORMAT = 1
@@ -64,7 +65,8 @@ def read_finished(run_dir: Path) -> records.RunRecord:
     """The run's record, which must be finished (status ok) and name its weights file."""
     if not (run_dir / records.RECORD_FILE).is_file():
         raise RunLoadError(
-            f"{run_dir}: no {records.RECORD_FILE} there (a run's folder, e.g. outputs/beyond/<model>/<activation>/.../seed=0)"
+            f"{run_dir}: no {records.RECORD_FILE} there (a run's folder, e.g. "
+            "outputs/beyond/<model>/<activation>/.../seed=0)"
         )
     try:
         record = records.read_record(run_dir / records.RECORD_FILE)
@@ -91,7 +93,8 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> LoadedR
         raise RunLoadError(f"{path}: unreadable weights ({error})") from None
     if payload.get("config_hash") != record["config_hash"]:
         raise RunLoadError(
-            f"{path}: weights of another run (identity {payload.get('config_hash')}, the record's {record['config_hash']})"
+            f"{path}: weights of another run (identity {payload.get('config_hash')}, the record's "
+            f"{record['config_hash']})"
         )
     config = OmegaConf.create(record["config"])
     if (
@@ -101,8 +104,8 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> LoadedR
     ):
         raise RunLoadError(f"{path}: not a weights file of this project (a dict with model and state_dict)")
     try:  # a weights file is data: what it names is checked as a config's targets are, before anything is built
-        check_targets({"model": payload["model"]})
-    except TargetError as error:
+        validate({"model": payload["model"]}, stages=("targets",))
+    except ConfigError as error:
         raise RunLoadError(f"{path}: {error}") from None
     model = build_model(payload["model"])
     try:

@@ -1,5 +1,5 @@
 """MNIST through torchvision, 2x2 average pooled to 14x14, and the digit-pair sampling of the
-course's ``generate_pair_sets`` (see PROTOCOL.md): ``idx = randperm(N)[:2n].view(n, 2)``,
+course's ``generate_pair_sets`` (see docs/protocol.md): ``idx = randperm(N)[:2n].view(n, 2)``,
 target ``first <= second`` (equal digits are class 1)."""
 
 from __future__ import annotations
@@ -116,7 +116,8 @@ def idx_problem(path: Path) -> str | None:
         return f"images of {struct.unpack('>II', head[8:16])} pixels, not 28 x 28"
     expected = (16 + 28 * 28 * n) if images else (8 + n)
     if size != expected:
-        return f"{size} bytes where its header announces {expected} ({n} {'images' if images else 'labels'}): cut short or padded"
+        kind = "images" if images else "labels"
+        return f"{size} bytes where its header announces {expected} ({n} {kind}): cut short or padded"
     if labels and max(labels) > 9:
         return f"a label {max(labels)} outside 0-9"
     return None
@@ -187,7 +188,8 @@ def prepare_split(
     root: str | os.PathLike, split: str, download: bool = True, cache_dir: str | os.PathLike | None = None
 ) -> tuple[Path, int]:
     """(the root torchvision reads the ``split`` from, its number of images), all four files
-    checked (torchvision wants them all): unpacked IDX files by their header and size, ``.gz`` files by their official MD5
+    checked (torchvision wants them all): unpacked IDX files by their header and size, ``.gz`` files by their
+    official MD5
     before they are unpacked, atomically. Downloads (torchvision, which checks the MD5 too) only
     what is missing, when ``download``. DataNotFoundError or CorruptDataError otherwise, naming
     the folder or the file. Nothing is created where there is nothing to unpack or download."""

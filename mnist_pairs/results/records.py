@@ -17,25 +17,16 @@ try:
 except ImportError:  # Python 3.10
     from typing_extensions import NotRequired
 
-from mnist_pairs.seeding import DRAWS_VERSION
+from mnist_pairs.config.schema import non_identity_keys
+from mnist_pairs.training.seeding import DRAWS_VERSION
 
 RECORD_FILE = "record.json"
 STARTED_FILE = "started.json"  # written into a run's folder when its training starts (every seed of a batch)
 SCHEMA_VERSION = 2  # 2: per-pair test predictions (test_pairs) and the digit branch's accuracy (digit_acc)
 Status = Literal["ok", "failed", "diverged"]
 
-# Keys that do not change a run's results: left out of its identity hash.
-NON_IDENTITY_KEYS = (
-    "force",
-    "output_root",
-    "experiment_name",
-    "data.root",
-    "data.cache_dir",
-    "data.download",
-    "device",
-    "train.save_model",
-    "tracking",
-)
+# Keys that do not change a run's results: left out of its identity hash (declared in the schema).
+NON_IDENTITY_KEYS = non_identity_keys()
 
 
 class Metrics(TypedDict):
@@ -75,7 +66,7 @@ class RunRecord(TypedDict):
     """One run. ``variant`` names the overridden keys beyond model/activation/seed (Hydra's
     override_dirname, "" for none); ``config`` is the whole resolved config; ``metrics`` are the
     final eval-mode accuracy and cross-entropy on all train and test pairs; ``train_time_s`` is
-    PROTOCOL.md's training wall time; ``host`` and ``pid`` are the machine and process that ran it,
+    docs/protocol.md's training wall time; ``host`` and ``pid`` are the machine and process that ran it,
     ``slurm_job`` its SLURM job (``<array job>_<task>``, only under SLURM); failed runs also carry
     ``traceback``."""
 
@@ -104,7 +95,7 @@ class RunRecord(TypedDict):
     slurm_job: NotRequired[str]
     weights: NotRequired[
         str
-    ]  # with train.save_model: the file of the trained weights beside the record (mnist_pairs.runs)
+    ]  # with train.save_model: the file of the trained weights beside the record (mnist_pairs.results.runs)
     traceback: NotRequired[str]
 
 

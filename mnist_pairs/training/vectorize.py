@@ -26,11 +26,11 @@ import torch
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
-from mnist_pairs.data import Pairs
-from mnist_pairs.engine import (
+from mnist_pairs.config.schema import TrainSettings
+from mnist_pairs.training.data import Pairs
+from mnist_pairs.training.engine import (
     Augmenter,
     FitResult,
-    TrainSettings,
     append_epoch,
     autocast,
     aux_weight,

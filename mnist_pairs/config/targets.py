@@ -8,7 +8,7 @@ string is not enough: ``torch.nn.functional.torch.save`` starts with ``torch.nn.
 walked part by part as Hydra's ``_locate`` does, every module on the way must be named by its own
 name (none reached through another module's imports), and the object at the end must be a model
 part or an optimizer: a ``torch.nn.Module`` or ``torch.optim.Optimizer`` class defined in
-mnist_pairs, torch.nn or torch.optim. Functions are refused even there (``mnist_pairs.records``
+mnist_pairs, torch.nn or torch.optim. Functions are refused even there (``mnist_pairs.results.records``
 has functions that write files), and nothing is imported outside these packages. Each other key
 of a target's node must be an argument its constructor takes, with a value of its type hint."""
 
@@ -25,6 +25,8 @@ from types import ModuleType
 from typing import Any
 
 import torch
+from omegaconf import DictConfig, ListConfig
+from omegaconf.errors import OmegaConfBaseException
 
 ALLOWED_PACKAGES = ("mnist_pairs", "torch.nn", "torch.optim")
 ALLOWED = (
@@ -238,3 +240,88 @@ def _describe(hint: Any, plural: bool = False) -> str:
     if hint in named:
         return named[hint][plural]
     return f"a config with a _target_ ({getattr(hint, '__name__', hint)})"
+
+
+# ---- the hydra node: what Hydra instantiates itself ---------------------------------------------
+
+HYDRA_ALLOWED = (
+    "a class of Hydra or of a Hydra plugin (hydra., hydra_plugins.), a Hydra callback defined in "
+    "mnist_pairs, or an Optuna sampler (optuna.samplers.)"
+)
+LOGGING_KEYS = ("class", "()")  # what logging.config.dictConfig imports and calls
+LOGGING_ALLOWED = "a logging Handler, Formatter or Filter class"
+
+
+def check_hydra_node(hydra: DictConfig) -> None:
+    """Every ``_target_`` in the ``hydra`` node (callbacks, launcher, sweeper and what they nest)
+    names a class of Hydra, of a Hydra plugin, a callback of ours or an Optuna sampler, and every
+    ``class`` or ``()`` of the logging configs a logging class: Hydra instantiates these itself, as
+    it composes (logging) and right after (callbacks), before any check of a run. TargetError on
+    the first that does not; nothing outside the checked names is imported."""
+    for path, name, value in _hydra_leaves(hydra, "hydra"):
+        if name == "_target_":
+            _check_hydra_target(path, value)
+        elif name in LOGGING_KEYS and path.split(".")[1] in ("job_logging", "hydra_logging"):
+            _check_logging_class(path, value)
+
+
+def _hydra_leaves(node: Any, path: str) -> Iterator[tuple[str, str, Any]]:
+    """(dotted key, key, value) of every leaf under ``node``, written values resolved one by one:
+    an interpolation that resolves to a group of keys (``${oc.create:...}``) is walked too, and
+    one that cannot be resolved yet (``${hydra.runtime.output_dir}`` before the run) is left as
+    written."""
+    items = node.items_ex(resolve=False) if isinstance(node, DictConfig) else enumerate(node)
+    for key, _ in items:
+        child_path = f"{path}.{key}" if isinstance(node, DictConfig) else f"{path}[{key}]"
+        child = node._get_node(key)
+        if isinstance(child, (DictConfig, ListConfig)) and not child._is_interpolation():
+            if not child._is_none() and not child._is_missing():
+                yield from _hydra_leaves(child, child_path)
+            continue
+        try:
+            value = node[key]
+        except OmegaConfBaseException:
+            value = child._value() if child is not None else None
+        if isinstance(value, (DictConfig, ListConfig)):
+            yield from _hydra_leaves(value, child_path)
+        else:
+            yield child_path, str(key), value
+
+
+def _check_hydra_target(path: str, value: Any) -> None:
+    try:
+        obj = _hydra_object(value)
+    except _Refused as why:
+        raise TargetError(path, value, f"{HYDRA_ALLOWED}; {why}") from None
+    from hydra.experimental.callback import Callback
+
+    module = getattr(obj, "__module__", "") or ""
+    ours = module.startswith("mnist_pairs.") and isinstance(obj, type) and issubclass(obj, Callback)
+    hydras = module.split(".")[0] in ("hydra", "hydra_plugins")
+    sampler = module.startswith("optuna.samplers") and isinstance(obj, type)
+    if not isinstance(obj, type) or not (ours or hydras or sampler):
+        raise TargetError(path, value, f"{HYDRA_ALLOWED}; it is {_describe_object(obj)}")
+
+
+def _check_logging_class(path: str, value: Any) -> None:
+    import logging
+
+    try:
+        obj = _hydra_object(value)
+    except _Refused as why:
+        raise TargetError(path, value, f"{LOGGING_ALLOWED}; {why}") from None
+    if not isinstance(obj, type) or not issubclass(obj, (logging.Handler, logging.Formatter, logging.Filter)):
+        raise TargetError(path, value, f"{LOGGING_ALLOWED}; it is {_describe_object(obj)}")
+
+
+def _hydra_object(value: Any) -> Any:
+    """The object a dotted name of the hydra node names, walked as ``_walk`` does; only the
+    packages a hydra-node name may come from are imported."""
+    if not isinstance(value, str):
+        raise _Refused("it must be a dotted name (a string)")
+    if value.split(".")[0] not in ("hydra", "hydra_plugins", "mnist_pairs", "optuna", "logging", "colorlog"):
+        raise _Refused("it is outside hydra, hydra_plugins, mnist_pairs, optuna.samplers and logging")
+    try:
+        return _walk(value)
+    except ImportError:
+        raise _Refused(f"there is no {value}") from None

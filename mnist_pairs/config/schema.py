@@ -1,0 +1,482 @@
+"""The schema of every key that holds a plain value: one definition per key, with its type,
+default, what is allowed, one line of documentation and whether it is part of a run's identity.
+
+Each settings class is registered in Hydra's ConfigStore as the group option that holds the
+defaults (``train/default``, ``data/mnist``, ``device/auto``, ``augment/none``, ``tracking/none``,
+``tracking/mlflow``, ``optimizer/adam``, ``optimizer/sgd``, and the top-level keys as
+``run_keys``); YAML files hold only presets over them (``augment/affine.yaml``, ``device/cpu.yaml``).
+Hydra composes these nodes in struct mode, so a key the schema does not know is refused as Hydra
+composes. The values are left as written (every field of the registered node is typed ``Any``):
+OmegaConf's own typing would turn ``train.label_smoothing=0`` into ``0.0`` and so change the
+identity hash of runs recorded before the schema. Types and ranges are checked in
+``__post_init__`` of the typed object the code passes around, with one line naming the key, the
+value and what is allowed (``SettingError``).
+
+``python -m mnist_pairs.keys`` lists every key from here; docs/configuration.md's table is written
+from it (and a test fails when it drifts)."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, OmegaConf
+
+MAX_NAME = 255  # characters of a file name on common file systems
+NAME = re.compile(r"[A-Za-z0-9_.+-]+")
+TRACKING_URI = re.compile(r"(https?://[\w.-]+(:\d+)?(/[\w./-]*)?|sqlite:///[\w./ +-]+)")
+SPLIT_PAIRS = {"train": 30_000, "test": 5_000}  # half of MNIST's 60k/10k images: pairs of distinct images
+MAX_EPOCHS = 100_000  # beyond, a typo (the report trains 50); a bound keeps a run from never ending
+MAX_THREADS = 1024
+# Keys the grid sweeper and Hydra put in a run's folder name by themselves (never in the variant).
+IN_FOLDER_PATH = ("model", "activation", "seed", "experiment")
+# Groups that choose how runs are executed, never what they compute.
+EXECUTION_GROUPS = ("launcher", "sweeper")
+
+
+class ConfigError(ValueError):
+    """A configuration that is not allowed; the message (one line) names the key, the value and
+    what is allowed. Every check of mnist_pairs.config raises it."""
+
+
+class SettingError(ConfigError):
+    """A value that is not allowed: ``key``, ``value`` and what is ``allowed``."""
+
+    def __init__(self, key: str, value: Any, allowed: str) -> None:
+        super().__init__(f"{key}={shown(value)} is not allowed: {allowed}")
+        self.key, self.value, self.allowed = key, value, allowed
+
+
+def shown(value: Any, limit: int = 200) -> str:
+    """``repr(value)``, cut to ``limit`` characters: a hostile value must not flood the one line."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
+def is_number(value: Any) -> bool:
+    """A finite int or float (not a bool: YAML's true is an int to Python)."""
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def plain_name(value: Any) -> bool:
+    return (
+        isinstance(value, str) and bool(NAME.fullmatch(value)) and value not in (".", "..") and len(value) <= MAX_NAME
+    )
+
+
+def plain_names(value: Any) -> bool:
+    """A relative path of plain names (``benchmark``, ``tune/resnet-lr``)."""
+    return isinstance(value, str) and all(plain_name(part) for part in value.split("/"))
+
+
+def folder_path(value: Any) -> bool:
+    """A non-empty string of printable characters, no part longer than file systems allow."""
+    return (
+        isinstance(value, str)
+        and bool(value.strip())
+        and value.isprintable()
+        and all(len(p) <= MAX_NAME for p in value.split("/"))
+    )
+
+
+@dataclass(frozen=True)
+class Rule:
+    """What a key allows, as a test and its words."""
+
+    test: Any  # Callable[[Any], bool]
+    allowed: str
+    kind: str  # the type in the key table
+
+
+def integer(low: int, high: int | None = None, allowed: str | None = None) -> Rule:
+    words = allowed or (f"an integer from {low} to {high}" if high is not None else f"an integer >= {low}")
+    return Rule(lambda v: is_int(v) and v >= low and (high is None or v <= high), words, "int")
+
+
+def positive_integer() -> Rule:
+    return Rule(lambda v: is_int(v) and v >= 1, "a positive integer", "int")
+
+
+def number(low: float, high: float, high_open: bool = False) -> Rule:
+    def test(v: Any) -> bool:
+        return is_number(v) and low <= v and (v < high if high_open else v <= high)
+
+    return Rule(test, f"a number from {low} to {high}{' (excluded)' if high_open else ''}", "float")
+
+
+def one_of(*choices: str, hint: str = "") -> Rule:
+    return Rule(lambda v: v in choices, f"one of {', '.join(choices)}{hint}", "str")
+
+
+BOOL = Rule(lambda v: isinstance(v, bool), "true or false", "bool")
+FOLDER = Rule(folder_path, f"a folder (a path of printable characters, each part at most {MAX_NAME})", "path")
+FOLDER_OR_NULL = Rule(lambda v: v is None or folder_path(v), f"{FOLDER.allowed} or null", "path | null")
+PLAIN_NAME = Rule(
+    plain_name,
+    f"a plain name of at most {MAX_NAME} characters (letters, digits, _ . + -): it names run folders",
+    "name",
+)
+
+
+def key(default: Any, doc: str, rule: Rule, identity: bool = True, environment: bool = False) -> Any:
+    """A field of a settings class: its default and what the key table says of it. ``identity``
+    False: the key never changes results (left out of a run's identity hash and of its folder
+    name); ``environment``: it may read an environment variable (``${oc.env:...}``)."""
+    return field(default=default, metadata={"doc": doc, "rule": rule, "identity": identity, "environment": environment})
+
+
+class Settings:
+    """A group's typed settings: each field checked against its rule after construction."""
+
+    group: ClassVar[str] = ""  # its dotted prefix ("" for the top-level keys)
+    open: ClassVar[bool] = False  # other keys allowed beside the schema's (a target's arguments)
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            rule = f.metadata.get("rule")
+            value = getattr(self, f.name)
+            if rule is not None and not rule.test(value):
+                raise SettingError(self.dotted(f.name), value, rule.allowed)
+
+    @classmethod
+    def dotted(cls, name: str) -> str:
+        return f"{cls.group}.{name}" if cls.group else name
+
+    @classmethod
+    def from_mapping(cls, values: dict[str, Any], **defaults: Any) -> Any:
+        """The typed settings of a group's resolved values; a key the schema does not know is a
+        SettingError, unless the group is ``open``; ``defaults`` stand in for absent keys."""
+        known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        if not isinstance(values, dict):
+            raise SettingError(cls.group, values, f"a group of keys ({', '.join(sorted(known))})")
+        unknown = [k for k in values if k not in known]
+        if unknown and not cls.open:
+            name = unknown[0]
+            raise SettingError(cls.dotted(str(name)), values[name], f"{cls.group} has keys {', '.join(sorted(known))}")
+        return cls(**{**defaults, **{k: v for k, v in values.items() if k in known}})
+
+
+@dataclass(frozen=True)
+class RunSettings(Settings):
+    seed: int = key(0, "drives the pairs, the initialisation, the shuffling and dropout of one run", integer(0))
+    force: bool = key(False, "redo a run even when its folder holds a complete record", BOOL, identity=False)
+    output_root: str = key(
+        "outputs", "results land in <output_root>/<experiment_name>/<run>/", FOLDER, identity=False, environment=True
+    )
+    experiment_name: str = key(
+        "runs",
+        "the results folder below output_root (plain names separated by /)",
+        Rule(
+            plain_names,
+            f"plain names (letters, digits, _ . + -, at most {MAX_NAME} characters) separated by /: "
+            "a folder below output_root",
+            "names",
+        ),
+        identity=False,
+    )
+
+
+@dataclass(frozen=True)
+class DataSettings(Settings):
+    group: ClassVar[str] = "data"
+    root: str = key(
+        "${oc.env:MNIST_PAIRS_DATA,data}",
+        "the folder holding MNIST/raw/ ($MNIST_PAIRS_DATA, else ./data)",
+        FOLDER,
+        identity=False,
+        environment=True,
+    )
+    cache_dir: str | None = key(
+        None,
+        "where a read-only root's .gz files are unpacked (null: ~/.cache/mnist_pairs)",
+        FOLDER_OR_NULL,
+        identity=False,
+        environment=True,
+    )
+    download: bool = key(True, "let torchvision download missing files (needs internet)", BOOL, identity=False)
+    n_train: int = key(
+        1000, "training pairs drawn without replacement from the 60k train split", integer(1, SPLIT_PAIRS["train"])
+    )
+    n_test: int = key(
+        1000,
+        "test pairs drawn without replacement from the 10k test split",
+        integer(0, SPLIT_PAIRS["test"], f"an integer from 0 (no test pairs: tuning) to {SPLIT_PAIRS['test']}"),
+    )
+    n_val: int = key(0, "of the n_train pairs, held out for model selection (early stopping, tuning)", integer(0))
+    scale: str = key(
+        "raw",
+        "raw: 0..255 as the authors | unit: /255 | standard: zero mean, unit SD",
+        one_of("raw", "unit", "standard"),
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.n_val > self.n_train - 1:
+            raise SettingError("data.n_val", self.n_val, f"an integer from 0 to data.n_train - 1 = {self.n_train - 1}")
+
+
+@dataclass(frozen=True)
+class TrainSettings(Settings):
+    group: ClassVar[str] = "train"
+    epochs: int = key(50, "training epochs", integer(1, MAX_EPOCHS))
+    batch_size: int = key(250, "pairs per mini-batch", positive_integer())
+    shuffle: bool = key(True, "reshuffle mini-batches each epoch; false: the authors' fixed slices", BOOL)
+    monitor: str = key(
+        "batches",
+        "per-epoch train metrics: from the mini-batches, or the authors' full-set forward in train mode",
+        one_of("batches", "train_mode_forward"),
+    )
+    eval_every_epoch: bool = key(True, "test accuracy per epoch for the history (outside the timed region)", BOOL)
+    eval_interval: int = key(
+        1,
+        "the history's test accuracy every that many epochs and at the last (never changes training)",
+        positive_integer(),
+    )
+    aux_schedule: str = key(
+        "weighted_sum",
+        "models with aux_weight > 0: one weighted loss per mini-batch, or the authors' two full-set steps",
+        one_of("weighted_sum", "alternating_full_batch"),
+    )
+    zero_grad: str = key(
+        "none", "gradients set to None, or zero-filled as in the authors' code", one_of("none", "zero")
+    )
+    label_smoothing: float = key(0.0, "smoothed targets in every cross-entropy minimised", number(0.0, 1.0, True))
+    lr_schedule: str = key(
+        "none", "none (the report), cosine (to 0), onecycle (peak optimizer.lr)", one_of("none", "cosine", "onecycle")
+    )
+    early_stop_patience: int = key(
+        0,
+        "stop after that many epochs without a better validation accuracy (needs data.n_val); 0 = off",
+        integer(0, allowed="an integer >= 0 (0 = off)"),
+    )
+    precision: str = key("fp32", "bf16: autocast of the training forward passes", one_of("fp32", "bf16"))
+    save_model: bool = key(False, "keep the trained weights beside the record, in model.pt", BOOL, identity=False)
+
+
+@dataclass(frozen=True)
+class DeviceSettings(Settings):
+    group: ClassVar[str] = "device"
+    type: str = key("auto", "auto: CUDA when a GPU is visible, else the CPU", one_of("auto", "cpu", "cuda"), False)
+    threads: int = key(
+        0,
+        "torch intra-op threads; 0 = torch's default",
+        integer(0, MAX_THREADS, f"an integer from 0 (torch's default) to {MAX_THREADS}"),
+        identity=False,
+    )
+    channels_last: Any = key(
+        "auto",
+        "memory format of conv models: auto = the model family's preference",
+        Rule(lambda v: isinstance(v, bool) or v == "auto", "auto, true or false", "auto | bool"),
+        identity=False,
+    )
+    vectorize: int = key(
+        1,
+        "> 1: train this many seeds of one config at once (torch.func.vmap; pays on a GPU)",
+        integer(1, allowed="an integer >= 1 (1 = one seed per run)"),
+        identity=False,
+    )
+    seeds_per_job: int = key(
+        1,
+        "with vectorize 1: this many seeds of one config one after another in one job",
+        integer(1, allowed="an integer >= 1 (seeds run one after another in one job)"),
+        identity=False,
+    )
+    seed_batch: list[int] | None = key(
+        None,
+        "the seeds of this job (set by the grid sweeper or a tuning preset)",
+        Rule(
+            lambda v: v is None or (isinstance(v, list) and all(is_int(s) and s >= 0 for s in v)),
+            "null or a list of seeds >= 0 (the grid sweeper and the tuning presets set it)",
+            "list[int] | null",
+        ),
+        identity=False,
+    )
+
+
+@dataclass(frozen=True)
+class AugmentSettings(Settings):
+    group: ClassVar[str] = "augment"
+    name: str = key("none", "the preset's label (it names run folders)", PLAIN_NAME)
+    rotate_deg: float = key(0.0, "each image turned by U(-rotate_deg, rotate_deg) degrees", number(0.0, 180.0))
+    translate_px: float = key(0.0, "and shifted by U(-translate_px, translate_px) pixels per axis", number(0.0, 7.0))
+    swap: bool = key(False, "swap the two images of a pair with probability 1/2 (target follows)", BOOL)
+
+    @property
+    def active(self) -> bool:
+        return self.rotate_deg > 0 or self.translate_px > 0 or self.swap
+
+
+LR = Rule(
+    lambda v: is_number(v) and v > 0,
+    "a finite number > 0 (or a preset: lr=fcnn|fc_dropout|conv|resnet_siamese)",
+    "float",
+)
+WEIGHT_DECAY = number(0.0, 1.0)
+
+
+@dataclass(frozen=True)
+class AdamSettings(Settings):
+    group: ClassVar[str] = "optimizer"
+    open: ClassVar[bool] = True  # more of the constructor's arguments (checked by mnist_pairs.config.targets)
+    _target_: str = "torch.optim.Adam"
+    _partial_: bool = True
+    lr: float = key(MISSING, "learning rate: the lr group's preset (the model's own) or a number", LR)
+    weight_decay: float = key(0.0, "L2 penalty added to the gradient (0: the report)", WEIGHT_DECAY)
+
+
+@dataclass(frozen=True)
+class SgdSettings(AdamSettings):
+    _target_: str = "torch.optim.SGD"
+    momentum: float = key(
+        0.0, "SGD's momentum", Rule(lambda v: is_number(v) and v >= 0, "a finite number >= 0", "float")
+    )
+
+
+TRACKING_BACKEND = one_of("none", "mlflow", hint=" (or the group: tracking=mlflow)")
+
+
+@dataclass(frozen=True)
+class TrackingSettings(Settings):
+    group: ClassVar[str] = "tracking"
+    backend: str = key("none", "none, or mlflow: each finished run logged to MLflow", TRACKING_BACKEND, False)
+
+
+@dataclass(frozen=True)
+class MlflowSettings(TrackingSettings):
+    backend: str = key("mlflow", "none, or mlflow: each finished run logged to MLflow", TRACKING_BACKEND, False)
+    uri: str | None = key(
+        None,
+        "null: sqlite:///<output_root>/mlflow.db; a server's http(s)://host[:port]; or sqlite:///<path>",
+        Rule(
+            lambda v: (
+                v is None
+                or (isinstance(v, str) and len(v) <= 1000 and bool(TRACKING_URI.fullmatch(v)) and ".." not in v)
+            ),
+            "null (the embedded SQLite store under output_root), a server's http(s)://host[:port] or sqlite:///<path>",
+            "str | null",
+        ),
+        identity=False,
+    )
+    experiment: str = key(
+        "${experiment_name}",
+        "the MLflow experiment (it names the folder of its artifacts)",
+        Rule(
+            plain_names,
+            f"plain names (letters, digits, _ . + -, at most {MAX_NAME} characters) separated by /: "
+            "it names the folder of the experiment's artifacts",
+            "names",
+        ),
+        identity=False,
+    )
+
+
+# group option -> its settings class: what ConfigStore holds, and what the key table lists
+STORED: dict[tuple[str, str], type[Settings]] = {
+    ("data", "mnist"): DataSettings,
+    ("train", "default"): TrainSettings,
+    ("device", "auto"): DeviceSettings,
+    ("augment", "none"): AugmentSettings,
+    ("optimizer", "adam"): AdamSettings,
+    ("optimizer", "sgd"): SgdSettings,
+    ("tracking", "none"): TrackingSettings,
+    ("tracking", "mlflow"): MlflowSettings,
+}
+
+
+def untyped(cls: type[Settings]) -> Any:
+    """A dataclass of ``cls``'s keys and defaults, every field typed Any: a structured node that
+    fixes the keys (struct mode) and leaves the values as written."""
+    fields = [(f.name, Any, field(default=f.default)) for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+    return dataclasses.make_dataclass(cls.__name__, fields)
+
+
+def register() -> None:
+    """The schema's nodes in Hydra's ConfigStore (idempotent: storing again replaces)."""
+    store = ConfigStore.instance()
+    for (group, name), cls in STORED.items():
+        store.store(group=group, name=name, node=untyped(cls), provider="mnist_pairs")
+    top = {f.name: f.default for f in dataclasses.fields(RunSettings)}
+    store.store(name="run_keys", node=top, provider="mnist_pairs")
+
+
+def fields_of(cls: type[Settings]) -> Iterator[dataclasses.Field]:
+    """The documented keys of a settings class (Hydra's ``_target_`` and ``_partial_`` aside)."""
+    return (f for f in dataclasses.fields(cls) if "doc" in f.metadata)  # type: ignore[arg-type]
+
+
+def key_table() -> list[dict[str, Any]]:
+    """Every key of the schema once: key, type, default, allowed, doc, identity, groups it is in."""
+    rows: dict[str, dict[str, Any]] = {}
+    for group_option, cls in [(("", ""), RunSettings), *STORED.items()]:
+        for f in fields_of(cls):
+            dotted = cls.dotted(f.name)
+            row = rows.setdefault(
+                dotted,
+                {
+                    "key": dotted,
+                    "type": f.metadata["rule"].kind,
+                    "default": f.default,
+                    "allowed": f.metadata["rule"].allowed,
+                    "doc": f.metadata["doc"],
+                    "identity": f.metadata["identity"],
+                    "options": [],
+                },
+            )
+            if group_option[0]:
+                row["options"].append(f"{group_option[0]}={group_option[1]}")
+    return list(rows.values())
+
+
+def non_identity_keys() -> tuple[str, ...]:
+    """Keys that never change a run's results (left out of its identity hash): each key so
+    declared, a group whose every key is so declared by the group's name."""
+    out: list[str] = []
+    for row in key_table():
+        group = row["key"].split(".")[0] if "." in row["key"] else None
+        group_rows = [r for r in key_table() if group and r["key"].startswith(f"{group}.")]
+        if group and all(not r["identity"] for r in group_rows):
+            if group not in out:
+                out.append(group)
+        elif not row["identity"]:
+            out.append(row["key"])
+    return tuple(out)
+
+
+def environment_keys() -> tuple[str, ...]:
+    """Keys that may read the environment (``${oc.env:...}``): paths on this machine."""
+    return tuple(
+        cls.dotted(f.name) for cls in (RunSettings, DataSettings) for f in fields_of(cls) if f.metadata["environment"]
+    )
+
+
+def folder_exclude_keys() -> list[str]:
+    """The keys Hydra leaves out of a run folder's name (``hydra.job.config.override_dirname``):
+    those already in its path, the execution groups, and every key outside a run's identity,
+    each key of a non-identity group by name too (``device.threads=1`` names itself)."""
+    out = list(IN_FOLDER_PATH)
+    for name in non_identity_keys():
+        out.append(name)
+        if "." not in name:
+            out += [r["key"] for r in key_table() if r["key"].startswith(f"{name}.")]
+    return list(dict.fromkeys([*out, *EXECUTION_GROUPS]))
+
+
+def run_subdir(model: str, activation: str, seed: Any, variant: str = "") -> str:
+    """A run's directory below its experiment: model/activation[/variant]/seed=N. ``variant`` is
+    Hydra's override_dirname of the keys that are not already in the path."""
+    return "/".join(p for p in (model, activation, variant, f"seed={seed}") if p)
+
+
+def register_resolvers() -> None:
+    """The resolvers conf/config.yaml reads: a run's folder and the keys its name leaves out."""
+    OmegaConf.register_new_resolver("run_subdir", run_subdir, replace=True)
+    OmegaConf.register_new_resolver("folder_exclude_keys", folder_exclude_keys, replace=True)

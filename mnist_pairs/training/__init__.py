@@ -1,0 +1,1 @@
+"""Training one run or a batch of seeds: data, augmentation, random streams, the training loop."""
