@@ -67,10 +67,10 @@ def header(a: Analysis) -> list[str]:
         "",
         f"{len(runs)} run records in {runs['cell'].nunique()} cells (a cell: one config, its seeds aside): "
         f"{status.get('ok', 0)} ok ({int(runs['collapsed'].sum())} of them collapsed to one class), "
-        f"{status.get('failed', 0)} failed, {status.get('diverged', 0)} diverged; {len(a.data.interrupted)} "
-        "interrupted runs (stopped by a signal: not counted, the same command resumes them); "
-        f"{len(a.data.corrupt)} corrupt "
+        f"{status.get('failed', 0)} failed, {status.get('diverged', 0)} diverged; {len(a.data.corrupt)} corrupt "
         f"records; {len(a.data.incomplete)} run folders without a record (killed or running); "
+        f"{len(a.data.interrupted)} interrupted runs (stopped by a signal: not counted, the same command resumes "
+        "them); "
         f"{len(a.data.duplicates)} second records of a seed.",
         f"Devices: {', '.join(sorted(runs['device_name'].dropna().unique())) or 'none'}. Total training time "
         f"{runs['train_time_s'].sum():.0f} s.",
@@ -196,7 +196,10 @@ def findings_section(a: Analysis) -> list[str]:
 
 
 def with_code(summary: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
-    """``summary`` with a ``code`` column: per cell, the code labels of its runs (collect.code_label)."""
+    """``summary`` with a ``code`` column: per cell, the code labels of its runs (collect.code_label;
+    a runs table made without them, by hand, gets none)."""
+    if "code" not in runs:
+        return summary
     codes = runs.groupby("cell")["code"].agg(lambda v: ", ".join(sorted(set(v))))
     return summary.assign(code=summary["cell"].map(codes))
 
