@@ -82,7 +82,7 @@ class RunRecord(TypedDict):
     final eval-mode accuracy and cross-entropy on all train and test pairs; ``train_time_s`` is
     docs/protocol.md's training wall time; ``host`` and ``pid`` are the machine and process that ran it,
     ``slurm_job`` its SLURM job (``<array job>_<task>``, only under SLURM); failed runs also carry
-    ``traceback``."""
+    ``traceback``; ``code`` is the code that ran it (``Code``), outside ``config`` and its hash."""
 
     schema_version: int
     status: Status
