@@ -1,7 +1,8 @@
 """Ctrl-C (SIGINT) and SIGTERM of ``python -m mnist_pairs.train`` while it trains: the runs
 training are recorded as ``interrupted`` (no traceback), the job prints one line and exits 130 /
-143, finished seeds stay ``ok``, the same command trains the interrupted runs, and neither the
-aggregation nor decide counts an interrupted run as a failure or a lost seed."""
+143, finished seeds stay ``ok``, seeds of a batch in turn not yet started get no record, the same
+command trains the interrupted runs, and neither the aggregation nor decide counts an interrupted
+run as a failure or a lost seed."""
 
 from __future__ import annotations
 
@@ -93,6 +94,19 @@ def test_sigterm_of_a_seed_batch_interrupts_the_seeds_training_and_keeps_the_fin
     assert again.returncode == 0, again.stderr
     assert [records.finished_record(run_dir(out, s)) is not None for s in (0, 1, 2)] == [True, True, True]
     assert (run_dir(out, 2) / records.RECORD_FILE).read_bytes() == kept
+
+
+def test_sigint_of_seeds_in_turn_records_the_seed_training_and_leaves_the_next_unstarted(tmp_path, synthetic_root):
+    out = tmp_path / "out"
+    args = cli_args(out, synthetic_root, "seed=0", "device.seed_batch=[0,1]", "device.vectorize=1")
+    code, stdout, stderr = stopped_after_first_epoch(args, signal.SIGINT, tmp_path / "stderr")
+    assert code == 130 and "Traceback" not in stdout + stderr
+    assert stderr.splitlines() == [
+        f"interrupted (SIGINT): fcnn/relu/{VARIANT}/seed=0, fcnn/relu/{VARIANT}/seed=1 not finished; "
+        "the same command resumes"
+    ]
+    assert records.read_record(run_dir(out, 0) / records.RECORD_FILE)["status"] == "interrupted"
+    assert not (run_dir(out, 1) / records.RECORD_FILE).exists()  # never started: no record
 
 
 # --- interrupted records in the aggregation and in decide ----------------------------------------
