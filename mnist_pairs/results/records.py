@@ -2,6 +2,7 @@
 
 A record is the single source of truth about a run; aggregation reads nothing else."""
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -300,7 +301,8 @@ def write_atomically(path: Path, write: Callable[[IO[bytes]], None]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=".tmp", dir=path.parent)
     try:
-        os.fchmod(fd, plain_file_mode())
+        with contextlib.suppress(OSError):  # a file system without modes (some network mounts) keeps mkstemp's
+            os.fchmod(fd, plain_file_mode())
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
