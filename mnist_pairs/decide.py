@@ -139,12 +139,14 @@ def side(overrides: tuple[str, ...], shared: list[str]) -> tuple[Side, Path]:
 
 def scores(results_dir: Path, cells: set[str]) -> dict[str, dict[int, float]]:
     """Test accuracy by seed of every run of ``cells`` in the folder: NaN for a run that failed or
-    diverged (a lost seed)."""
+    diverged (a lost seed); an interrupted run is left out, as a seed not run yet (the sweep trains it)."""
     out: dict[str, dict[int, float]] = {c: {} for c in cells}
     for path in results_dir.rglob(records.RECORD_FILE):
         try:
             record = records.read_record(path)
         except Exception:  # corrupt records are the aggregation's to report
+            continue
+        if record.get("status") == "interrupted":
             continue
         metrics = record.get("metrics") or {}
         cell = records.cell_hash(record["config"])

@@ -7,6 +7,7 @@ python -m mnist_pairs.train -m model=cnn4_bn activation=relu,tanh,leakyrelu seed
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 import time
 from pathlib import Path
@@ -23,10 +24,30 @@ from mnist_pairs.results import records
 from mnist_pairs.results.progress import record_outcome
 from mnist_pairs.training.batch import run_seed_batch
 from mnist_pairs.training.data import DataError
+from mnist_pairs.training.interrupt import exit_code, handle_stop_signals
 from mnist_pairs.training.run import run
 from mnist_pairs.tune import mean_objective
 
 log = logging.getLogger("mnist_pairs.train")
+
+
+def signal_name(error: BaseException) -> str:
+    """SIGINT or SIGTERM: the signal behind an ``Interrupted`` (a plain KeyboardInterrupt: SIGINT)."""
+    return signal.Signals(exit_code(error) - 128).name
+
+
+def interrupted_line(error: BaseException, cfg: DictConfig, dirs: dict[int, Path], variant: str) -> str:
+    """The one line a stopped job prints: the signal, its runs without a finished record (an
+    ``interrupted`` one, or none where a seed had not started), and how to go on."""
+    where = f"/{variant}" if variant else ""
+    left = [
+        f"{cfg.model.name}/{cfg.activation.name}{where}/seed={seed}"
+        for seed, run_dir in dirs.items()
+        if records.finished_record(run_dir) is None
+    ]
+    if not left:
+        return f"interrupted ({signal_name(error)}) after its runs finished: nothing left to do"
+    return f"interrupted ({signal_name(error)}): {', '.join(left)} not finished; the same command resumes"
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
@@ -38,6 +59,7 @@ def main(cfg: DictConfig) -> float | None:
     multirun = hc.mode == RunMode.MULTIRUN
     run_dir = Path(hc.runtime.output_dir)
     done: list[records.RunRecord] = []
+    dirs = {int(cfg.seed): run_dir}
     try:
         dirs = seed_batch_dirs(cfg, run_dir, "hydra.sweep.subdir" if multirun else "hydra.run.dir")
         if len(dirs) > 1:
@@ -46,6 +68,11 @@ def main(cfg: DictConfig) -> float | None:
             done = [run(cfg, run_dir, variant=hc.job.override_dirname)]
     except (ConfigError, DataError) as error:
         sys.exit(f"error: {error}")  # one clear line, before any training
+    except KeyboardInterrupt as error:  # SIGINT or SIGTERM (handle_stop_signals): recorded as interrupted
+        if multirun:
+            raise  # the sweep stops, and says what is left
+        print(interrupted_line(error, cfg, dirs, hc.job.override_dirname), file=sys.stderr)
+        sys.exit(exit_code(error))
     except Exception as error:
         log.error("run failed (recorded in %s): %s", run_dir, error)
         if not multirun:
@@ -62,9 +89,15 @@ def main(cfg: DictConfig) -> float | None:
 
 
 def cli() -> None:
-    """``python -m mnist_pairs.train``: the hydra node checked, then Hydra's run or multirun."""
+    """``python -m mnist_pairs.train``: the hydra node checked, then Hydra's run or multirun.
+    SIGINT and SIGTERM stop it with one line and the shell's status for the signal (130, 143)."""
+    handle_stop_signals()
     check_command_line(sys.argv[1:])
-    main()
+    try:
+        main()
+    except KeyboardInterrupt as error:  # before a run started, or a sweep that let it through
+        print(f"interrupted ({signal_name(error)}); the same command resumes", file=sys.stderr)
+        sys.exit(exit_code(error))
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@ outcomes. Runs are grouped into **cells** by their identity without the seed
 (``records.cell_hash``) and the mnist_pairs version that wrote them: runs of one cell differ only in
 their seed, and runs of two cells are never pooled, whatever their model, activation and variant
 say (a parent folder holding a benchmark and a smoke grid, records of an old and a new default, or
-runs of two code versions give separate cells with distinct labels)."""
+runs of two code versions give separate cells with distinct labels). Interrupted runs (stopped by
+a signal, resumed by the same command) are listed apart, neither results nor failures."""
 
 from __future__ import annotations
 
@@ -38,6 +39,7 @@ RUN_COLUMNS = [
     "has_pairs",
     "cell_hash",
     "version",
+    "code",
     "data_root",
     "path",
 ]
@@ -82,6 +84,7 @@ class Collected:
     incomplete: list[str] = field(default_factory=list)
     duplicates: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    interrupted: list[str] = field(default_factory=list)  # "<model>/<activation>[/<variant>]/seed=<n>: interrupted"
 
     @functools.cached_property
     def unfinished_seeds(self) -> dict[str, set[int]]:
@@ -114,6 +117,21 @@ def history_rows(rec: records.RunRecord, ident: dict[str, Any]) -> list[dict[str
     ]
 
 
+def code_label(rec: records.RunRecord) -> str:
+    """The code that wrote a record, short: its commit's first 7 hex digits (``+dirty`` from a
+    modified checkout), else ``mnist_pairs <version>`` (outside a git checkout, older records)."""
+    code = rec.get("code") or {}
+    if code.get("commit"):
+        return str(code["commit"])[:7] + ("+dirty" if code.get("dirty") else "")
+    return f"mnist_pairs {code.get('version') or rec['versions'].get('mnist_pairs', '?')}"
+
+
+def interrupted_line(rec: records.RunRecord) -> str:
+    """``model/activation[/variant]/seed=<n>: interrupted``, as the stopped job named it."""
+    variant = f"/{rec['variant']}" if rec["variant"] else ""
+    return f"{rec['model']}/{rec['activation']}{variant}/seed={rec['seed']}: interrupted"
+
+
 def unique_labels(cells: dict[str, dict[str, Any]]) -> dict[str, str]:
     """A readable, unique label per cell key (identity hash and code version):
     ``model/activation[ variant]``, then the experiment name where cells sharing that differ in it,
@@ -138,15 +156,21 @@ STATUS_RANK = {"ok": 0, "diverged": 1, "failed": 2}  # which of two records of o
 
 
 def mixed_sources(rows: list[dict[str, Any]], labels: dict[str, str]) -> list[str]:
-    """One config run by several code versions (kept apart as cells, named here), and cells whose
-    runs came from different data roots (a path: the same files may sit at two, so they pool; the
-    pairing check compares the test pairs the runs drew)."""
+    """One config run by several code versions (kept apart as cells, named here), cells whose runs
+    came from different commits (pooled: a commit need not change results, but the reader should
+    know), and cells whose runs came from different data roots (a path: the same files may sit at
+    two, so they pool; the pairing check compares the test pairs the runs drew)."""
     table = pd.DataFrame(rows)
     out = [
         f"one config run by {len(keys)} mnist_pairs versions, kept apart as cells: "
         + ", ".join(repr(labels[k]) for k in keys)
         for keys in table.groupby("cell_hash")["_key"].unique()
         if len(keys) > 1
+    ]
+    out += [
+        f"{labels[key]}: runs of {len(v)} code commits pooled ({', '.join(sorted(v))})"
+        for key, v in table.groupby("_key")["code"].unique().items()
+        if len(v) > 1
     ]
     roots = table.groupby("_key")["data_root"].unique()
     return out + [
@@ -160,7 +184,7 @@ def collect(results_dir: Path) -> Collected:
     """Read every record under ``results_dir``. Corrupt records, run folders without a record
     (killed or still running) and second records of one cell and seed (the finished, latest one
     counts) are listed, not fatal."""
-    rows, history, corrupt = [], {}, []
+    rows, history, corrupt, interrupted = [], {}, [], []
     cells: dict[str, dict[str, Any]] = {}
     outcomes: dict[int, PairOutcomes] = {}
     configs: dict[str, dict[str, Any]] = {}
@@ -171,6 +195,9 @@ def collect(results_dir: Path) -> Collected:
             pairs = PairOutcomes.decode(rec["test_pairs"]) if rec.get("test_pairs") else None
         except (records.CorruptRecordError, ValueError) as error:
             corrupt.append(str(error) if isinstance(error, records.CorruptRecordError) else f"{path}: {error}")
+            continue
+        if rec["status"] == "interrupted":  # not a result and not a failure: the same command trains it
+            interrupted.append(interrupted_line(rec))
             continue
         config = rec["config"]
         cell = records.cell_hash(config)
@@ -201,6 +228,7 @@ def collect(results_dir: Path) -> Collected:
                 "path": str(path.parent.relative_to(results_dir)),
                 "finished_at": rec["finished_at"],
                 "version": version,
+                "code": code_label(rec),
                 "data_root": setting(config, "data.root", "?"),
             }
         )
@@ -235,6 +263,7 @@ def collect(results_dir: Path) -> Collected:
         incomplete=incomplete,
         duplicates=duplicates,
         warnings=warnings,
+        interrupted=interrupted,
         configs={labels[c]: v for c, v in configs.items()},
         pairs={(labels[rows[i]["_key"]], rows[i]["seed"]): outcomes[i] for i in kept if i in outcomes},
     )

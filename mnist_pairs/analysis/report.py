@@ -69,6 +69,8 @@ def header(a: Analysis) -> list[str]:
         f"{status.get('ok', 0)} ok ({int(runs['collapsed'].sum())} of them collapsed to one class), "
         f"{status.get('failed', 0)} failed, {status.get('diverged', 0)} diverged; {len(a.data.corrupt)} corrupt "
         f"records; {len(a.data.incomplete)} run folders without a record (killed or running); "
+        f"{len(a.data.interrupted)} interrupted runs (stopped by a signal: not counted, the same command resumes "
+        "them); "
         f"{len(a.data.duplicates)} second records of a seed.",
         f"Devices: {', '.join(sorted(runs['device_name'].dropna().unique())) or 'none'}. Total training time "
         f"{runs['train_time_s'].sum():.0f} s.",
@@ -193,9 +195,19 @@ def findings_section(a: Analysis) -> list[str]:
     return lines
 
 
+def with_code(summary: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
+    """``summary`` with a ``code`` column: per cell, the code labels of its runs (collect.code_label;
+    a runs table made without them, by hand, gets none)."""
+    if "code" not in runs:
+        return summary
+    codes = runs.groupby("cell")["code"].agg(lambda v: ", ".join(sorted(set(v))))
+    return summary.assign(code=summary["cell"].map(codes))
+
+
 def summary_section(a: Analysis) -> list[str]:
     s = a.summary
     drop = [c for c in ("variant", "experiment") if (s[c] == "").all() or s[c].nunique() == 1]
+    shown = [*s.columns, "code"]
     if not (s["n_collapsed"] > 0).any():  # no run collapsed: the columns of modes say nothing
         drop += ["collapse_rate", "collapse_rate_low", "collapse_rate_high", "n_trained", "test_acc_mean_trained"]
     return [
@@ -212,9 +224,10 @@ def summary_section(a: Analysis) -> list[str]:
         "did "
         "not collapse: where runs split between collapse and training, the mean describes neither. Time is the "
         "training "
-        "wall time of docs/protocol.md.",
+        "wall time of docs/protocol.md. `code`: the commit(s) that produced the cell's runs (`+dirty`: a modified "
+        "checkout; `mnist_pairs <version>` outside a git checkout).",
         "",
-        markdown_table(present(s.drop(columns=drop + ["model", "activation"]), list(s.columns))),
+        markdown_table(present(with_code(s, a.data.runs).drop(columns=drop + ["model", "activation"]), shown)),
     ]
 
 
@@ -439,11 +452,13 @@ def looks_section(a: Analysis) -> list[str]:
 def problems_section(a: Analysis) -> list[str]:
     runs = a.data.runs
     problems = runs[runs["status"] != "ok"]
-    if not (len(problems) or a.data.corrupt or a.data.incomplete or a.data.duplicates or a.data.warnings):
+    listed = (a.data.corrupt, a.data.incomplete, a.data.duplicates, a.data.warnings, a.data.interrupted)
+    if not (len(problems) or any(listed)):
         return []
     lines = ["", "## Runs that did not finish, and warnings", ""]
     lines += [f"- warning: {w}" for w in a.data.warnings]
     lines += [f"- `{r.path}`: {r.status}: {r.error}" for r in problems.itertuples()]
+    lines += [f"- {line} (the same command resumes it)" for line in a.data.interrupted]
     lines += [f"- corrupt record: {c}" for c in a.data.corrupt]
     lines += [f"- no record: `{p}`" for p in a.data.incomplete]
     lines += [f"- {d}" for d in a.data.duplicates]

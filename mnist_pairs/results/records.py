@@ -2,11 +2,15 @@
 
 A record is the single source of truth about a run; aggregation reads nothing else."""
 
+import contextlib
+import functools
 import hashlib
 import json
 import os
 import platform
+import subprocess
 import tempfile
+import threading
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -23,7 +27,8 @@ from mnist_pairs.training.seeding import DRAWS_VERSION
 RECORD_FILE = "record.json"
 STARTED_FILE = "started.json"  # written into a run's folder when its training starts (every seed of a batch)
 SCHEMA_VERSION = 2  # 2: per-pair test predictions (test_pairs) and the digit branch's accuracy (digit_acc)
-Status = Literal["ok", "failed", "diverged"]
+# interrupted: stopped by SIGINT or SIGTERM (mnist_pairs.training.interrupt); neither finished nor failed
+Status = Literal["ok", "failed", "diverged", "interrupted"]
 
 # Keys that do not change a run's results: left out of its identity hash (declared in the schema).
 NON_IDENTITY_KEYS = non_identity_keys()
@@ -62,13 +67,23 @@ class History(TypedDict):
     val_acc: NotRequired[list[float]]
 
 
+class Code(TypedDict):
+    """Which code wrote a record: the package's ``version`` always; from a git checkout also its
+    ``commit`` and ``dirty``, whether tracked files differ from that commit or untracked files sit
+    in the code's folders (``mnist_pairs/``, ``hydra_plugins/``). Outside the identity hash."""
+
+    version: str
+    commit: NotRequired[str]
+    dirty: NotRequired[bool]
+
+
 class RunRecord(TypedDict):
     """One run. ``variant`` names the overridden keys beyond model/activation/seed (Hydra's
     override_dirname, "" for none); ``config`` is the whole resolved config; ``metrics`` are the
     final eval-mode accuracy and cross-entropy on all train and test pairs; ``train_time_s`` is
     docs/protocol.md's training wall time; ``host`` and ``pid`` are the machine and process that ran it,
     ``slurm_job`` its SLURM job (``<array job>_<task>``, only under SLURM); failed runs also carry
-    ``traceback``."""
+    ``traceback``; ``code`` is the code that ran it (``Code``), outside ``config`` and its hash."""
 
     schema_version: int
     status: Status
@@ -97,6 +112,7 @@ class RunRecord(TypedDict):
         str
     ]  # with train.save_model: the file of the trained weights beside the record (mnist_pairs.results.runs)
     traceback: NotRequired[str]
+    code: NotRequired[Code]  # the code that ran it (``code_provenance``); older records lack it
 
 
 REQUIRED_KEYS = RunRecord.__required_keys__
@@ -157,6 +173,50 @@ def slurm_job() -> dict[str, str]:
     return {"slurm_job": env["SLURM_JOB_ID"]} if "SLURM_JOB_ID" in env else {}
 
 
+CODE_FOLDERS = ("mnist_pairs/", "hydra_plugins/")  # untracked files here make a checkout dirty; elsewhere not
+
+
+def git(checkout: Path, *args: str) -> str | None:
+    """``git <args>`` in ``checkout``: its output, or None where git is missing or fails."""
+    try:
+        done = subprocess.run(
+            ["git", "-C", str(checkout), *args], capture_output=True, text=True, timeout=30, check=False
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout if done.returncode == 0 else None
+
+
+def is_dirty(porcelain: str) -> bool:
+    """Whether ``git status --porcelain`` output shows a tracked file changed, or an untracked
+    file in the code's folders (notes, outputs or data elsewhere in the checkout do not count)."""
+    for line in porcelain.splitlines():
+        path = line[3:].strip('"')
+        if not line.startswith("??") or path.startswith(CODE_FOLDERS):
+            return True
+    return False
+
+
+@functools.cache
+def code_provenance() -> Code:
+    """The code this process runs (once per process): the package version, and where the package
+    sits in a git checkout of its own (not a site-packages folder inside some other repository),
+    the checkout's commit and whether it is modified (``is_dirty``)."""
+    import mnist_pairs
+
+    code: Code = {"version": str(getattr(mnist_pairs, "__version__", "?"))}
+    package = Path(mnist_pairs.__file__).resolve().parent
+    top = git(package, "rev-parse", "--show-toplevel")
+    if top is None or Path(top.strip()).resolve() != package.parent:
+        return code
+    commit = git(package.parent, "rev-parse", "HEAD")
+    status = git(package.parent, "status", "--porcelain", "--untracked-files=normal")
+    if commit is None or status is None:
+        return code
+    code.update(commit=commit.strip(), dirty=is_dirty(status))
+    return code
+
+
 def new_record(
     config: dict[str, Any], ident: str, variant: str, device: str, device_name: str, versions: dict[str, str]
 ) -> RunRecord:
@@ -184,6 +244,7 @@ def new_record(
         "host": platform.node(),
         "pid": os.getpid(),
         **slurm_job(),
+        "code": code_provenance(),
     }
 
 
@@ -209,12 +270,39 @@ def complete_record(
         record["test_pairs"] = test_pairs
 
 
+_UMASK_LOCK = threading.Lock()
+
+
+def current_umask() -> int:
+    """The process's umask, read without changing it where Linux shows it (/proc/self/status),
+    else set and restored under a lock (a file another thread creates in between could get 0o666)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    with _UMASK_LOCK:
+        mask = os.umask(0o077)
+        os.umask(mask)
+    return mask
+
+
+def plain_file_mode() -> int:
+    """The mode ``open(path, "w")`` gives a new file: 0o666 less the umask (mkstemp's files are
+    0o600 whatever the umask, which would hide records and weights from a shared group)."""
+    return 0o666 & ~current_umask()
+
+
 def write_atomically(path: Path, write: Callable[[IO[bytes]], None]) -> Path:
     """Write ``path`` through ``write`` atomically: a temporary file in the same folder, fsync,
-    rename, fsync of the folder. A reader sees the old file or the new one, never a torn file."""
+    rename, fsync of the folder. A reader sees the old file or the new one, never a torn file; the
+    file gets the mode a plain ``open`` would give (``plain_file_mode``)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=".tmp", dir=path.parent)
     try:
+        with contextlib.suppress(OSError):  # a file system without modes (some network mounts) keeps mkstemp's
+            os.fchmod(fd, plain_file_mode())
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
@@ -241,10 +329,8 @@ def mark_started(run_dir: Path, seeds: Sequence[int]) -> None:
     """Write ``started.json`` (when, where, and the seeds trained together) into ``run_dir``: a
     folder holding it and no finished record is a run that started and did not finish (killed,
     or still running). Hydra's ``.hydra/`` says as much for a job's first seed only."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / STARTED_FILE).write_text(
-        json.dumps({"started_at": now(), "host": platform.node(), "pid": os.getpid(), "seeds": list(seeds)})
-    )
+    text = json.dumps({"started_at": now(), "host": platform.node(), "pid": os.getpid(), "seeds": list(seeds)})
+    write_atomically(run_dir / STARTED_FILE, lambda f: f.write(text.encode()))
 
 
 class CorruptRecordError(ValueError):

@@ -19,7 +19,7 @@ from mnist_pairs.results import records, track
 from mnist_pairs.results.runs import save_weights
 from mnist_pairs.training.data import DataError
 from mnist_pairs.training.device import keeps_torch_threads, set_up_device
-from mnist_pairs.training.recording import complete_record, fail_record, log_done, new_record
+from mnist_pairs.training.recording import complete_record, fail_record, interrupt_record, log_done, new_record
 from mnist_pairs.training.run import augmenter, epoch_logger, finished_or_set_aside, init_model, load_pairs, run
 from mnist_pairs.training.seeding import generator
 from mnist_pairs.training.vectorize import StackedModels, fit_stacked
@@ -37,7 +37,8 @@ def seed_config(cfg: DictConfig, seed: int) -> DictConfig:
 
 def run_seeds_in_turn(cfgs: dict[int, DictConfig], run_dirs: dict[int, Path], variant: str) -> list[records.RunRecord]:
     """``run`` for each seed, one after another (``device.seeds_per_job``); a seed that fails has
-    its ``failed`` record and the next seeds still run."""
+    its ``failed`` record and the next seeds still run. SIGINT or SIGTERM stops the batch: the seed
+    training gets an ``interrupted`` record (``run``), the seeds after it none (not started)."""
     out = []
     for seed, one in cfgs.items():
         try:
@@ -91,6 +92,7 @@ def train_seed_batch(
     for seed in cfgs:  # only the first seed's folder gets Hydra's .hydra/: mark every one as started
         records.mark_started(run_dirs[seed], list(cfgs))
     recs = {seed: new_record(*identities[seed], variant, device) for seed in cfgs}
+    done: set[int] = set()  # seeds whose record is complete (weights saved): an interruption leaves them be
     try:
         models = {}
         for seed, one in cfgs.items():
@@ -125,9 +127,15 @@ def train_seed_batch(
                 complete_record(recs[seed], models[seed], result.fit, train, val, test)
                 if checked.train.save_model:
                     save_weights(run_dirs[seed], models[seed], recs[seed])
+            done.add(seed)
     except Exception as error:
         for rec in recs.values():
             fail_record(rec, error)
+        raise
+    except KeyboardInterrupt as error:
+        for seed, rec in recs.items():
+            if seed not in done:
+                interrupt_record(rec, error)
         raise
     finally:
         for seed, rec in recs.items():

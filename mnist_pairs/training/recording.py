@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import platform
+import signal
 import traceback
 from pathlib import Path
 from typing import Any
@@ -76,6 +77,14 @@ def complete_record(
 def fail_record(record: records.RunRecord, error: BaseException) -> None:
     record.update(status="failed", error="".join(traceback.format_exception_only(error)).strip())
     record["traceback"] = traceback.format_exc()
+
+
+def interrupt_record(record: records.RunRecord, error: BaseException) -> None:
+    """Status ``interrupted`` with the signal's name (``error``: an ``Interrupted``, or a plain
+    KeyboardInterrupt, which counts as SIGINT) and no traceback: the run was stopped, it did not fail."""
+    name = signal.Signals(getattr(error, "signum", signal.SIGINT)).name
+    record.update(status="interrupted", error=f"interrupted by {name}")
+    record.pop("traceback", None)
 
 
 def log_done(record: records.RunRecord) -> None:

@@ -22,7 +22,7 @@ from mnist_pairs.training.augment import augment
 from mnist_pairs.training.data import Pairs, make_pairs, split_validation
 from mnist_pairs.training.device import keeps_torch_threads, set_up_device, use_channels_last
 from mnist_pairs.training.engine import Augmenter, DivergedError, fit
-from mnist_pairs.training.recording import complete_record, fail_record, log_done, new_record
+from mnist_pairs.training.recording import complete_record, fail_record, interrupt_record, log_done, new_record
 from mnist_pairs.training.seeding import generator, stream_seed
 
 log = logging.getLogger("mnist_pairs.train")
@@ -100,7 +100,9 @@ def run(cfg: DictConfig, run_dir: Path, variant: str = "") -> records.RunRecord:
     a finished record of the same config (unless ``force``); a finished record of another config
     (a default changed since) is renamed aside, never overwritten, and the run is redone. A NaN
     loss is recorded as ``diverged``; an error while building or training the model is recorded
-    as ``failed`` and re-raised; config and data errors raise before any work and write nothing."""
+    as ``failed`` and re-raised; SIGINT or SIGTERM while it trains (``Interrupted``, or a plain
+    KeyboardInterrupt) as ``interrupted``, re-raised; config and data errors raise before any work
+    and write nothing."""
     checked = validate(cfg)
     assert checked is not None
     ident, done = finished_or_set_aside(checked.config, run_dir, checked.run.force)
@@ -142,6 +144,9 @@ def run(cfg: DictConfig, run_dir: Path, variant: str = "") -> records.RunRecord:
         record.update(status="diverged", error=str(error))
     except Exception as error:
         fail_record(record, error)
+        raise
+    except KeyboardInterrupt as error:
+        interrupt_record(record, error)
         raise
     finally:
         record["finished_at"] = records.now()
