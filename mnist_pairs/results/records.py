@@ -304,3 +304,15 @@ def finished_record(run_dir: Path) -> RunRecord | None:
     except CorruptRecordError:
         return None
     return record if record["status"] in ("ok", "diverged") else None
+
+
+def find_finished(ident: str, run_dir: Path, legacy_dir: Path | None = None) -> tuple[Path, RunRecord] | None:
+    """(folder, record) of the finished run of identity ``ident``: its record in ``run_dir``, else
+    in ``legacy_dir`` (the folder the run had when folders were named by ``model.name``:
+    mnist_pairs.config.folders.legacy_run_folder), matched by ``config_hash``; None when neither
+    holds it. The one lookup of the grid sweeper (which jobs to launch) and of a run (skip)."""
+    for folder in (run_dir, legacy_dir):
+        record = finished_record(folder) if folder is not None else None
+        if record is not None and record["config_hash"] == ident:
+            return folder, record
+    return None
