@@ -100,3 +100,18 @@ def test_a_record_in_the_folder_named_by_the_model_name_is_found(how, tmp_path, 
     assert record_files(tmp_path) == before, "nothing trained"
     if how == "sweep":
         assert not (tmp_path / "e" / "authors-cnn3").exists(), "a finished job is not launched"
+
+
+def test_the_report_names_two_presets_of_one_name_apart_in_either_layout(tmp_path):
+    """Frozen records of ``model=cnn3`` and ``model=authors/cnn3``: in the folders of today's layout
+    each cell is labelled by its folder's model; in an older results folder (folders named by the
+    model's name, one preset only) the label stays the model's name."""
+    folder = f"relu/{VARIANT}/seed=0"
+    shutil.copytree(FROZEN / "presets" / "cnn3" / folder, tmp_path / "both" / "cnn3" / folder)
+    shutil.copytree(FROZEN / "presets_authors" / "cnn3" / folder, tmp_path / "both" / "authors-cnn3" / folder)
+    shutil.copytree(FROZEN / "presets_authors" / "cnn3" / folder, tmp_path / "old" / "cnn3" / folder)
+    both = collect(tmp_path / "both").runs.set_index("path")
+    assert both.loc[f"cnn3/{folder}", "cell"] == f"cnn3/relu {VARIANT}"
+    assert both.loc[f"authors-cnn3/{folder}", "cell"] == f"authors-cnn3/relu {VARIANT}"
+    assert both["cell_hash"].nunique() == 2
+    assert list(collect(tmp_path / "old").runs["cell"]) == [f"cnn3/relu {VARIANT}"]
