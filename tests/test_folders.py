@@ -4,6 +4,7 @@ folders named by ``model.name`` (tests/frozen_records, results of older code) ar
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from hydra.core.hydra_config import HydraConfig
 from mnist_pairs.analysis.collect import collect
 from mnist_pairs.config import CONF_DIR, compose_config
 from mnist_pairs.config.folders import legacy_run_folder, run_folder
+from mnist_pairs.results import records
 from tests.conftest import run_cli
 
 FROZEN = Path(__file__).parent / "frozen_records"
@@ -115,3 +117,37 @@ def test_the_report_names_two_presets_of_one_name_apart_in_either_layout(tmp_pat
     assert both.loc[f"authors-cnn3/{folder}", "cell"] == f"authors-cnn3/relu {VARIANT}"
     assert both["cell_hash"].nunique() == 2
     assert list(collect(tmp_path / "old").runs["cell"]) == [f"cnn3/relu {VARIANT}"]
+
+
+def test_records_set_aside_by_two_presets_taking_turns_are_put_back_untrained(tmp_path, synthetic_root):
+    """The older layout's ping-pong: ``cnn3/...`` holds ``model=cnn3``'s record and the record of
+    ``model=authors/cnn3`` that it set aside. A sweep over both trains nothing: cnn3 is done where
+    it is, authors/cnn3's record goes back into its own folder."""
+    folder = f"relu/{VARIANT}/seed=0"
+    old = tmp_path / "e" / "cnn3" / folder
+    shutil.copytree(FROZEN / "presets" / "cnn3" / folder, old)
+    authors = records.read_record(FROZEN / "presets_authors" / "cnn3" / folder / records.RECORD_FILE)
+    (old / f"record.superseded-{authors['config_hash']}.json").write_text(json.dumps(authors))
+    plain = records.read_record(old / records.RECORD_FILE)
+    out = train(tmp_path, synthetic_root, "-m", "model=cnn3,authors/cnn3")
+    assert "0 ok, 0 failed, 0 diverged, 2 already done" in out, out[-3000:]
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("record*.json")) == [
+        f"e/{m}/{folder}/record.json" for m in ("authors-cnn3", "cnn3")
+    ]
+    assert records.read_record(old / records.RECORD_FILE) == plain
+    assert records.read_record(tmp_path / "e" / "authors-cnn3" / folder / records.RECORD_FILE) == authors
+
+
+def test_a_record_put_back_brings_its_weights_under_their_own_name(tmp_path):
+    folder = FROZEN / "presets" / "cnn3" / f"relu/{VARIANT}/seed=0"
+    record = {**records.read_record(folder / records.RECORD_FILE), "weights": "model.pt"}
+    legacy, run_dir = tmp_path / "cnn3", tmp_path / "authors-cnn3"
+    records.write_record(legacy, record)
+    (legacy / "model.pt").write_bytes(b"weights")
+    kept = records.set_aside(legacy, record["config_hash"])
+    found = records.find_finished(record["config_hash"], run_dir, legacy)
+    assert found is not None and found[0] == kept
+    assert records.restore(kept, run_dir) == record
+    assert (run_dir / "model.pt").read_bytes() == b"weights" and not list(legacy.iterdir())
+    assert records.find_finished(record["config_hash"], run_dir, legacy) == (run_dir / records.RECORD_FILE, record)
+    assert records.find_finished("0" * 16, run_dir, legacy) is None

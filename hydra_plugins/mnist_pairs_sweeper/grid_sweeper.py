@@ -146,8 +146,9 @@ class GridSweeper(BasicSweeper):
                 set_config(cfg)
                 run_dir, ident = run_folder(cfg, "hydra.sweep.subdir"), records.config_hash(task_config(cfg))
                 legacy = legacy_run_folder(run_dir, cfg.hydra.runtime.choices.get("model"), str(cfg.model.name))
-                found = records.find_finished(ident, run_dir, legacy)
-                yield bool(cfg.force), run_dir, ident, found[1] if found is not None else None
+                found = records.find_finished(ident, run_dir, legacy)  # one set aside: the job puts it back
+                done = found is not None and found[0].name == records.RECORD_FILE
+                yield bool(cfg.force), run_dir, ident, found[1] if done else None
 
     def finished_jobs(self, jobs: Sequence[Sequence[str]], sweep_dir: Path) -> list[bool]:
         """Which jobs have their finished record (ok or diverged, the same identity hash, no
