@@ -155,7 +155,8 @@ class GridSweeper(BasicSweeper):
         ``force``) in their run folder or the folder named by the model's name (run_records): such
         a job would only skip its run (mnist_pairs.train.run), so the sweep does not launch it,
         and under SLURM does not submit it. A record of another identity is left to the job, which
-        sets it aside and redoes the run."""
+        sets it aside and redoes the run; a record of the job's identity set aside, to the job,
+        which puts it back (mnist_pairs.training.run.finished_or_set_aside)."""
         from mnist_pairs.results import records
 
         if not any(sweep_dir.rglob(records.RECORD_FILE)):
