@@ -133,32 +133,35 @@ class GridSweeper(BasicSweeper):
             hydra_config.cfg = before
 
     def run_records(self, jobs: Sequence[Sequence[str]]) -> Iterator[tuple[bool, Path, str, dict[str, Any] | None]]:
-        """(force, run folder, identity hash, finished record or None) of every job, worked out as
-        Hydra's run_job and the job do them."""
+        """(force, run folder, identity hash, its finished record or None) of every job, worked out
+        as Hydra's run_job and the job do them: the record found by records.find_finished, in the
+        run folder or in the folder named by the model's name that the run had before."""
         from mnist_pairs.config.checks import task_config
-        from mnist_pairs.config.folders import run_folder
+        from mnist_pairs.config.folders import legacy_run_folder, run_folder
         from mnist_pairs.results import records
 
         with self.hydra_config() as set_config:
             for overrides in jobs:
                 cfg = self.compose(overrides)
                 set_config(cfg)
-                run_dir = run_folder(cfg, "hydra.sweep.subdir")
-                yield bool(cfg.force), run_dir, records.config_hash(task_config(cfg)), records.finished_record(run_dir)
+                run_dir, ident = run_folder(cfg, "hydra.sweep.subdir"), records.config_hash(task_config(cfg))
+                legacy = legacy_run_folder(run_dir, cfg.hydra.runtime.choices.get("model"), str(cfg.model.name))
+                found = records.find_finished(ident, run_dir, legacy)  # one set aside: the job puts it back
+                done = found is not None and found[0].name == records.RECORD_FILE
+                yield bool(cfg.force), run_dir, ident, found[1] if done else None
 
     def finished_jobs(self, jobs: Sequence[Sequence[str]], sweep_dir: Path) -> list[bool]:
-        """Which jobs' run folders hold their finished record (ok or diverged, the same identity
-        hash, no ``force``): such a job would only skip its run (mnist_pairs.train.run), so the
-        sweep does not launch it, and under SLURM does not submit it. A record of another identity
-        is left to the job, which sets it aside and redoes the run."""
+        """Which jobs have their finished record (ok or diverged, the same identity hash, no
+        ``force``) in their run folder or the folder named by the model's name (run_records): such
+        a job would only skip its run (mnist_pairs.train.run), so the sweep does not launch it,
+        and under SLURM does not submit it. A record of another identity is left to the job, which
+        sets it aside and redoes the run; a record of the job's identity set aside, to the job,
+        which puts it back (mnist_pairs.training.run.finished_or_set_aside)."""
         from mnist_pairs.results import records
 
         if not any(sweep_dir.rglob(records.RECORD_FILE)):
             return [False] * len(jobs)
-        return [
-            not force and record is not None and record["config_hash"] == ident
-            for force, _, ident, record in self.run_records(jobs)
-        ]
+        return [not force and record is not None for force, _, _, record in self.run_records(jobs)]
 
     def report_unfinished(self, jobs: Sequence[Sequence[str]]) -> None:
         """After the launch: each job whose run has no finished record of its config (it failed,

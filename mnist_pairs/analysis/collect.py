@@ -126,18 +126,31 @@ def code_label(rec: records.RunRecord) -> str:
     return f"mnist_pairs {code.get('version') or rec['versions'].get('mnist_pairs', '?')}"
 
 
-def interrupted_line(rec: records.RunRecord) -> str:
-    """``model/activation[/variant]/seed=<n>: interrupted``, as the stopped job named it."""
-    variant = f"/{rec['variant']}" if rec["variant"] else ""
-    return f"{rec['model']}/{rec['activation']}{variant}/seed={rec['seed']}: interrupted"
+def folder_model(run_dir: Path, rec: records.RunRecord) -> str:
+    """The model as the run's folder names it (``<model>/<activation>/[<variant>/]seed=<n>``: the
+    model group's choice, ``authors-cnn3`` for ``model=authors/cnn3``), or the record's model name
+    where the folder has another form (a ``hydra.run.dir`` of the user's)."""
+    parts = list(run_dir.parts)[::-1]
+    tail = [f"seed={rec['seed']}", *([rec["variant"]] if rec["variant"] else []), rec["activation"]]
+    return parts[len(tail)] if len(parts) > len(tail) and parts[: len(tail)] == tail else rec["model"]
 
 
 def unique_labels(cells: dict[str, dict[str, Any]]) -> dict[str, str]:
     """A readable, unique label per cell key (identity hash and code version):
-    ``model/activation[ variant]``, then the experiment name where cells sharing that differ in it,
-    then the mnist_pairs version where they still share a label and differ in it, then a short hash."""
+    ``model/activation[ variant]``, with the model as the run folders name it (the preset,
+    ``authors-cnn3``) where cells sharing that label differ in it; then the experiment name where
+    cells sharing that differ in it, then the mnist_pairs version where they still share a label
+    and differ in it, then a short hash."""
+
+    def label(c: dict[str, Any], model: str) -> str:
+        return f"{model}/{c['activation']}" + (f" {c['variant']}" if c["variant"] else "")
+
+    named = {h: label(c, c["model"]) for h, c in cells.items()}
     base = {
-        h: f"{c['model']}/{c['activation']}" + (f" {c['variant']}" if c["variant"] else "") for h, c in cells.items()
+        h: label(c, c["folder_model"])
+        if len({cells[o]["folder_model"] for o, other in named.items() if other == named[h]}) > 1
+        else named[h]
+        for h, c in cells.items()
     }
     labels = {}
     for h, label in base.items():
@@ -197,7 +210,10 @@ def collect(results_dir: Path) -> Collected:
             corrupt.append(str(error) if isinstance(error, records.CorruptRecordError) else f"{path}: {error}")
             continue
         if rec["status"] == "interrupted":  # not a result and not a failure: the same command trains it
-            interrupted.append(interrupted_line(rec))
+            variant = f"/{rec['variant']}" if rec["variant"] else ""
+            interrupted.append(
+                f"{folder_model(path.parent, rec)}/{rec['activation']}{variant}/seed={rec['seed']}: interrupted"
+            )
             continue
         config = rec["config"]
         cell = records.cell_hash(config)
@@ -209,7 +225,9 @@ def collect(results_dir: Path) -> Collected:
             "variant": rec["variant"],
             "experiment": str(config.get("experiment_name", "")),
         }
-        cells.setdefault(key, {**ident, "version": version})
+        cell_info = cells.setdefault(key, {**ident, "folder_model": rec["model"], "version": version})
+        if (named := folder_model(path.parent, rec)) != rec["model"]:  # a cell's runs in folders of both layouts
+            cell_info["folder_model"] = named
         configs.setdefault(key, {k: v for k, v in config.items() if k != "seed"})
         metrics = rec["metrics"] or {}
         if pairs is not None:

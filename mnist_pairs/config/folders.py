@@ -98,3 +98,29 @@ def check_run_folder(config: dict[str, Any], run_dir: Path, folder_key: str, see
     seed_batch_dirs(config, run_dir, folder_key)
     if seeds_per_job > 1:
         require_seed_folder(run_dir, config["seed"], folder_key, "device.vectorize or device.seeds_per_job > 1")
+
+
+def model_choice() -> str | None:
+    """The model group's choice of the job Hydra runs (``authors/cnn3``), None outside Hydra's
+    run (a config composed with the compose API and run by hand)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return None
+    return OmegaConf.select(HydraConfig.get(), "runtime.choices.model")
+
+
+def legacy_run_folder(run_dir: Path, choice: str | None, name: str) -> Path | None:
+    """The folder a run of model group ``choice`` had when run folders were named by the model's
+    ``name`` (``.../cnn3/relu/seed=1`` for ``authors/cnn3``): ``run_dir`` with its last part equal
+    to the choice's folder (``authors-cnn3``, conf/config.yaml's run_subdir) read as ``name``. None
+    where the two names agree (the folder never moved) or ``run_dir`` has no such part (a
+    ``hydra.run.dir`` of the user's)."""
+    if choice is None:
+        return None
+    part = str(choice).replace("/", "-")
+    if part == name or part not in run_dir.parts:
+        return None
+    parts = list(run_dir.parts)
+    index = len(parts) - 1 - parts[::-1].index(part)
+    return Path(*parts[:index], name, *parts[index + 1 :])

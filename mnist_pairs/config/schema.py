@@ -471,9 +471,10 @@ def folder_exclude_keys() -> list[str]:
 
 
 def run_subdir(model: str, activation: str, seed: Any, variant: str = "") -> str:
-    """A run's directory below its experiment: model/activation[/variant]/seed=N. ``variant`` is
+    """A run's directory below its experiment: model/activation[/variant]/seed=N. ``model`` is the
+    model group's choice, one folder (``authors/cnn3`` -> ``authors-cnn3``); ``variant`` is
     Hydra's override_dirname of the keys that are not already in the path."""
-    return "/".join(p for p in (model, activation, variant, f"seed={seed}") if p)
+    return "/".join(p for p in (str(model).replace("/", "-"), activation, variant, f"seed={seed}") if p)
 
 
 def register_resolvers() -> None:

@@ -390,3 +390,42 @@ def finished_record(run_dir: Path) -> RunRecord | None:
     except CorruptRecordError:
         return None
     return record if record["status"] in ("ok", "diverged") else None
+
+
+def find_finished(ident: str, run_dir: Path, legacy_dir: Path | None = None) -> tuple[Path, RunRecord] | None:
+    """(record file, record) of the finished run of identity ``ident``: ``record.json`` in
+    ``run_dir``, else in ``legacy_dir`` (the folder the run had when folders were named by
+    ``model.name``: mnist_pairs.config.folders.legacy_run_folder), else a record of it set aside
+    in either (``record.superseded-<ident>[-n].json``: ``restore`` puts it back); matched by
+    ``config_hash``; None when none holds it. The one lookup of the grid sweeper (which jobs to
+    launch) and of a run (skip when done)."""
+    folders = [f for f in (run_dir, legacy_dir) if f is not None]
+    for folder in folders:
+        record = finished_record(folder)
+        if record is not None and record["config_hash"] == ident:
+            return folder / RECORD_FILE, record
+    for folder in folders:
+        for path in sorted(folder.glob(f"record.superseded-{ident}*.json")):
+            try:
+                record = read_record(path)
+            except CorruptRecordError:
+                continue
+            if record["config_hash"] == ident and record["status"] in ("ok", "diverged"):
+                return path, record
+    return None
+
+
+def restore(path: Path, run_dir: Path) -> RunRecord:
+    """Put a record set aside (``set_aside``, in ``run_dir`` or its folder of the older layout)
+    back as ``run_dir``'s record, its weights with it under their own name: the run of the same
+    identity, which needs no training. ``run_dir``'s own finished record must be set aside first."""
+    record = read_record(path)
+    kept = path.parent / record["weights"] if "weights" in record else None
+    if kept is not None and kept.parent == path.parent and kept.is_file():
+        name = kept.name.split(".superseded-")[0] + kept.suffix
+        run_dir.mkdir(parents=True, exist_ok=True)
+        os.replace(kept, run_dir / name)
+        record["weights"] = name
+    write_record(run_dir, record)
+    path.unlink()
+    return record

@@ -14,6 +14,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from mnist_pairs.config.checks import validate
+from mnist_pairs.config.folders import legacy_run_folder, model_choice
 from mnist_pairs.config.schema import AugmentSettings
 from mnist_pairs.models import build_model
 from mnist_pairs.results import records, track
@@ -37,14 +38,19 @@ def augmenter(settings: AugmentSettings, seed: int) -> Augmenter | None:
 
 
 def finished_or_set_aside(config: dict[str, Any], run_dir: Path, force: bool) -> tuple[str, records.RunRecord | None]:
-    """(identity hash, the finished record to skip with or None) of the resolved ``config``. A
-    finished record of another config (a default changed since) is renamed aside, never
-    overwritten (with ``force`` too: force redoes this config's run, never erases another's)."""
-    ident = records.config_hash(config)  # the grid sweeper computes it alike (GridSweeper.finished_jobs)
+    """(identity hash, the finished record to skip with or None) of the resolved ``config``: its
+    record in ``run_dir``, or in the folder named by the model's name that the run had before
+    (records.find_finished, as the grid sweeper looks). A finished record of another config in
+    ``run_dir`` (the same command, a default or the code changed since) is renamed aside, never
+    overwritten (with ``force`` too: force redoes this config's run, never erases another's); a
+    record of this config found set aside is put back in its place, and the run skipped."""
+    ident = records.config_hash(config)  # the grid sweeper computes it alike (GridSweeper.run_records)
+    legacy = legacy_run_folder(run_dir, model_choice(), config["model"]["name"])
+    found = None if force else records.find_finished(ident, run_dir, legacy)
+    if found is not None and found[0].name == records.RECORD_FILE:
+        log.info("skip %s: finished record exists in %s (force=true redoes it)", run_dir, found[0].parent)
+        return ident, found[1]
     done = records.finished_record(run_dir)
-    if done is not None and done["config_hash"] == ident and not force:
-        log.info("skip %s: finished record exists (force=true redoes it)", run_dir)
-        return ident, done
     if done is not None and done["config_hash"] != ident:
         kept = records.set_aside(run_dir, done["config_hash"])
         log.warning(
@@ -54,6 +60,9 @@ def finished_or_set_aside(config: dict[str, Any], run_dir: Path, force: bool) ->
             ident,
             kept.name,
         )
+    if found is not None:
+        log.info("skip %s: its finished record was set aside as %s, put back (force=true redoes it)", run_dir, found[0])
+        return ident, records.restore(found[0], run_dir)
     return ident, None
 
 
