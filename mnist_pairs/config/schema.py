@@ -48,6 +48,13 @@ def shown(value: Any, limit: int = 200) -> str:
     return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
+def first_line(error: BaseException, limit: int = 300) -> str:
+    """The first line of an error's message (its type's name when it has none), cut to ``limit``."""
+    text = str(error).strip()
+    line = text.splitlines()[0] if text else type(error).__name__
+    return line if len(line) <= limit else f"{line[:limit]}... ({len(line)} characters)"
+
+
 def is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)  # YAML's true is an int to Python
 
