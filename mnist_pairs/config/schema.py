@@ -126,10 +126,12 @@ PLAIN_NAME = Rule(
 )
 
 
-def key(default: Any, doc: str, rule: Rule, identity: bool = True, environment: bool = False) -> Any:
+def key(default: Any, doc: str, rule: Rule, identity: bool = True) -> Any:
     """A field of a settings class. ``identity`` False: the key never changes results (left out of
-    a run's identity hash and folder name); ``environment``: it may read ``${oc.env:...}``."""
-    return field(default=default, metadata={"doc": doc, "rule": rule, "identity": identity, "environment": environment})
+    a run's identity hash and folder name), as no folder (a path on this machine) and no key of a
+    group that is not ``identity`` (device, tracking) does."""
+    identity = identity and not rule.kind.startswith("path")
+    return field(default=default, metadata={"doc": doc, "rule": rule, "identity": identity})
 
 
 class Settings:
@@ -137,6 +139,7 @@ class Settings:
 
     group: ClassVar[str] = ""  # its dotted prefix ("" for the top-level keys)
     open: ClassVar[bool] = False  # other keys allowed beside the schema's (a target's arguments)
+    identity: ClassVar[bool] = True  # False: no key of the group changes results
 
     def __post_init__(self) -> None:
         for f in documented(type(self)):
@@ -172,9 +175,7 @@ def documented(cls: type) -> list[dataclasses.Field]:
 class RunSettings(Settings):
     seed: int = key(0, "drives the pairs, the initialisation, the shuffling and dropout of one run", integer(0))
     force: bool = key(False, "redo a run even when its folder holds a complete record", BOOL, identity=False)
-    output_root: str = key(
-        "outputs", "results land in <output_root>/<experiment_name>/<run>/", FOLDER, identity=False, environment=True
-    )
+    output_root: str = key("outputs", "results land in <output_root>/<experiment_name>/<run>/", FOLDER)
     experiment_name: str = key(
         "runs",
         "the results folder below output_root (plain names separated by /)",
@@ -190,15 +191,11 @@ class DataSettings(Settings):
         "${oc.env:MNIST_PAIRS_DATA,data}",
         "the folder holding MNIST/raw/ ($MNIST_PAIRS_DATA, else ./data)",
         FOLDER,
-        identity=False,
-        environment=True,
     )
     cache_dir: str | None = key(
         None,
         "where a read-only root's .gz files are unpacked (null: ~/.cache/mnist_pairs)",
         FOLDER_OR_NULL,
-        identity=False,
-        environment=True,
     )
     download: bool = key(True, "let torchvision download missing files (needs internet)", BOOL, identity=False)
     n_train: int = key(
@@ -263,30 +260,27 @@ class TrainSettings(Settings):
 @dataclass(frozen=True)
 class DeviceSettings(Settings):
     group: ClassVar[str] = "device"
-    type: str = key("auto", "auto: CUDA when a GPU is visible, else the CPU", one_of("auto", "cpu", "cuda"), False)
+    identity: ClassVar[bool] = False
+    type: str = key("auto", "auto: CUDA when a GPU is visible, else the CPU", one_of("auto", "cpu", "cuda"))
     threads: int = key(
         0,
         "torch intra-op threads; 0 = torch's default",
         integer(0, MAX_THREADS, f"an integer from 0 (torch's default) to {MAX_THREADS}"),
-        identity=False,
     )
     channels_last: Any = key(
         "auto",
         "memory format of conv models: auto = the model family's preference",
         Rule(lambda v: isinstance(v, bool) or v == "auto", "auto, true or false", "auto | bool"),
-        identity=False,
     )
     vectorize: int = key(
         1,
         "> 1: train this many seeds of one config at once (torch.func.vmap; pays on a GPU)",
         integer(1, allowed="an integer >= 1 (1 = one seed per run)"),
-        identity=False,
     )
     seeds_per_job: int = key(
         1,
         "with vectorize 1: this many seeds of one config one after another in one job",
         integer(1, allowed="an integer >= 1 (seeds run one after another in one job)"),
-        identity=False,
     )
     seed_batch: list[int] | None = key(
         None,
@@ -296,7 +290,6 @@ class DeviceSettings(Settings):
             "null or a list of seeds >= 0 (the grid sweeper and the tuning presets set it)",
             "list[int] | null",
         ),
-        identity=False,
     )
 
 
@@ -345,12 +338,13 @@ TRACKING_BACKEND = one_of("none", "mlflow", hint=" (or the group: tracking=mlflo
 @dataclass(frozen=True)
 class TrackingSettings(Settings):
     group: ClassVar[str] = "tracking"
-    backend: str = key("none", "none, or mlflow: each finished run logged to MLflow", TRACKING_BACKEND, False)
+    identity: ClassVar[bool] = False
+    backend: str = key("none", "none, or mlflow: each finished run logged to MLflow", TRACKING_BACKEND)
 
 
 @dataclass(frozen=True)
 class MlflowSettings(TrackingSettings):
-    backend: str = key("mlflow", "none, or mlflow: each finished run logged to MLflow", TRACKING_BACKEND, False)
+    backend: str = key("mlflow", "none, or mlflow: each finished run logged to MLflow", TRACKING_BACKEND)
     uri: str | None = key(
         None,
         "null: sqlite:///<output_root>/mlflow.db; a server's http(s)://host[:port]; or sqlite:///<path>",
@@ -362,13 +356,11 @@ class MlflowSettings(TrackingSettings):
             "null (the embedded SQLite store under output_root), a server's http(s)://host[:port] or sqlite:///<path>",
             "str | null",
         ),
-        identity=False,
     )
     experiment: str = key(
         "${experiment_name}",
         "the MLflow experiment (it names the folder of its artifacts)",
         names("it names the folder of the experiment's artifacts"),
-        identity=False,
     )
 
 
@@ -399,16 +391,13 @@ def register() -> None:
 
 
 def key_table() -> list[dict[str, Any]]:
-    """Every key of the schema once: key, type, default, allowed, doc, identity, environment."""
+    """Every key of the schema once: key, type, default, allowed, doc, identity."""
     rows: dict[str, dict[str, Any]] = {}
     for cls in (RunSettings, *STORED.values()):
         for f in documented(cls):
-            rule = f.metadata["rule"]
-            rows.setdefault(
-                cls.dotted(f.name),
-                {"key": cls.dotted(f.name), "type": rule.kind, "default": f.default, "allowed": rule.allowed}
-                | {name: f.metadata[name] for name in ("doc", "identity", "environment")},
-            )
+            rule, identity = f.metadata["rule"], f.metadata["identity"] and cls.identity
+            row = {"key": cls.dotted(f.name), "type": rule.kind, "default": f.default, "allowed": rule.allowed}
+            rows.setdefault(row["key"], row | {"doc": f.metadata["doc"], "identity": identity})
     return list(rows.values())
 
 
@@ -427,8 +416,8 @@ def non_identity_keys() -> tuple[str, ...]:
 
 
 def environment_keys() -> tuple[str, ...]:
-    """Keys that may read the environment (``${oc.env:...}``): paths on this machine."""
-    return tuple(row["key"] for row in key_table() if row["environment"])
+    """Keys that may read the environment (``${oc.env:...}``): the folders, paths on this machine."""
+    return tuple(row["key"] for row in key_table() if row["type"].startswith("path"))
 
 
 def folder_exclude_keys() -> list[str]:
