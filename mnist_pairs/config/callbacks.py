@@ -17,7 +17,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from mnist_pairs.config.checks import STAGES, validate
-from mnist_pairs.config.schema import ConfigError, first_line, shown
+from mnist_pairs.config.schema import ConfigError, first_line
 from mnist_pairs.training.data import DataError
 
 
@@ -65,7 +65,7 @@ def check_command_line(argv: list[str], config_name: str = "config") -> None:
     from hydra.types import RunMode
 
     from mnist_pairs.config.compose import CONF_DIR
-    from mnist_pairs.config.targets import TargetError, check_hydra_node
+    from mnist_pairs.config.targets import check_hydra_node
 
     args = get_args_parser().parse_args(argv)
     if args.help or args.hydra_help or args.shell_completion:
@@ -85,8 +85,6 @@ def check_command_line(argv: list[str], config_name: str = "config") -> None:
         check_hydra_node(cfg.hydra)
         if args.multirun or OmegaConf.select(cfg, "hydra.mode") == RunMode.MULTIRUN:
             check_launcher(cfg)
-    except TargetError as error:
-        sys.exit(f"error: {error.key}={shown(error.value)} is not allowed: {error.allowed}")
     except ConfigError as error:
         sys.exit(f"error: {error}")
     finally:

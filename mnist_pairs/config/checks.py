@@ -34,7 +34,7 @@ from mnist_pairs.config.schema import (
     first_line,
     is_number,
 )
-from mnist_pairs.config.targets import TargetError, check_hydra_node, check_targets, walk
+from mnist_pairs.config.targets import check_hydra_node, check_targets, walk
 from mnist_pairs.results.records import setting
 
 STAGES = ("schema", "targets", "dryrun", "data", "folder")
@@ -75,12 +75,9 @@ def validate(
     config = task_config(cfg) if isinstance(cfg, DictConfig) else cfg
     checked = settings(cfg, config) if "schema" in stages else None
     if "targets" in stages:
-        try:
-            check_targets(config)
-            if isinstance(cfg, DictConfig) and "hydra" in cfg:
-                check_hydra_node(cfg.hydra)
-        except TargetError as error:
-            fail(error.key, error.value, error.allowed)
+        check_targets(config)
+        if isinstance(cfg, DictConfig) and "hydra" in cfg:
+            check_hydra_node(cfg.hydra)
     if "dryrun" in stages:
         from mnist_pairs.config import dryrun  # imports the training engine: only when asked for
 

@@ -22,7 +22,7 @@ import torch
 from omegaconf import DictConfig, ListConfig
 from omegaconf.errors import OmegaConfBaseException
 
-from mnist_pairs.config.schema import is_int, is_number
+from mnist_pairs.config.schema import BOOL, Rule, SettingError, is_int, is_number, one_of
 
 ALLOWED_PACKAGES = ("mnist_pairs", "torch.nn", "torch.optim")
 ALLOWED = (
@@ -31,17 +31,8 @@ ALLOWED = (
 )
 
 
-class TargetError(ValueError):
-    """A ``_target_`` that names something a config may not instantiate, or an argument its
-    class does not take: ``key``, ``value`` and what is ``allowed``."""
-
-    def __init__(self, key: str, value: Any, allowed: str) -> None:
-        super().__init__(f"{key}={value!r}: {allowed}")
-        self.key, self.value, self.allowed = key, value, allowed
-
-
 class _Refused(Exception):
-    """Why ``check_target`` refuses a dotted name (TargetError adds the key)."""
+    """Why ``check_target`` refuses a dotted name (SettingError adds the key)."""
 
 
 def _walk(path: str) -> Any:
@@ -72,7 +63,7 @@ def _located(name: Any, packages: tuple[str, ...], fits: Callable[[type], bool],
     saying why. Nothing outside ``packages`` is imported."""
     if not isinstance(name, str):
         raise _Refused("it must be a dotted name (a string)")
-    if not any(name == p or name.startswith(p + ".") for p in packages):
+    if not _inside(name, packages):
         raise _Refused(f"it is outside {', '.join(packages)}")
     try:
         obj = _walk(name)
@@ -85,15 +76,15 @@ def _located(name: Any, packages: tuple[str, ...], fits: Callable[[type], bool],
 
 def check_target(name: Any) -> type:
     """The Module or Optimizer class ``name`` names, defined in ALLOWED_PACKAGES; else _Refused."""
-    obj = _located(
-        name,
-        ALLOWED_PACKAGES,
-        lambda c: issubclass(c, (torch.nn.Module, torch.optim.Optimizer)),
-        ", not a Module or Optimizer class",
-    )
-    if not any(obj.__module__ == p or obj.__module__.startswith(p + ".") for p in ALLOWED_PACKAGES):
-        raise _Refused(f"it is defined in {obj.__module__}")
-    return obj
+
+    def fits(obj: type) -> bool:
+        return issubclass(obj, (torch.nn.Module, torch.optim.Optimizer)) and _inside(obj.__module__, ALLOWED_PACKAGES)
+
+    return _located(name, ALLOWED_PACKAGES, fits, ", not a Module or Optimizer class defined there")
+
+
+def _inside(name: str, packages: tuple[str, ...]) -> bool:
+    return any(name == p or name.startswith(p + ".") for p in packages)
 
 
 def _describe_object(obj: Any) -> str:
@@ -123,13 +114,13 @@ def targets(node: Any, path: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
 def check_targets(config: dict[str, Any]) -> None:
     """No string of the resolved ``config`` (keys included) holds an interpolation (Hydra's
     instantiate would resolve it a second time, past every check), every ``_target_`` names an
-    allowed class, and every argument of its node fits that class's constructor. TargetError on
+    allowed class, and every argument of its node fits that class's constructor. SettingError on
     the first that does not; all targets are checked before any argument."""
     for path, node in walk(config):
         keys = [(f"{path}.{k}" if path else str(k), k) for k in node] if isinstance(node, dict) else []
         for where, text in [(path, node), *keys]:
             if isinstance(text, str) and "${" in text:
-                raise TargetError(
+                raise SettingError(
                     where, text, "a value without ${...}: it would be resolved a second time when the model is built"
                 )
     classes = []
@@ -138,7 +129,7 @@ def check_targets(config: dict[str, Any]) -> None:
             classes.append((check_target(node["_target_"]), node, path))
         except _Refused as why:
             key = f"{path}._target_" if path else "_target_"
-            raise TargetError(key, node["_target_"], f"{ALLOWED}; {why}") from None
+            raise SettingError(key, node["_target_"], f"{ALLOWED}; {why}") from None
     for cls, node, path in classes:
         _check_arguments(cls, node, path)
 
@@ -155,31 +146,25 @@ def _check_arguments(cls: type, node: dict[str, Any], path: str) -> None:
     except Exception:  # unresolvable annotations: the dry run still checks the values
         hints = {}
     for name, value in node.items():
-        key = f"{path}.{name}"
-        if name in INSTANTIATE_KEYS:
-            allowed, fits = INSTANTIATE_KEYS[name]
-            if not fits(value):
-                raise TargetError(key, value, allowed)
+        key, rule = f"{path}.{name}", INSTANTIATE_KEYS.get(name)
+        if rule is not None and not rule.test(value):
+            raise SettingError(key, value, rule.allowed)
+        if rule is not None or key == "model.name":
             continue
-        if key == "model.name":
-            continue
-        if name not in params:
-            if not takes_any:
-                takes = ", ".join(n for n, p in params.items() if p.kind is not inspect.Parameter.VAR_POSITIONAL)
-                raise TargetError(key, value, f"{cls.__name__} takes no argument {name!r}; it takes {takes}")
-            continue
-        hint = hints.get(name)
-        if hint is not None and not _matches(value, hint):
-            raise TargetError(key, value, f"{_describe(hint)} ({cls.__name__}'s {name})")
+        if name not in params and not takes_any:
+            takes = ", ".join(n for n, p in params.items() if p.kind is not inspect.Parameter.VAR_POSITIONAL)
+            raise SettingError(key, value, f"{cls.__name__} takes no argument {name!r}; it takes {takes}")
+        if name in params and name in hints and not _matches(value, hints[name]):
+            raise SettingError(key, value, f"{_describe(hints[name])} ({cls.__name__}'s {name})")
 
 
 # Hydra's own keys of a node it instantiates: what each may hold.
 INSTANTIATE_KEYS = {
-    "_target_": ("a dotted class name", lambda v: isinstance(v, str)),
-    "_partial_": ("true or false", lambda v: isinstance(v, bool)),
-    "_recursive_": ("true or false", lambda v: isinstance(v, bool)),
-    "_convert_": ("one of none, partial, object, all", lambda v: v in ("none", "partial", "object", "all")),
-    "_args_": ("a list of positional arguments", lambda v: isinstance(v, list)),
+    "_target_": Rule(lambda v: isinstance(v, str), "a dotted class name", "str"),
+    "_partial_": BOOL,
+    "_recursive_": BOOL,
+    "_convert_": one_of("none", "partial", "object", "all"),
+    "_args_": Rule(lambda v: isinstance(v, list), "a list of positional arguments", "list"),
 }
 
 
@@ -246,7 +231,7 @@ def check_hydra_node(hydra: DictConfig) -> None:
     """Every ``_target_`` in the ``hydra`` node (callbacks, launcher, sweeper and what they nest)
     names a class of Hydra, of a Hydra plugin, a callback of ours or an Optuna sampler, and every
     ``class`` or ``()`` of the logging configs a logging class: Hydra instantiates these itself, as
-    it composes (logging) and right after (callbacks), before any check of a run. TargetError on
+    it composes (logging) and right after (callbacks), before any check of a run. SettingError on
     the first that does not; nothing outside the checked names is imported."""
     for path, name, value in _hydra_leaves(hydra, "hydra"):
         logging = name in LOGGING_KEYS and path.split(".")[1] in ("job_logging", "hydra_logging")
@@ -255,7 +240,7 @@ def check_hydra_node(hydra: DictConfig) -> None:
             try:
                 _located(value, HYDRA_PACKAGES, fits)
             except _Refused as why:
-                raise TargetError(path, value, f"{allowed}; {why}") from None
+                raise SettingError(path, value, f"{allowed}; {why}") from None
 
 
 def _hydra_leaves(node: Any, path: str) -> Iterator[tuple[str, str, Any]]:
