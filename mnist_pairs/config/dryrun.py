@@ -36,8 +36,8 @@ class TooLarge(Exception):
 
 @contextlib.contextmanager
 def bounded_building(memory: int, seeds_at_once: int) -> Iterator[None]:
-    """While a model is built: stop it (TooLarge) once it registers more than MAX_MODULES layers
-    or more parameters than ``memory`` holds (with gradients and optimizer state)."""
+    """While a model is built: TooLarge once it registers more than MAX_MODULES layers or more
+    parameters than ``memory`` holds (with gradients and optimizer state)."""
     from torch.nn.modules import module as registry
 
     counts = {"modules": 0, "params": 0}
@@ -57,15 +57,13 @@ def bounded_building(memory: int, seeds_at_once: int) -> Iterator[None]:
                 f"({at_once}), and this machine has {memory / 1e9:,.1f} GB"
             )
 
-    handles = [
-        registry.register_module_module_registration_hook(on_module),
-        registry.register_module_parameter_registration_hook(on_parameter),
-    ]
+    on_modules = registry.register_module_module_registration_hook(on_module)
+    on_parameters = registry.register_module_parameter_registration_hook(on_parameter)
     try:
         yield
     finally:
-        for handle in handles:
-            handle.remove()
+        on_modules.remove()
+        on_parameters.remove()
 
 
 def problem(config: dict[str, Any]) -> str | None:

@@ -70,11 +70,6 @@ def plain_name(value: Any) -> bool:
     )
 
 
-def plain_names(value: Any) -> bool:
-    """A relative path of plain names (``benchmark``, ``tune/resnet-lr``)."""
-    return isinstance(value, str) and all(plain_name(part) for part in value.split("/"))
-
-
 def folder_path(value: Any) -> bool:
     """A non-empty string of printable characters, no part longer than file systems allow."""
     return (
@@ -111,8 +106,9 @@ def one_of(*choices: str, hint: str = "") -> Rule:
 
 
 def names(what: str) -> Rule:
+    """A relative path of plain names (``benchmark``, ``tune/resnet-lr``)."""
     words = f"plain names (letters, digits, _ . + -, at most {MAX_NAME} characters) separated by /: {what}"
-    return Rule(plain_names, words, "names")
+    return Rule(lambda v: isinstance(v, str) and all(plain_name(p) for p in v.split("/")), words, "names")
 
 
 BOOL = Rule(lambda v: isinstance(v, bool), "true or false", "bool")

@@ -70,7 +70,9 @@ def _located(name: Any, packages: tuple[str, ...], fits: Callable[[type], bool],
     except ImportError:
         raise _Refused(f"there is no {name}") from None
     if not isinstance(obj, type) or not fits(obj):
-        raise _Refused(f"it is {_describe_object(obj)}{unfit}")
+        module = getattr(obj, "__module__", None)
+        name = getattr(obj, "__qualname__", None) or type(obj).__name__
+        raise _Refused(f"it is {type(obj).__name__} {module + '.' if module else ''}{name}{unfit}")
     return obj
 
 
@@ -85,12 +87,6 @@ def check_target(name: Any) -> type:
 
 def _inside(name: str, packages: tuple[str, ...]) -> bool:
     return any(name == p or name.startswith(p + ".") for p in packages)
-
-
-def _describe_object(obj: Any) -> str:
-    name = getattr(obj, "__qualname__", None) or type(obj).__name__
-    module = getattr(obj, "__module__", None)
-    return f"{type(obj).__name__} {module + '.' if module else ''}{name}"
 
 
 def walk(node: Any, path: str = "") -> Iterator[tuple[str, Any]]:
