@@ -22,8 +22,16 @@ def unwritable(folder: Path) -> str | None:
     try:
         while not existing.exists() and existing != existing.parent:
             existing = existing.parent
-        if not existing.is_dir():
-            return f"{existing} is a file, not a folder"
+    except OSError as error:
+        return f"{existing} cannot be read ({error.strerror or first_line(error)})"
+    return _probe(existing)
+
+
+@functools.lru_cache(maxsize=64)  # once per folder and process: a sweep checks many runs in one folder
+def _probe(existing: Path) -> str | None:
+    if not existing.is_dir():
+        return f"{existing} is a file, not a folder"
+    try:
         os.rmdir(tempfile.mkdtemp(prefix=".mnist_pairs-probe-", dir=existing))
     except OSError as error:
         return f"nothing can be made in {existing} ({error.strerror or first_line(error)})"
