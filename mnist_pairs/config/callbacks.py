@@ -1,9 +1,6 @@
-"""Where the validation pipeline meets Hydra's command line, before Hydra builds or makes anything
-(Hydra configures logging as it composes, instantiates callbacks, launcher and sweeper right
-after, and makes a run's folder before the task function): ``check_command_line`` passes the
-command line's ``hydra`` node through the allowlist and the launcher's needs; ``CheckBeforeRun``
-(``hydra.callbacks``) runs the whole pipeline on a single run before its folder exists (the grid
-sweeper does it for every job of a sweep before launching any). Both exit with one line."""
+"""Where the validation pipeline meets Hydra, before Hydra builds or makes anything:
+``check_command_line`` (the hydra node and the launcher's needs, before Hydra starts) and
+``CheckBeforeRun`` (the whole pipeline on a single run, before its folder exists)."""
 
 from __future__ import annotations
 

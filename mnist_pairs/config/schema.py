@@ -1,10 +1,7 @@
-"""The schema of every key that holds a plain value, each defined once: type, default, what is
-allowed, one line of documentation, whether it is part of a run's identity (docs/architecture.md).
-
-Each settings class is registered in Hydra's ConfigStore as the group option holding the defaults;
-YAML files hold presets over them. The registered nodes type every field ``Any`` so that values
-stay as written (OmegaConf's typing would turn ``train.label_smoothing=0`` into ``0.0`` and change
-the identity hash of older records); ``__post_init__`` of the typed object checks them instead."""
+"""Every key that holds a plain value, defined once: type, default, what is allowed, one line of
+documentation, whether it is part of a run's identity (docs/architecture.md). The ConfigStore
+nodes type every field ``Any`` so values stay as written (OmegaConf would turn ``0`` into ``0.0``
+and change older records' identity hash); ``__post_init__`` of the typed object checks them."""
 
 from __future__ import annotations
 

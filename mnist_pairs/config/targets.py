@@ -1,11 +1,7 @@
-"""What a config's ``_target_`` may name, checked on the object it resolves to, not on its
-spelling, and what arguments its node may give, checked against that object's constructor.
-
-A YAML file is shared code: Hydra calls whatever its ``_target_``s name. A prefix test is not
-enough (``torch.nn.functional.torch.save`` is ``torch.save``), so each dotted name is walked as
-Hydra's ``_locate`` walks it, no module may be reached through another's imports, and the object
-at the end must be a ``torch.nn.Module`` or ``torch.optim.Optimizer`` class defined in mnist_pairs,
-torch.nn or torch.optim; nothing outside these packages is imported."""
+"""What a config's ``_target_`` may name, checked on the object it resolves to, walked as Hydra's
+``_locate`` walks it (``torch.nn.functional.torch.save`` is ``torch.save``: no module may be reached
+through another's imports), and what arguments its node may give, checked against that object's
+constructor (docs/configuration.md, docs/failures.md)."""
 
 from __future__ import annotations
 
