@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import functools
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -360,3 +361,48 @@ def test_a_preset_cannot_make_hydra_instantiate_anything_before_the_checks(tmp_p
         assert last.startswith("error: hydra.") and "is not allowed" in last, done.stderr
         assert "Traceback" not in done.stderr + done.stdout
         assert not pwned.exists() and not out.exists()
+
+
+# ---- folders and programs the run needs: named before any work ---------------------------------
+
+
+def unmakeable_folders(tmp_path: Path) -> dict[str, Path]:
+    """Folders that cannot be made: one under a regular file, one in /proc, and (for a user other
+    than root, whom permission bits do not stop) one in a read-only folder."""
+    (tmp_path / "afile").write_text("")
+    out = {"under_a_file": tmp_path / "afile" / "sub", "in_proc": Path("/proc/nope")}
+    if os.geteuid() != 0:
+        (tmp_path / "read_only").mkdir(mode=0o500)
+        out["in_a_read_only_folder"] = tmp_path / "read_only" / "sub"
+    return out
+
+
+@pytest.mark.parametrize("mode", [(), ("-m", "seed=0,1")])
+def test_an_output_root_that_cannot_be_made_is_refused_in_one_line(tmp_path, synthetic_root, mode):
+    for name, folder in unmakeable_folders(tmp_path).items():
+        before = sorted(tmp_path.rglob("*"))
+        done = run_cli(*mode, f"data.root={synthetic_root}", "data.download=false", *SMALL, f"output_root={folder}")
+        assert done.returncode != 0, name
+        last = done.stderr.strip().splitlines()[-1]
+        assert last.startswith(f"error: output_root='{folder}' is not allowed: a folder that can be made"), done.stderr
+        assert "Traceback" not in done.stderr + done.stdout
+        assert sorted(tmp_path.rglob("*")) == before, name  # nothing made, no probe left behind
+
+
+def test_a_data_root_that_cannot_be_written_is_refused_when_mnist_must_be_fetched_into_it(synthetic_root, tmp_path):
+    for folder in unmakeable_folders(tmp_path).values():
+        cfg = with_value(with_value(base(synthetic_root, "fcnn"), "data.root", str(folder)), "data.download", True)
+        message = judge(cfg)
+        assert message is not None and message.startswith(f"data.root='{folder}' is not allowed: MNIST is"), message
+        assert "\n" not in message
+
+
+def test_a_slurm_sweep_without_srun_is_refused_in_one_line_before_any_job(tmp_path, synthetic_root):
+    path = ":".join(p for p in os.environ["PATH"].split(":") if p and not (Path(p) / "srun").exists())
+    out = tmp_path / "out"
+    args = ("-m", "launcher=slurm", "seed=0,1", f"data.root={synthetic_root}", *SMALL, f"output_root={out}")
+    done = run_cli(*args, env={"PATH": path})
+    assert done.returncode != 0
+    assert done.stderr.strip().splitlines()[-1] == "error: launcher=slurm needs SLURM's srun on PATH; none found here"
+    assert "Traceback" not in done.stderr + done.stdout
+    assert not out.exists()

@@ -1,25 +1,15 @@
-"""The one validation pipeline: ``validate`` is its entry point, wherever a config enters (the
-Hydra callback before a run's folder exists, the grid sweeper for every job, ``run()``,
-``evaluate``, ``runs.load_run``). Its stages, in order:
-
-1. schema: every value resolves; ``${oc.env:...}`` only where the schema allows it; each group
-   of plain values becomes its typed settings (mnist_pairs.config.schema: types and ranges);
-   labels that name folders are plain names; the checks that read several keys at once.
-2. targets: every ``_target_`` (and the ``hydra`` node's, when there is one) names an allowed
-   class, and every argument fits its constructor (mnist_pairs.config.targets).
-3. dryrun: the model is built on the meta device and trained one step (mnist_pairs.config.dryrun).
-4. data: both MNIST splits readable and large enough (mnist_pairs.config.folders).
-5. folder: the run's folder (and a seed batch's sibling folders) can be made.
-
-Each stage raises ConfigError (DataError for unreadable data) with one line naming the key, the
-value and what is allowed."""
+"""The one validation pipeline: ``validate`` is its entry point wherever a config enters (the
+Hydra callback, the grid sweeper for every job, ``run()``, ``evaluate``, ``runs.load_run``). Its
+stages, in order (docs/architecture.md): schema, targets, dryrun, data, folder. Each raises
+ConfigError (DataError for unreadable data) with one line naming the key, the value and what is
+allowed."""
 
 from __future__ import annotations
 
 import importlib.util
 import re
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -29,6 +19,7 @@ from omegaconf.errors import OmegaConfBaseException
 from mnist_pairs.config import folders
 from mnist_pairs.config.schema import (
     PLAIN_NAME,
+    AdamSettings,
     AugmentSettings,
     ConfigError,
     DataSettings,
@@ -36,13 +27,14 @@ from mnist_pairs.config.schema import (
     MlflowSettings,
     RunSettings,
     SettingError,
-    Settings,
+    SgdSettings,
     TrackingSettings,
     TrainSettings,
     environment_keys,
+    first_line,
     is_number,
 )
-from mnist_pairs.config.targets import TargetError, check_hydra_node, check_targets
+from mnist_pairs.config.targets import check_hydra_node, check_targets, walk
 from mnist_pairs.results.records import setting
 
 STAGES = ("schema", "targets", "dryrun", "data", "folder")
@@ -75,23 +67,17 @@ def validate(
     folder_key: str | None = None,
     packs_seeds: bool = False,
 ) -> Checked | None:
-    """Run ``cfg`` through ``stages`` (all but the folder by default); ConfigError or DataError on
-    the first value that is not allowed. ``folder_key`` (``hydra.run.dir``, or
-    ``hydra.sweep.subdir`` for a sweep's job) adds the folder stage, with Hydra's global config
-    set to ``cfg`` and the schema stage in ``stages``; ``packs_seeds``: the grid sweeper packs
-    ``device.vectorize`` (or ``device.seeds_per_job``) seeds into the job. Returns the typed
-    settings when the schema stage ran."""
+    """Run ``cfg`` through ``stages`` (all but the folder by default). ``folder_key``
+    (``hydra.run.dir``, or ``hydra.sweep.subdir`` for a sweep's job) adds the folder stage, with
+    Hydra's global config set to ``cfg`` and the schema stage in ``stages``; ``packs_seeds``: the
+    grid sweeper packs several seeds into the job. Returns the typed settings when the schema
+    stage ran."""
     config = task_config(cfg) if isinstance(cfg, DictConfig) else cfg
-    checked = None
-    if "schema" in stages:
-        checked = settings(cfg, config)
+    checked = settings(cfg, config) if "schema" in stages else None
     if "targets" in stages:
-        try:
-            check_targets(config)
-            if isinstance(cfg, DictConfig) and "hydra" in cfg:
-                check_hydra_node(cfg.hydra)
-        except TargetError as error:
-            fail(error.key, error.value, error.allowed)
+        check_targets(config)
+        if isinstance(cfg, DictConfig) and "hydra" in cfg:
+            check_hydra_node(cfg.hydra)
     if "dryrun" in stages:
         from mnist_pairs.config import dryrun  # imports the training engine: only when asked for
 
@@ -104,7 +90,7 @@ def validate(
         assert isinstance(cfg, DictConfig) and checked is not None
         run_dir = folders.run_folder(cfg, folder_key)
         folders.check_run_folder(config, run_dir, folder_key, seeds_per_job(checked.device) if packs_seeds else 1)
-        checked = Checked(**{**checked.__dict__, "run_dir": run_dir})
+        checked = replace(checked, run_dir=run_dir)
     return checked
 
 
@@ -120,51 +106,39 @@ def settings(cfg: DictConfig | dict[str, Any], config: dict[str, Any]) -> Checke
     if isinstance(cfg, DictConfig):
         check_environment_reads(cfg)
     for key in NAMED_LABELS:
-        value = setting(config, key)
-        if not PLAIN_NAME.test(value):
-            fail(key, value, PLAIN_NAME.allowed)
+        if not PLAIN_NAME.test(setting(config, key)):
+            fail(key, setting(config, key), PLAIN_NAME.allowed)
     try:
         run = RunSettings.from_mapping({k: config[k] for k in ("seed", "force", "output_root", "experiment_name")})
-        data = DataSettings.from_mapping(config["data"])
-        train = TrainSettings.from_mapping(config["train"])
-        device = DeviceSettings.from_mapping(config.get("device", {}))  # groups younger than the
-        augment = AugmentSettings.from_mapping(config.get("augment", {}))  # oldest records: defaults
-        optimizer_settings(config["optimizer"])
+        data, train = DataSettings.from_mapping(config["data"]), TrainSettings.from_mapping(config["train"])
+        device = DeviceSettings.from_mapping(config.get("device", {}))  # groups younger than the oldest
+        augment = AugmentSettings.from_mapping(config.get("augment", {}))  # records: their defaults
+        sgd = isinstance(config["optimizer"], dict) and config["optimizer"].get("_target_") == "torch.optim.SGD"
+        (SgdSettings if sgd else AdamSettings).from_mapping(config["optimizer"])
         tracking = tracking_settings(config.get("tracking", {"backend": "none"}), run.experiment_name)
-    except SettingError as error:
-        fail(error.key, error.value, error.allowed)
     except KeyError as missing:
         fail(str(missing.args[0]), None, "a key every config has (conf/config.yaml composes it)")
-    check_together(config, data, train, device)
-    return Checked(config, run, data, train, device, augment, tracking)
+    checked = Checked(config, run, data, train, device, augment, tracking)
+    check_together(config, checked)
+    return checked
 
 
-def optimizer_settings(values: dict[str, Any]) -> Settings:
-    """The optimizer's numbers against its schema (Adam's or SGD's: what its target names)."""
-    from mnist_pairs.config.schema import AdamSettings, SgdSettings
-
-    target = values.get("_target_") if isinstance(values, dict) else None
-    cls = SgdSettings if target == "torch.optim.SGD" else AdamSettings
-    return cls.from_mapping(values)
-
-
-def tracking_settings(values: dict[str, Any], experiment_name: str) -> TrackingSettings:
-    """The tracking group's settings (MLflow's keys only with backend mlflow); MLflow must be
-    installed when it is asked for."""
-    if isinstance(values, dict) and values.get("backend") == "mlflow":
-        tracking = MlflowSettings.from_mapping(values, experiment=experiment_name)
-        if importlib.util.find_spec("mlflow") is None:
-            fail(
-                "tracking",
-                "mlflow",
-                "MLflow is not installed: pip install -e '.[tracking]' (make venv installs it), or tracking=none",
-            )
-        return tracking
-    return TrackingSettings.from_mapping(values)
+def tracking_settings(values: Any, experiment_name: str) -> TrackingSettings:
+    """The tracking group's settings (MLflow's keys only with backend mlflow, which must be installed)."""
+    if not (isinstance(values, dict) and values.get("backend") == "mlflow"):
+        return TrackingSettings.from_mapping(values)
+    if importlib.util.find_spec("mlflow") is None:
+        fail(
+            "tracking",
+            "mlflow",
+            "MLflow is not installed: pip install -e '.[tracking]' (make venv installs it), or tracking=none",
+        )
+    return MlflowSettings.from_mapping(values, experiment=experiment_name)
 
 
-def check_together(config: dict[str, Any], data: DataSettings, train: TrainSettings, device: DeviceSettings) -> None:
+def check_together(config: dict[str, Any], checked: Checked) -> None:
     """The rules that read several keys (or the machine)."""
+    data, train, device = checked.data, checked.train, checked.device
     if data.n_test == 0 and train.eval_every_epoch:
         fail("train.eval_every_epoch", True, "false with data.n_test=0 (there are no test pairs to evaluate)")
     if train.early_stop_patience > 0 and data.n_val == 0:
@@ -186,13 +160,13 @@ def check_together(config: dict[str, Any], data: DataSettings, train: TrainSetti
                 "cuda needs a visible CUDA GPU and this machine has none; use device=cpu or device=auto",
             )
     if device.vectorize > 1:
-        for key, value, off in [
-            ("train.early_stop_patience", train.early_stop_patience, 0),
-            ("train.aux_schedule", train.aux_schedule, "weighted_sum"),
-            ("train.monitor", train.monitor, "batches"),
-        ]:
-            if value != off:
-                fail(key, value, f"with device.vectorize > 1 only {off!r} (seeds trained at once)")
+        for key, off in [("early_stop_patience", 0), ("aux_schedule", "weighted_sum"), ("monitor", "batches")]:
+            if getattr(train, key) != off:
+                fail(
+                    f"train.{key}",
+                    getattr(train, key),
+                    f"with device.vectorize > 1 only {off!r} (seeds trained at once)",
+                )
 
 
 def task_config(cfg: DictConfig) -> dict[str, Any]:
@@ -205,48 +179,26 @@ def task_config(cfg: DictConfig) -> dict[str, Any]:
             continue
         try:
             value = cfg[key]
-            out[str(key)] = (
-                OmegaConf.to_container(value, resolve=True) if isinstance(value, (DictConfig, ListConfig)) else value
-            )
+            plain = isinstance(value, (DictConfig, ListConfig))
+            out[str(key)] = OmegaConf.to_container(value, resolve=True) if plain else value
         except OmegaConfBaseException as error:
             where = getattr(error, "full_key", None) or str(key)
-            reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-            fail(where, written(cfg, where), f"it cannot be resolved ({reason})")
+            reason = first_line(error)
+            fail(
+                where,
+                dict(walk(OmegaConf.to_container(cfg, resolve=False))).get(where),
+                f"it cannot be resolved ({reason})",
+            )
     return out
-
-
-def written(cfg: DictConfig, dotted: str) -> Any:
-    """The value at ``dotted`` as written, interpolations unresolved (None when not found)."""
-    node: Any = OmegaConf.to_container(cfg, resolve=False)
-    for part in re.findall(r"[^.\[\]]+", dotted):
-        if isinstance(node, dict) and part in node:
-            node = node[part]
-        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
-            node = node[int(part)]
-        else:
-            return None
-    return node
-
-
-def leaves(node: Any, path: str = "") -> Iterator[tuple[str, Any]]:
-    """(dotted key, value) of every leaf of a plain container."""
-    if isinstance(node, dict):
-        for key, value in node.items():
-            yield from leaves(value, f"{path}.{key}" if path else str(key))
-    elif isinstance(node, list):
-        for i, item in enumerate(node):
-            yield from leaves(item, f"{path}[{i}]")
-    else:
-        yield path, node
 
 
 def check_environment_reads(cfg: DictConfig) -> None:
     """``${oc.env:...}`` only in the keys the schema lets read the environment (as written,
-    escaped or not); anywhere else a shared YAML would carry the environment into folder names and
+    escaped or not): anywhere else a shared YAML would carry the environment into folder names and
     records. A value that resolves to an interpolation is refused by the targets stage."""
     allowed = environment_keys()
     as_written = {k: v for k, v in OmegaConf.to_container(cfg, resolve=False).items() if k != "hydra"}
-    for key, value in leaves(as_written):
+    for key, value in walk(as_written):
         if isinstance(value, str) and ENVIRONMENT_READ.search(value) and key not in allowed:
             fail(
                 key,

@@ -1,9 +1,8 @@
-"""A config's model tried before any run: built on the meta device (shapes, no storage), one
-training step at each mini-batch size the run will see, its optimizer built and stepped, all
-without memory or time. A model that cannot be built or trained (``model.kernels=[3,5,9]``
-leaves no pixels; a last mini-batch of one pair under BatchNorm; more parameters than the
-machine's memory) is then a config error before any run folder exists, instead of a failed
-record in every run of a sweep. Each distinct config is tried once per process (cached)."""
+"""A config's model tried before any run: built on the meta device (shapes, no storage) and trained
+one step at each mini-batch size the run will see, its optimizer built and stepped. A model that
+cannot be built or trained (``model.kernels=[3,5,9]`` leaves no pixels; a last mini-batch of one
+pair under BatchNorm; more parameters than the machine's memory) is a config error before any run
+folder exists. Each distinct config is tried once per process (cached)."""
 
 from __future__ import annotations
 
@@ -19,6 +18,7 @@ import torch
 from hydra.utils import instantiate
 from torch import nn
 
+from mnist_pairs.config.schema import first_line
 from mnist_pairs.config.targets import targets
 from mnist_pairs.models import build_model
 from mnist_pairs.training.engine import aux_weight, objective
@@ -30,14 +30,14 @@ MAX_MODULES = 2_000  # layers a model may have (the largest of conf/model has 60
 
 
 class TooLarge(Exception):
-    """The model being built outgrows the device's memory or MAX_MODULES (raised while building:
-    a count such as ``model.blocks=10**12`` would otherwise build for ever, even on meta)."""
+    """Raised while a model is built past the memory or MAX_MODULES (``model.blocks=10**12`` would
+    otherwise build for ever, even on meta)."""
 
 
 @contextlib.contextmanager
 def bounded_building(memory: int, seeds_at_once: int) -> Iterator[None]:
-    """While a model is built: stop it (TooLarge) once it registers more than MAX_MODULES layers
-    or more parameters than ``memory`` holds (with gradients and optimizer state)."""
+    """While a model is built: TooLarge once it registers more than MAX_MODULES layers or more
+    parameters than ``memory`` holds (with gradients and optimizer state)."""
     from torch.nn.modules import module as registry
 
     counts = {"modules": 0, "params": 0}
@@ -57,44 +57,35 @@ def bounded_building(memory: int, seeds_at_once: int) -> Iterator[None]:
                 f"({at_once}), and this machine has {memory / 1e9:,.1f} GB"
             )
 
-    handles = [
-        registry.register_module_module_registration_hook(on_module),
-        registry.register_module_parameter_registration_hook(on_parameter),
-    ]
+    on_modules = registry.register_module_module_registration_hook(on_module)
+    on_parameters = registry.register_module_parameter_registration_hook(on_parameter)
     try:
         yield
     finally:
-        for handle in handles:
-            handle.remove()
+        on_modules.remove()
+        on_parameters.remove()
 
 
 def problem(config: dict[str, Any]) -> str | None:
     """What keeps the resolved ``config``'s model from training (one line naming the key and the
-    value), or None. The targets of ``config`` must have passed mnist_pairs.config.targets already."""
-    data, train, device = config["data"], config["train"], config["device"]
+    value), or None. Its targets must have passed mnist_pairs.config.targets already."""
+    data, train = config["data"], config["train"]
     fit_pairs = data["n_train"] - data["n_val"]
+    full_batch = train["aux_schedule"] == "alternating_full_batch"
     spec = {
         "model": config["model"],
         "optimizer": config["optimizer"],
-        "batch": fit_pairs
-        if train["aux_schedule"] == "alternating_full_batch"
-        else min(train["batch_size"], fit_pairs),
-        "last": fit_pairs % train["batch_size"] if train["aux_schedule"] != "alternating_full_batch" else 0,
+        "batch": fit_pairs if full_batch else min(train["batch_size"], fit_pairs),
+        "last": 0 if full_batch else fit_pairs % train["batch_size"],
         "label_smoothing": train["label_smoothing"],
-        "seeds_at_once": device["vectorize"],
-        "memory": memory_bytes(),
-        "batch_keys": (
-            f"train.batch_size={train['batch_size']} with data.n_train={data['n_train']}, data.n_val={data['n_val']}"
-        ),
+        "seeds_at_once": config["device"]["vectorize"],
+        # this machine's RAM bounds the parameters; a GPU's is not asked for: that would open a CUDA
+        # context in a sweep's parent process (a model too large for the GPU fails in its runs)
+        "memory": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"),
+        "batch_keys": f"train.batch_size={train['batch_size']} with data.n_train={data['n_train']}, "
+        f"data.n_val={data['n_val']}",
     }
     return _problem(json.dumps(spec, sort_keys=True, default=str))
-
-
-def memory_bytes() -> int:
-    """This machine's RAM: the bound of the parameters a model may have. A GPU's memory is not
-    asked for: that would open a CUDA context in a sweep's parent process, which trains nothing (a
-    model that fits the RAM and not the GPU fails in its runs, which the sweep then names)."""
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
 def _blamed(model: dict[str, Any], reason: str) -> str | None:
@@ -118,9 +109,7 @@ def _reason(error: BaseException) -> str:
     """The first line of the innermost cause (Hydra wraps a constructor's error in its own)."""
     while error.__cause__ is not None:
         error = error.__cause__
-    text = str(error).strip()
-    line = text.splitlines()[0] if text else type(error).__name__
-    return line if len(line) <= 300 else f"{line[:300]}... ({len(line)} characters)"
+    return first_line(error)
 
 
 @functools.lru_cache(maxsize=256)
@@ -139,18 +128,15 @@ def _problem(spec_json: str) -> str | None:
     except Exception as error:
         target = spec["optimizer"].get("_target_")
         return f"optimizer._target_={target!r} is not allowed with these optimizer.* values: {_reason(error)}"
-    try:
-        _step(model, optimizer, spec["batch"], spec["label_smoothing"])
-    except Exception as error:
-        return f"{label}: a training step fails ({_reason(error)})"
-    if spec["last"] and spec["last"] != spec["batch"]:
+    last = (
+        f"{spec['batch_keys']} is not allowed for model={spec['model'].get('name')}: the last mini-batch of each "
+        f"epoch has {spec['last']} pair(s), and a training step on it fails"
+    )
+    for n in [spec["batch"]] + ([spec["last"]] if spec["last"] and spec["last"] != spec["batch"] else []):
         try:
-            _step(model, optimizer, spec["last"], spec["label_smoothing"])
+            _step(model, optimizer, n, spec["label_smoothing"])
         except Exception as error:
-            return (
-                f"{spec['batch_keys']} is not allowed for model={spec['model'].get('name')}: the last mini-batch of "
-                f"each epoch has {spec['last']} pair(s), and a training step on it fails ({_reason(error)})"
-            )
+            return f"{f'{label}: a training step fails' if n == spec['batch'] else last} ({_reason(error)})"
     return None
 
 

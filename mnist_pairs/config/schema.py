@@ -1,26 +1,14 @@
-"""The schema of every key that holds a plain value: one definition per key, with its type,
-default, what is allowed, one line of documentation and whether it is part of a run's identity.
-
-Each settings class is registered in Hydra's ConfigStore as the group option that holds the
-defaults (``train/default``, ``data/mnist``, ``device/auto``, ``augment/none``, ``tracking/none``,
-``tracking/mlflow``, ``optimizer/adam``, ``optimizer/sgd``, and the top-level keys as
-``run_keys``); YAML files hold only presets over them (``augment/affine.yaml``, ``device/cpu.yaml``).
-Hydra composes these nodes in struct mode, so a key the schema does not know is refused as Hydra
-composes. The values are left as written (every field of the registered node is typed ``Any``):
-OmegaConf's own typing would turn ``train.label_smoothing=0`` into ``0.0`` and so change the
-identity hash of runs recorded before the schema. Types and ranges are checked in
-``__post_init__`` of the typed object the code passes around, with one line naming the key, the
-value and what is allowed (``SettingError``).
-
-``python -m mnist_pairs.keys`` lists every key from here; docs/configuration.md's table is written
-from it (and a test fails when it drifts)."""
+"""Every key that holds a plain value, defined once: type, default, what is allowed, one line of
+documentation, whether it is part of a run's identity (docs/architecture.md). The ConfigStore
+nodes type every field ``Any`` so values stay as written (OmegaConf would turn ``0`` into ``0.0``
+and change older records' identity hash); ``__post_init__`` of the typed object checks them."""
 
 from __future__ import annotations
 
 import dataclasses
 import math
 import re
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -40,8 +28,7 @@ EXECUTION_GROUPS = ("launcher", "sweeper")
 
 
 class ConfigError(ValueError):
-    """A configuration that is not allowed; the message (one line) names the key, the value and
-    what is allowed. Every check of mnist_pairs.config raises it."""
+    """A configuration that is not allowed, in one line naming the key, the value and what is allowed."""
 
 
 class SettingError(ConfigError):
@@ -58,13 +45,20 @@ def shown(value: Any, limit: int = 200) -> str:
     return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
-def is_number(value: Any) -> bool:
-    """A finite int or float (not a bool: YAML's true is an int to Python)."""
-    return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+def first_line(error: BaseException, limit: int = 300) -> str:
+    """The first line of an error's message (its type's name when it has none), cut to ``limit``."""
+    text = str(error).strip()
+    line = text.splitlines()[0] if text else type(error).__name__
+    return line if len(line) <= limit else f"{line[:limit]}... ({len(line)} characters)"
 
 
 def is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, int) and not isinstance(value, bool)  # YAML's true is an int to Python
+
+
+def is_number(value: Any) -> bool:
+    """A finite int or float, not a bool."""
+    return (is_int(value) or isinstance(value, float)) and math.isfinite(value)
 
 
 def plain_name(value: Any) -> bool:
@@ -73,37 +67,28 @@ def plain_name(value: Any) -> bool:
     )
 
 
-def plain_names(value: Any) -> bool:
-    """A relative path of plain names (``benchmark``, ``tune/resnet-lr``)."""
-    return isinstance(value, str) and all(plain_name(part) for part in value.split("/"))
-
-
 def folder_path(value: Any) -> bool:
     """A non-empty string of printable characters, no part longer than file systems allow."""
     return (
         isinstance(value, str)
         and bool(value.strip())
         and value.isprintable()
-        and all(len(p) <= MAX_NAME for p in value.split("/"))
+        and max(map(len, value.split("/"))) <= MAX_NAME
     )
 
 
 @dataclass(frozen=True)
 class Rule:
-    """What a key allows, as a test and its words."""
+    """What a key allows: a test, its words, and the type the key table shows."""
 
-    test: Any  # Callable[[Any], bool]
+    test: Callable[[Any], bool]
     allowed: str
-    kind: str  # the type in the key table
+    kind: str
 
 
 def integer(low: int, high: int | None = None, allowed: str | None = None) -> Rule:
     words = allowed or (f"an integer from {low} to {high}" if high is not None else f"an integer >= {low}")
     return Rule(lambda v: is_int(v) and v >= low and (high is None or v <= high), words, "int")
-
-
-def positive_integer() -> Rule:
-    return Rule(lambda v: is_int(v) and v >= 1, "a positive integer", "int")
 
 
 def number(low: float, high: float, high_open: bool = False) -> Rule:
@@ -117,7 +102,14 @@ def one_of(*choices: str, hint: str = "") -> Rule:
     return Rule(lambda v: v in choices, f"one of {', '.join(choices)}{hint}", "str")
 
 
+def names(what: str) -> Rule:
+    """A relative path of plain names (``benchmark``, ``tune/resnet-lr``)."""
+    words = f"plain names (letters, digits, _ . + -, at most {MAX_NAME} characters) separated by /: {what}"
+    return Rule(lambda v: isinstance(v, str) and all(plain_name(p) for p in v.split("/")), words, "names")
+
+
 BOOL = Rule(lambda v: isinstance(v, bool), "true or false", "bool")
+POSITIVE = integer(1, allowed="a positive integer")
 FOLDER = Rule(folder_path, f"a folder (a path of printable characters, each part at most {MAX_NAME})", "path")
 FOLDER_OR_NULL = Rule(lambda v: v is None or folder_path(v), f"{FOLDER.allowed} or null", "path | null")
 PLAIN_NAME = Rule(
@@ -127,11 +119,12 @@ PLAIN_NAME = Rule(
 )
 
 
-def key(default: Any, doc: str, rule: Rule, identity: bool = True, environment: bool = False) -> Any:
-    """A field of a settings class: its default and what the key table says of it. ``identity``
-    False: the key never changes results (left out of a run's identity hash and of its folder
-    name); ``environment``: it may read an environment variable (``${oc.env:...}``)."""
-    return field(default=default, metadata={"doc": doc, "rule": rule, "identity": identity, "environment": environment})
+def key(default: Any, doc: str, rule: Rule, identity: bool = True) -> Any:
+    """A field of a settings class. ``identity`` False: the key never changes results (left out of
+    a run's identity hash and folder name), as no folder (a path on this machine) and no key of a
+    group that is not ``identity`` (device, tracking) does."""
+    identity = identity and not rule.kind.startswith("path")
+    return field(default=default, metadata={"doc": doc, "rule": rule, "identity": identity})
 
 
 class Settings:
@@ -139,48 +132,47 @@ class Settings:
 
     group: ClassVar[str] = ""  # its dotted prefix ("" for the top-level keys)
     open: ClassVar[bool] = False  # other keys allowed beside the schema's (a target's arguments)
+    identity: ClassVar[bool] = True  # False: no key of the group changes results
 
     def __post_init__(self) -> None:
-        for f in dataclasses.fields(self):  # type: ignore[arg-type]
-            rule = f.metadata.get("rule")
+        for f in documented(type(self)):
             value = getattr(self, f.name)
-            if rule is not None and not rule.test(value):
-                raise SettingError(self.dotted(f.name), value, rule.allowed)
+            if not f.metadata["rule"].test(value):
+                raise SettingError(self.dotted(f.name), value, f.metadata["rule"].allowed)
 
     @classmethod
     def dotted(cls, name: str) -> str:
         return f"{cls.group}.{name}" if cls.group else name
 
     @classmethod
-    def from_mapping(cls, values: dict[str, Any], **defaults: Any) -> Any:
-        """The typed settings of a group's resolved values; a key the schema does not know is a
-        SettingError, unless the group is ``open``; ``defaults`` stand in for absent keys."""
-        known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    def from_mapping(cls, values: Any, **defaults: Any) -> Any:
+        """The typed settings of a group's resolved values; ``defaults`` stand in for absent keys.
+        A key the schema does not know is a SettingError, unless the group is ``open``."""
+        known = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
         if not isinstance(values, dict):
             raise SettingError(cls.group, values, f"a group of keys ({', '.join(sorted(known))})")
         unknown = [k for k in values if k not in known]
         if unknown and not cls.open:
-            name = unknown[0]
-            raise SettingError(cls.dotted(str(name)), values[name], f"{cls.group} has keys {', '.join(sorted(known))}")
+            raise SettingError(
+                cls.dotted(str(unknown[0])), values[unknown[0]], f"{cls.group} has keys {', '.join(sorted(known))}"
+            )
         return cls(**{**defaults, **{k: v for k, v in values.items() if k in known}})
+
+
+def documented(cls: type) -> list[dataclasses.Field]:
+    """The keys of a settings class (Hydra's ``_target_`` and ``_partial_`` aside)."""
+    return [f for f in dataclasses.fields(cls) if "doc" in f.metadata]
 
 
 @dataclass(frozen=True)
 class RunSettings(Settings):
     seed: int = key(0, "drives the pairs, the initialisation, the shuffling and dropout of one run", integer(0))
     force: bool = key(False, "redo a run even when its folder holds a complete record", BOOL, identity=False)
-    output_root: str = key(
-        "outputs", "results land in <output_root>/<experiment_name>/<run>/", FOLDER, identity=False, environment=True
-    )
+    output_root: str = key("outputs", "results land in <output_root>/<experiment_name>/<run>/", FOLDER)
     experiment_name: str = key(
         "runs",
         "the results folder below output_root (plain names separated by /)",
-        Rule(
-            plain_names,
-            f"plain names (letters, digits, _ . + -, at most {MAX_NAME} characters) separated by /: "
-            "a folder below output_root",
-            "names",
-        ),
+        names("a folder below output_root"),
         identity=False,
     )
 
@@ -192,15 +184,11 @@ class DataSettings(Settings):
         "${oc.env:MNIST_PAIRS_DATA,data}",
         "the folder holding MNIST/raw/ ($MNIST_PAIRS_DATA, else ./data)",
         FOLDER,
-        identity=False,
-        environment=True,
     )
     cache_dir: str | None = key(
         None,
         "where a read-only root's .gz files are unpacked (null: ~/.cache/mnist_pairs)",
         FOLDER_OR_NULL,
-        identity=False,
-        environment=True,
     )
     download: bool = key(True, "let torchvision download missing files (needs internet)", BOOL, identity=False)
     n_train: int = key(
@@ -228,7 +216,7 @@ class DataSettings(Settings):
 class TrainSettings(Settings):
     group: ClassVar[str] = "train"
     epochs: int = key(50, "training epochs", integer(1, MAX_EPOCHS))
-    batch_size: int = key(250, "pairs per mini-batch", positive_integer())
+    batch_size: int = key(250, "pairs per mini-batch", POSITIVE)
     shuffle: bool = key(True, "reshuffle mini-batches each epoch; false: the authors' fixed slices", BOOL)
     monitor: str = key(
         "batches",
@@ -239,7 +227,7 @@ class TrainSettings(Settings):
     eval_interval: int = key(
         1,
         "the history's test accuracy every that many epochs and at the last (never changes training)",
-        positive_integer(),
+        POSITIVE,
     )
     aux_schedule: str = key(
         "weighted_sum",
@@ -265,30 +253,27 @@ class TrainSettings(Settings):
 @dataclass(frozen=True)
 class DeviceSettings(Settings):
     group: ClassVar[str] = "device"
-    type: str = key("auto", "auto: CUDA when a GPU is visible, else the CPU", one_of("auto", "cpu", "cuda"), False)
+    identity: ClassVar[bool] = False
+    type: str = key("auto", "auto: CUDA when a GPU is visible, else the CPU", one_of("auto", "cpu", "cuda"))
     threads: int = key(
         0,
         "torch intra-op threads; 0 = torch's default",
         integer(0, MAX_THREADS, f"an integer from 0 (torch's default) to {MAX_THREADS}"),
-        identity=False,
     )
     channels_last: Any = key(
         "auto",
         "memory format of conv models: auto = the model family's preference",
         Rule(lambda v: isinstance(v, bool) or v == "auto", "auto, true or false", "auto | bool"),
-        identity=False,
     )
     vectorize: int = key(
         1,
         "> 1: train this many seeds of one config at once (torch.func.vmap; pays on a GPU)",
         integer(1, allowed="an integer >= 1 (1 = one seed per run)"),
-        identity=False,
     )
     seeds_per_job: int = key(
         1,
         "with vectorize 1: this many seeds of one config one after another in one job",
         integer(1, allowed="an integer >= 1 (seeds run one after another in one job)"),
-        identity=False,
     )
     seed_batch: list[int] | None = key(
         None,
@@ -298,7 +283,6 @@ class DeviceSettings(Settings):
             "null or a list of seeds >= 0 (the grid sweeper and the tuning presets set it)",
             "list[int] | null",
         ),
-        identity=False,
     )
 
 
@@ -315,22 +299,22 @@ class AugmentSettings(Settings):
         return self.rotate_deg > 0 or self.translate_px > 0 or self.swap
 
 
-LR = Rule(
-    lambda v: is_number(v) and v > 0,
-    "a finite number > 0 (or a preset: lr=fcnn|fc_dropout|conv|resnet_siamese)",
-    "float",
-)
-WEIGHT_DECAY = number(0.0, 1.0)
-
-
 @dataclass(frozen=True)
 class AdamSettings(Settings):
     group: ClassVar[str] = "optimizer"
     open: ClassVar[bool] = True  # more of the constructor's arguments (checked by mnist_pairs.config.targets)
     _target_: str = "torch.optim.Adam"
     _partial_: bool = True
-    lr: float = key(MISSING, "learning rate: the lr group's preset (the model's own) or a number", LR)
-    weight_decay: float = key(0.0, "L2 penalty added to the gradient (0: the report)", WEIGHT_DECAY)
+    lr: float = key(
+        MISSING,
+        "learning rate: the lr group's preset (the model's own) or a number",
+        Rule(
+            lambda v: is_number(v) and v > 0,
+            "a finite number > 0 (or a preset: lr=fcnn|fc_dropout|conv|resnet_siamese)",
+            "float",
+        ),
+    )
+    weight_decay: float = key(0.0, "L2 penalty added to the gradient (0: the report)", number(0.0, 1.0))
 
 
 @dataclass(frozen=True)
@@ -347,12 +331,13 @@ TRACKING_BACKEND = one_of("none", "mlflow", hint=" (or the group: tracking=mlflo
 @dataclass(frozen=True)
 class TrackingSettings(Settings):
     group: ClassVar[str] = "tracking"
-    backend: str = key("none", "none, or mlflow: each finished run logged to MLflow", TRACKING_BACKEND, False)
+    identity: ClassVar[bool] = False
+    backend: str = key("none", "none, or mlflow: each finished run logged to MLflow", TRACKING_BACKEND)
 
 
 @dataclass(frozen=True)
 class MlflowSettings(TrackingSettings):
-    backend: str = key("mlflow", "none, or mlflow: each finished run logged to MLflow", TRACKING_BACKEND, False)
+    backend: str = key("mlflow", "none, or mlflow: each finished run logged to MLflow", TRACKING_BACKEND)
     uri: str | None = key(
         None,
         "null: sqlite:///<output_root>/mlflow.db; a server's http(s)://host[:port]; or sqlite:///<path>",
@@ -364,18 +349,11 @@ class MlflowSettings(TrackingSettings):
             "null (the embedded SQLite store under output_root), a server's http(s)://host[:port] or sqlite:///<path>",
             "str | null",
         ),
-        identity=False,
     )
     experiment: str = key(
         "${experiment_name}",
         "the MLflow experiment (it names the folder of its artifacts)",
-        Rule(
-            plain_names,
-            f"plain names (letters, digits, _ . + -, at most {MAX_NAME} characters) separated by /: "
-            "it names the folder of the experiment's artifacts",
-            "names",
-        ),
-        identity=False,
+        names("it names the folder of the experiment's artifacts"),
     )
 
 
@@ -392,70 +370,47 @@ STORED: dict[tuple[str, str], type[Settings]] = {
 }
 
 
-def untyped(cls: type[Settings]) -> Any:
-    """A dataclass of ``cls``'s keys and defaults, every field typed Any: a structured node that
-    fixes the keys (struct mode) and leaves the values as written."""
-    fields = [(f.name, Any, field(default=f.default)) for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
-    return dataclasses.make_dataclass(cls.__name__, fields)
-
-
 def register() -> None:
-    """The schema's nodes in Hydra's ConfigStore (idempotent: storing again replaces)."""
+    """The schema's nodes in Hydra's ConfigStore (idempotent: storing again replaces). Each is a
+    dataclass of the class's keys and defaults typed Any: struct mode fixes the keys, values stay
+    as written."""
     store = ConfigStore.instance()
     for (group, name), cls in STORED.items():
-        store.store(group=group, name=name, node=untyped(cls), provider="mnist_pairs")
-    top = {f.name: f.default for f in dataclasses.fields(RunSettings)}
-    store.store(name="run_keys", node=top, provider="mnist_pairs")
-
-
-def fields_of(cls: type[Settings]) -> Iterator[dataclasses.Field]:
-    """The documented keys of a settings class (Hydra's ``_target_`` and ``_partial_`` aside)."""
-    return (f for f in dataclasses.fields(cls) if "doc" in f.metadata)  # type: ignore[arg-type]
+        fields = [(f.name, Any, field(default=f.default)) for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+        store.store(
+            group=group, name=name, node=dataclasses.make_dataclass(cls.__name__, fields), provider="mnist_pairs"
+        )
+    store.store(name="run_keys", node={f.name: f.default for f in documented(RunSettings)}, provider="mnist_pairs")
 
 
 def key_table() -> list[dict[str, Any]]:
-    """Every key of the schema once: key, type, default, allowed, doc, identity, groups it is in."""
+    """Every key of the schema once: key, type, default, allowed, doc, identity."""
     rows: dict[str, dict[str, Any]] = {}
-    for group_option, cls in [(("", ""), RunSettings), *STORED.items()]:
-        for f in fields_of(cls):
-            dotted = cls.dotted(f.name)
-            row = rows.setdefault(
-                dotted,
-                {
-                    "key": dotted,
-                    "type": f.metadata["rule"].kind,
-                    "default": f.default,
-                    "allowed": f.metadata["rule"].allowed,
-                    "doc": f.metadata["doc"],
-                    "identity": f.metadata["identity"],
-                    "options": [],
-                },
-            )
-            if group_option[0]:
-                row["options"].append(f"{group_option[0]}={group_option[1]}")
+    for cls in (RunSettings, *STORED.values()):
+        for f in documented(cls):
+            rule, identity = f.metadata["rule"], f.metadata["identity"] and cls.identity
+            row = {"key": cls.dotted(f.name), "type": rule.kind, "default": f.default, "allowed": rule.allowed}
+            rows.setdefault(row["key"], row | {"doc": f.metadata["doc"], "identity": identity})
     return list(rows.values())
 
 
 def non_identity_keys() -> tuple[str, ...]:
     """Keys that never change a run's results (left out of its identity hash): each key so
-    declared, a group whose every key is so declared by the group's name."""
-    out: list[str] = []
-    for row in key_table():
+    declared, by the group's name when every key of its group is."""
+    rows = key_table()
+    out = []
+    for row in rows:
         group = row["key"].split(".")[0] if "." in row["key"] else None
-        group_rows = [r for r in key_table() if group and r["key"].startswith(f"{group}.")]
-        if group and all(not r["identity"] for r in group_rows):
-            if group not in out:
-                out.append(group)
+        if group and not any(r["identity"] for r in rows if r["key"].startswith(f"{group}.")):
+            out.append(group)
         elif not row["identity"]:
             out.append(row["key"])
-    return tuple(out)
+    return tuple(dict.fromkeys(out))
 
 
 def environment_keys() -> tuple[str, ...]:
-    """Keys that may read the environment (``${oc.env:...}``): paths on this machine."""
-    return tuple(
-        cls.dotted(f.name) for cls in (RunSettings, DataSettings) for f in fields_of(cls) if f.metadata["environment"]
-    )
+    """Keys that may read the environment (``${oc.env:...}``): the folders, paths on this machine."""
+    return tuple(row["key"] for row in key_table() if row["type"].startswith("path"))
 
 
 def folder_exclude_keys() -> list[str]:
