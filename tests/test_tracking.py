@@ -249,9 +249,9 @@ def test_each_cell_is_a_parent_run_holding_the_reports_summary_with_its_seeds_ne
     dirs = tiny_runs(compose_cfg, synthetic_root, results, seeds=(0, 1))
     where = track.Target(track.default_uri(results.parent), "grid")
     # seed 0 as a store filled before cells existed holds it: complete, but under no parent
-    client, experiment_id = track.connect(where)
     old = records.read_record(dirs[0] / records.RECORD_FILE)
-    old_id = track.create_run(client, experiment_id, old, dirs[0], "fcnn/relu/seed=0", parent_id="none")
+    with track.session(where) as (client, experiment_id):
+        old_id = track.create_run(client, experiment_id, old, dirs[0], "fcnn/relu/seed=0", parent_id="none")
     client.delete_tag(old_id, "mlflow.parentRunId")
     assert "mlflow.parentRunId" not in client.get_run(old_id).data.tags
 
@@ -304,7 +304,7 @@ track.log_run(cfg, run_dir, records.read_record(run_dir / records.RECORD_FILE))
 def test_parallel_processes_log_each_run_once_into_a_fresh_store(compose_cfg, synthetic_root, tmp_path, request, store):
     """The hazards of MLflow under parallel jobs: four processes released at once into a new
     SQLite store (its schema migration, 'database is locked'), or into a new experiment of a
-    server (created by all four at once). Without mnist_pairs.results.track.store_lock each SQLite one
+    server (created by all four at once). Without the lock of mnist_pairs.results.track.session each SQLite one
     fails in MLflow's migration ("duplicate column name: step", "table ... already exists",
     alembic's "Online migration expected to match one row")."""
     results = tmp_path / "out" / "grid"

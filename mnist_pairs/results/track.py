@@ -4,34 +4,22 @@
     python -m mnist_pairs.results.track outputs/benchmark               # any results folder, any time
     mlflow ui --backend-store-uri sqlite:///outputs/mlflow.db           # browse them
 
-One MLflow experiment per results folder. Each **cell** (a config with all its seeds,
-``records.cell_hash``) is a parent run (tag ``kind=cell``): the config without the seed as params,
-model, activation, variant, experiment, cell hash and seeds as tags, and the report's per-cell
-summary (``analysis.summary.summarize``: n, mean, SD and 95% CI of test accuracy, ...) as
-metrics, with the number of records as step. Each finished run (status ok or diverged) is a seed
-run nested under its cell (tag ``mlflow.parentRunId``, ``kind=seed``): its flattened config as
-params; model, activation, variant, seed, experiment, config hash, cell hash, status, host as
-tags; the per-epoch history as ``history/<key>`` metrics with the epoch as step; the final
-metrics, ``train_time_s``, ``n_params``; ``record.json`` and the saved weights as artifacts.
-Failed runs are not seed runs (a resumed sweep redoes them); the cell's ``n_failed`` counts them.
+One MLflow experiment per results folder; in it one parent run per **cell** (``records.cell_hash``,
+tag ``kind=cell``) holding the report's per-cell summary (``analysis.summary.summarize``) as
+metrics, and under it (tag ``mlflow.parentRunId``) one seed run per finished record (ok or
+diverged) holding the whole record. docs/tracking.md lists what each holds.
 
-Both paths go through one idempotent function per kind (``sync_cell``, ``log_record``): a job logs
-each run right after writing its record (``log_run``) and brings its cell up to date from the
-records of the run's folder's parent (a cell's seeds are sibling folders), so runs show up as
-they finish; the grid sweeper ends by exporting its folder (``export_sweep``), which fills in
-whatever a job could not log (a tracker that was down, a job killed while logging, SLURM jobs with
-the SQLite store) and nests seed runs logged without a parent. A parent is found by a tag search
-on its cell hash, a seed run by its record's identity (tag ``config_hash``): a complete run of
-the same record (same ``record_finished_at``, terminated) is kept; a half-logged one (still
-RUNNING) or one of an older record (``force=true``) is deleted and logged again. A tracker
-failure never fails a run: the record is written first, ``log_run`` only warns.
-
-Parallel writers (docs/tracking.md, "Parallel jobs", has the measurements): a SQLite store is
-used under an exclusive lock on a file beside it (fcntl.flock), without which parallel jobs fail
-in MLflow's schema migration of a fresh store and in "database is locked"; SLURM jobs on several
-nodes leave a SQLite store to the sweep's export. Several processes creating one experiment on a
-server (MLflow #979, #4123, #10334) read it back on RESOURCE_ALREADY_EXISTS; two processes
-creating one run or parent on a server each keep the first (by start time, then id)."""
+A job logs each run right after writing its record (``log_run``) and brings its cell up to date
+from the records beside the run's folder; the grid sweeper ends by exporting its folder
+(``export_sweep``), which fills in what a job could not log (a tracker that was down, a job killed
+while logging, SLURM jobs with the SQLite store) and nests seed runs logged without a parent. Both
+are idempotent: a parent is found by a tag search on its cell hash, a seed run by its record's
+identity (tag ``config_hash``); a complete run of the same record (same ``record_finished_at``,
+terminated) is kept, a half-logged one (still RUNNING) or one of an older record (``force=true``)
+is replaced. A tracker failure never fails a run: the record is written first, ``log_run`` warns.
+Parallel writers (docs/tracking.md, with measurements): a SQLite store is used under a lock file
+beside it; on a server, each of several processes creating one experiment, run or parent reads
+back and keeps the first."""
 
 from __future__ import annotations
 
@@ -45,7 +33,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -68,9 +56,8 @@ PARENT_TAG = "mlflow.parentRunId"  # what nests a run under another in MLflow's 
 RECORD_TAG = "record_finished_at"  # which record of that identity the MLflow run holds
 CELL_TAGS = ("model", "activation", "variant", "experiment", "seeds")  # summary columns kept as tags
 TRACKED = {"ok": "FINISHED", "diverged": "FAILED"}  # record status -> MLflow run status
-# A job must not wait minutes for a tracker that is down (MLflow's own defaults retry for long),
-# print a link per run, nor send MLflow's usage telemetry from compute nodes; the user's own
-# MLFLOW_* variables win.
+# A job must not wait minutes for a tracker that is down (MLflow's defaults retry for long), print
+# a link per run, nor send MLflow's telemetry from compute nodes; the user's MLFLOW_* variables win.
 CLIENT_DEFAULTS = {
     "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
     "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
@@ -78,7 +65,7 @@ CLIENT_DEFAULTS = {
     "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
     "MLFLOW_DISABLE_TELEMETRY": "true",
 }
-MAX_PARAMS, MAX_METRICS = 100, 1000  # per log_batch call (MLflow's limits)
+MAX_BATCH = 100  # params per log_batch call (MLflow's limit; 1000 metrics)
 
 
 @dataclass(frozen=True)
@@ -117,40 +104,33 @@ def tracking_on(cfg: DictConfig) -> bool:
 
 
 @contextmanager
-def store_lock(where: Target) -> Iterator[None]:
-    """Exclusive use of a SQLite store among the processes of this machine (a lock file beside
-    the database); nothing for a server, which serialises its writers itself."""
-    db = where.sqlite_file
-    if db is None:
-        yield
-        return
-    db.parent.mkdir(parents=True, exist_ok=True)
-    with open(f"{db}.lock", "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
-        yield
-
-
-def connect(where: Target) -> tuple[MlflowClient, str]:
-    """A client of the target and its experiment's id, the experiment created (or restored from
-    MLflow's trash) when needed. Call it under ``store_lock``: the first use of a fresh SQLite
-    file creates and migrates its schema."""
+def session(where: Target) -> Iterator[tuple[MlflowClient, str]]:
+    """A client of the target and its experiment's id (created, or restored from MLflow's trash,
+    when needed). A SQLite store is used by one process of this machine at a time (an exclusive
+    lock on a file beside it): a fresh store's schema migration run by two processes at once
+    leaves it unusable; a server serialises its writers itself."""
     for key, value in CLIENT_DEFAULTS.items():
         os.environ.setdefault(key, value)
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
-    client = MlflowClient(where.uri)
-    found = client.get_experiment_by_name(where.experiment)
-    if found is None:
-        try:
-            return client, client.create_experiment(where.experiment, artifact_location=where.artifact_location)
-        except MlflowException as error:  # another process created it meanwhile
-            if error.error_code != "RESOURCE_ALREADY_EXISTS":
-                raise
+    db = where.sqlite_file
+    if db is not None:
+        db.parent.mkdir(parents=True, exist_ok=True)
+    with open(f"{db}.lock", "a") if db is not None else nullcontext() as lock:
+        if lock is not None:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        client = MlflowClient(where.uri)
+        if client.get_experiment_by_name(where.experiment) is None:
+            try:
+                client.create_experiment(where.experiment, artifact_location=where.artifact_location)
+            except MlflowException as error:  # another process created it meanwhile
+                if error.error_code != "RESOURCE_ALREADY_EXISTS":
+                    raise
         found = client.get_experiment_by_name(where.experiment)
-    if found.lifecycle_stage == "deleted":
-        client.restore_experiment(found.experiment_id)
-    return client, found.experiment_id
+        if found.lifecycle_stage == "deleted":
+            client.restore_experiment(found.experiment_id)
+        yield client, found.experiment_id
 
 
 def search(client: MlflowClient, experiment_id: str, query: str = "") -> list[Run]:
@@ -204,12 +184,13 @@ def flat_params(config: dict[str, Any]) -> dict[str, str]:
     }
 
 
-def log_params(client: MlflowClient, run_id: str, config: dict[str, Any]) -> None:
+def log_batch(client: MlflowClient, run_id: str, config: dict[str, Any] | None = None, metrics: list = ()) -> None:
+    """The flattened ``config`` as params and ``metrics``, in pieces within MLflow's limit per call."""
     from mlflow.entities import Param
 
-    params = [Param(k, v) for k, v in flat_params(config).items()]
-    for i in range(0, len(params), MAX_PARAMS):
-        client.log_batch(run_id, params=params[i : i + MAX_PARAMS])
+    params = [Param(k, v) for k, v in flat_params(config or {}).items()]
+    for i in range(0, max(len(params), len(metrics)), MAX_BATCH):
+        client.log_batch(run_id, metrics=metrics[i : i + MAX_BATCH], params=params[i : i + MAX_BATCH])
 
 
 def run_tags(record: records.RunRecord, rel_dir: str) -> dict[str, str]:
@@ -229,11 +210,8 @@ def run_tags(record: records.RunRecord, rel_dir: str) -> dict[str, str]:
         "device": record["device_name"],
         "host": record.get("host", ""),
     }
-    if "slurm_job" in record:
-        tags["slurm_job"] = record["slurm_job"]
-    if record["error"]:
-        tags["error"] = record["error"][:5000]
-    return tags
+    optional = {"slurm_job": record.get("slurm_job"), "error": (record["error"] or "")[:5000]}
+    return {**tags, **{k: v for k, v in optional.items() if v}}
 
 
 def run_metrics(record: records.RunRecord) -> list:
@@ -266,15 +244,10 @@ def cell_summaries(folder: Path, cell: str | None = None) -> dict[str, dict[str,
     return {row["cell"]: row for row in summarize(runs.assign(cell=runs["cell_hash"]), configs).to_dict("records")}
 
 
-def cell_metrics(summary: dict[str, Any]) -> dict[str, float]:
-    """The summary's numeric columns (NaN ones, such as the SD of one seed, left out)."""
-    numbers = {k: v for k, v in summary.items() if isinstance(v, int | float) and not isinstance(v, bool)}
-    return {k: float(v) for k, v in numbers.items() if math.isfinite(v)}
-
-
 def sync_cell(client: MlflowClient, experiment_id: str, record: records.RunRecord, summary: dict[str, Any]) -> str:
     """Make the experiment hold one parent run for ``record``'s cell, with ``summary``'s numbers
-    (logged only where they changed, the number of records as step). Returns its run id."""
+    (logged where they changed; the number of records as step, so that of two jobs of one cell the
+    later summary stays the latest value whatever their order). Returns its run id."""
     from mlflow.entities import Metric
 
     cell = records.cell_hash(record["config"])
@@ -282,7 +255,7 @@ def sync_cell(client: MlflowClient, experiment_id: str, record: records.RunRecor
     tags = {CELL_TAG: cell, KIND_TAG: "cell", **{k: str(summary[k] or "-") for k in CELL_TAGS}}
     if not search(client, experiment_id, query):
         run_id = client.create_run(experiment_id, tags=tags, run_name=cell_name(record)).info.run_id
-        log_params(client, run_id, {k: v for k, v in record["config"].items() if k != "seed"})
+        log_batch(client, run_id, {k: v for k, v in record["config"].items() if k != "seed"})
     parent, *twins = search(client, experiment_id, query)  # a process beside this one may have made one too
     for run in twins:
         client.delete_run(run.info.run_id)
@@ -290,9 +263,9 @@ def sync_cell(client: MlflowClient, experiment_id: str, record: records.RunRecor
     if held.tags.get("seeds") != tags["seeds"]:
         client.set_tag(run_id, "seeds", tags["seeds"])
     stamp, step = int(time.time() * 1000), int(summary["n_runs"])
-    changed = [Metric(k, v, stamp, step) for k, v in cell_metrics(summary).items() if held.metrics.get(k) != v]
-    if changed:
-        client.log_batch(run_id, metrics=changed)
+    numbers = {k: float(v) for k, v in summary.items() if isinstance(v, int | float) and math.isfinite(v)}
+    changed = [Metric(k, v, stamp, step) for k, v in numbers.items() if held.metrics.get(k) != v]  # NaN: left out
+    log_batch(client, run_id, metrics=changed)
     if parent.info.status == "RUNNING":
         client.set_terminated(run_id, "FINISHED")
     return run_id
@@ -318,10 +291,7 @@ def create_run(
         tags={**run_tags(record, rel_dir), PARENT_TAG: parent_id},
         run_name=run_name(record),
     ).info.run_id
-    log_params(client, run_id, record["config"])
-    metrics = run_metrics(record)
-    for i in range(0, len(metrics), MAX_METRICS):
-        client.log_batch(run_id, metrics=metrics[i : i + MAX_METRICS])
+    log_batch(client, run_id, record["config"], run_metrics(record))
     client.log_artifact(run_id, str(run_dir / records.RECORD_FILE))
     if "weights" in record:
         client.log_artifact(run_id, str(run_dir / record["weights"]))
@@ -351,13 +321,6 @@ def log_record(
     return "replaced" if existing else "logged"
 
 
-def relative_dir(run_dir: Path, results_dir: Path) -> str:
-    try:
-        return str(run_dir.resolve().relative_to(results_dir.resolve()))
-    except ValueError:
-        return str(run_dir)
-
-
 def log_run(cfg: DictConfig, run_dir: Path, record: records.RunRecord) -> None:
     """After a run's record is written: log the run, and its cell from the records of the run
     folder's parent, to the tracker of ``cfg.tracking``, if any. Never raises: a failure is a
@@ -369,11 +332,10 @@ def log_run(cfg: DictConfig, run_dir: Path, record: records.RunRecord) -> None:
         log.info("tracking: %s left to the export: SLURM jobs do not write a SQLite store", run_dir)
         return
     try:
-        summary = cell_summaries(run_dir.parent, records.cell_hash(record["config"]))
-        with store_lock(where):
-            client, experiment_id = connect(where)
-            parent_id = sync_cell(client, experiment_id, record, next(iter(summary.values())))
-            done = log_record(client, experiment_id, record, run_dir, relative_dir(run_dir, results_dir), parent_id)
+        (cell,) = cell_summaries(run_dir.parent, records.cell_hash(record["config"])).values()
+        with session(where) as (client, experiment_id):
+            parent_id = sync_cell(client, experiment_id, record, cell)
+            done = log_record(client, experiment_id, record, run_dir, os.path.relpath(run_dir, results_dir), parent_id)
         log.info("tracking: %s %s in experiment %r of %s", run_name(record), done, where.experiment, where.uri)
     except Exception as error:
         log.warning(
@@ -403,16 +365,15 @@ def export(results_dir: Path, where: Target, found: dict[Path, records.RunRecord
     ``failed`` for runs not logged (each warned about; the others go on)."""
     found = finished_runs(results_dir) if found is None else found
     summaries = cell_summaries(results_dir)
-    with store_lock(where):
-        client, experiment_id = connect(where)
+    with session(where) as (client, experiment_id):
         held = runs_of(client, experiment_id)
     counts: Counter = Counter()
     parents: dict[str, str] = {}
     for run_dir, record in found.items():
-        cell, rel_dir = records.cell_hash(record["config"]), relative_dir(run_dir, results_dir)
+        cell, rel_dir = records.cell_hash(record["config"]), os.path.relpath(run_dir, results_dir)
         runs = held.get(record["config_hash"], [])
         try:
-            with store_lock(where):
+            with session(where) as (client, experiment_id):
                 if cell not in parents:
                     parents[cell] = sync_cell(client, experiment_id, record, summaries[cell])
                 if len(runs) == 1 and is_complete(runs[0], record):
