@@ -138,12 +138,10 @@ def search(client: MlflowClient, experiment_id: str, query: str = "") -> list[Ru
     from mlflow.entities import ViewType
 
     found, token = [], None
-    while True:
+    while token != "":
         page = client.search_runs([experiment_id], query, ViewType.ACTIVE_ONLY, max_results=1000, page_token=token)
-        found += page
-        token = page.token
-        if not token:
-            return sorted(found, key=lambda r: (r.info.start_time or 0, r.info.run_id))
+        found, token = found + list(page), page.token or ""
+    return sorted(found, key=lambda r: (r.info.start_time or 0, r.info.run_id))
 
 
 def runs_of(client: MlflowClient, experiment_id: str, ident: str | None = None) -> dict[str, list[Run]]:
@@ -244,19 +242,24 @@ def cell_summaries(folder: Path, cell: str | None = None) -> dict[str, dict[str,
     return {row["cell"]: row for row in summarize(runs.assign(cell=runs["cell_hash"]), configs).to_dict("records")}
 
 
-def sync_cell(client: MlflowClient, experiment_id: str, record: records.RunRecord, summary: dict[str, Any]) -> str:
-    """Make the experiment hold one parent run for ``record``'s cell, with ``summary``'s numbers
-    (logged where they changed; the number of records as step, so that of two jobs of one cell the
-    later summary stays the latest value whatever their order). Returns its run id."""
+def sync_cell(
+    client: MlflowClient, experiment_id: str, record: records.RunRecord, summary: dict, held: list | None = None
+) -> str:
+    """Make the experiment hold one parent run for ``record``'s cell (``held``: its parent runs, when
+    known), with ``summary``'s numbers (logged where they changed; the number of records as step,
+    so that of two jobs of one cell the later summary stays the latest value whatever their
+    order). Returns its run id."""
     from mlflow.entities import Metric
 
     cell = records.cell_hash(record["config"])
     query = f"tags.{CELL_TAG} = '{cell}' and tags.{KIND_TAG} = 'cell'"
     tags = {CELL_TAG: cell, KIND_TAG: "cell", **{k: str(summary[k] or "-") for k in CELL_TAGS}}
-    if not search(client, experiment_id, query):
+    held = search(client, experiment_id, query) if held is None else held
+    if not held:
         run_id = client.create_run(experiment_id, tags=tags, run_name=cell_name(record)).info.run_id
         log_batch(client, run_id, {k: v for k, v in record["config"].items() if k != "seed"})
-    parent, *twins = search(client, experiment_id, query)  # a process beside this one may have made one too
+        held = search(client, experiment_id, query)  # a process beside this one may have made one too
+    parent, *twins = held
     for run in twins:
         client.delete_run(run.info.run_id)
     run_id, held = parent.info.run_id, parent.data
@@ -350,40 +353,36 @@ def log_run(cfg: DictConfig, run_dir: Path, record: records.RunRecord) -> None:
 
 def finished_runs(results_dir: Path) -> dict[Path, records.RunRecord]:
     """Run folder -> finished record (ok or diverged) of every run under ``results_dir``."""
-    found = {}
-    for path in sorted(results_dir.rglob(records.RECORD_FILE)):
-        record = records.finished_record(path.parent)
-        if record is not None:
-            found[path.parent] = record
-    return found
+    found = {path.parent: records.finished_record(path.parent) for path in results_dir.rglob(records.RECORD_FILE)}
+    return {run_dir: found[run_dir] for run_dir in sorted(found) if found[run_dir] is not None}
 
 
 def export(results_dir: Path, where: Target, found: dict[Path, records.RunRecord] | None = None) -> Counter:
     """Log every cell and every finished run of ``results_dir`` (or those ``found`` there) that the
-    target's experiment does not hold yet (one query lists the seed runs it holds). Returns the
-    count of each outcome of ``log_record``, ``nested`` for runs put under their cell, and
-    ``failed`` for runs not logged (each warned about; the others go on)."""
+    target's experiment does not hold yet (two queries list the cells and seed runs it holds), in
+    one session: a job logging into the store meanwhile waits. Returns the count of each outcome
+    of ``log_record``, ``nested`` for runs put under their cell, and ``failed`` for runs not
+    logged (each warned about; the others go on)."""
     found = finished_runs(results_dir) if found is None else found
-    summaries = cell_summaries(results_dir)
+    summaries, counts, parents = cell_summaries(results_dir), Counter(), {}
     with session(where) as (client, experiment_id):
-        held = runs_of(client, experiment_id)
-    counts: Counter = Counter()
-    parents: dict[str, str] = {}
-    for run_dir, record in found.items():
-        cell, rel_dir = records.cell_hash(record["config"]), os.path.relpath(run_dir, results_dir)
-        runs = held.get(record["config_hash"], [])
-        try:
-            with session(where) as (client, experiment_id):
+        held, cells = runs_of(client, experiment_id), {}
+        for run in search(client, experiment_id, f"tags.{KIND_TAG} = 'cell'"):
+            cells.setdefault(run.data.tags[CELL_TAG], []).append(run)
+        for run_dir, record in found.items():
+            cell, runs = records.cell_hash(record["config"]), held.get(record["config_hash"], [])
+            try:
                 if cell not in parents:
-                    parents[cell] = sync_cell(client, experiment_id, record, summaries[cell])
+                    parents[cell] = sync_cell(client, experiment_id, record, summaries[cell], cells.get(cell, []))
                 if len(runs) == 1 and is_complete(runs[0], record):
                     counts["present"] += 1
                     counts["nested"] += nest(client, runs[0], parents[cell])
                 else:
+                    rel_dir = os.path.relpath(run_dir, results_dir)
                     counts[log_record(client, experiment_id, record, run_dir, rel_dir, parents[cell])] += 1
-        except Exception as error:
-            counts["failed"] += 1
-            log.warning("tracking: %s not logged (%s)", run_dir, first_line(error))
+            except Exception as error:
+                counts["failed"] += 1
+                log.warning("tracking: %s not logged (%s)", run_dir, first_line(error))
     return +counts
 
 
