@@ -256,20 +256,20 @@ def sync_cell(
     tags = {CELL_TAG: cell, KIND_TAG: "cell", **{k: str(summary[k] or "-") for k in CELL_TAGS}}
     held = search(client, experiment_id, query) if held is None else held
     if not held:
-        run_id = client.create_run(experiment_id, tags=tags, run_name=cell_name(record)).info.run_id
-        log_batch(client, run_id, {k: v for k, v in record["config"].items() if k != "seed"})
+        client.create_run(experiment_id, tags=tags, run_name=cell_name(record))
         held = search(client, experiment_id, query)  # a process beside this one may have made one too
     parent, *twins = held
     for run in twins:
         client.delete_run(run.info.run_id)
-    run_id, held = parent.info.run_id, parent.data
-    if held.tags.get("seeds") != tags["seeds"]:
+    run_id, data = parent.info.run_id, parent.data
+    if data.tags.get("seeds") != tags["seeds"]:
         client.set_tag(run_id, "seeds", tags["seeds"])
     stamp, step = int(time.time() * 1000), int(summary["n_runs"])
     numbers = {k: float(v) for k, v in summary.items() if isinstance(v, int | float) and math.isfinite(v)}
-    changed = [Metric(k, v, stamp, step) for k, v in numbers.items() if held.metrics.get(k) != v]  # NaN: left out
+    changed = [Metric(k, v, stamp, step) for k, v in numbers.items() if data.metrics.get(k) != v]  # NaN: left out
     log_batch(client, run_id, metrics=changed)
-    if parent.info.status == "RUNNING":
+    if parent.info.status == "RUNNING":  # new, or left by a process killed while making it
+        log_batch(client, run_id, {k: v for k, v in record["config"].items() if k != "seed"})
         client.set_terminated(run_id, "FINISHED")
     return run_id
 
