@@ -1,7 +1,9 @@
 """tracking=mlflow (mnist_pairs.results.track): every finished run in MLflow exactly once, with its params,
-tags, per-epoch metrics and artifacts, checked through MLflow's client: 2-worker joblib sweeps
-killed and resumed, against a real `mlflow server` and the embedded SQLite store; the export of a
-folder, twice; parallel processes on a fresh SQLite store; a tracker that is down."""
+tags, per-epoch metrics and artifacts, nested under one parent run per cell that holds the
+report's per-cell summary, checked through MLflow's client: 2-worker joblib sweeps killed and
+resumed, against a real `mlflow server` and the embedded SQLite store; the export of a folder,
+twice; a cell growing by a seed; parallel processes on a fresh SQLite store; a tracker that is
+down."""
 
 from __future__ import annotations
 
