@@ -1,7 +1,9 @@
 """tracking=mlflow (mnist_pairs.results.track): every finished run in MLflow exactly once, with its params,
-tags, per-epoch metrics and artifacts, checked through MLflow's client: 2-worker joblib sweeps
-killed and resumed, against a real `mlflow server` and the embedded SQLite store; the export of a
-folder, twice; parallel processes on a fresh SQLite store; a tracker that is down."""
+tags, per-epoch metrics and artifacts, nested under one parent run per cell that holds the
+report's per-cell summary, checked through MLflow's client: 2-worker joblib sweeps killed and
+resumed, against a real `mlflow server` and the embedded SQLite store; the export of a folder,
+twice; a cell growing by a seed; parallel processes on a fresh SQLite store; a tracker that is
+down."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import importlib.util
 import json
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -52,11 +55,22 @@ def finished(results: Path) -> dict[str, records.RunRecord]:
     return {r["config_hash"]: r for r in track.finished_runs(results).values()}
 
 
-def tracked(uri: str, experiment: str) -> list:
-    """The active MLflow runs of ``experiment``."""
+def tracked(uri: str, experiment: str, kind: str = "seed") -> list:
+    """The active seed runs (or, with ``kind="cell"``, the cells' parent runs) of ``experiment``."""
     client = mlflow.MlflowClient(uri)
     found = client.get_experiment_by_name(experiment)
-    return [] if found is None else client.search_runs([found.experiment_id], max_results=1000)
+    runs = [] if found is None else client.search_runs([found.experiment_id], max_results=1000)
+    return [r for r in runs if ("config_hash" in r.data.tags) == (kind == "seed")]
+
+
+def parents(uri: str, experiment: str) -> dict[str, object]:
+    """Cell hash -> the cell's parent run; one per cell (found as the docs say: a tag search)."""
+    client = mlflow.MlflowClient(uri)
+    found = client.search_runs([client.get_experiment_by_name(experiment).experiment_id], "tags.kind = 'cell'")
+    cells = Counter(r.data.tags["cell_hash"] for r in found)
+    assert all(n == 1 for n in cells.values()), cells
+    assert len(found) == len(tracked(uri, experiment, kind="cell")), "every run is a seed run or a cell"
+    return {r.data.tags["cell_hash"]: r for r in found}
 
 
 def assert_tracked_once(uri: str, experiment: str, results: Path, tmp_path: Path) -> None:
@@ -67,6 +81,10 @@ def assert_tracked_once(uri: str, experiment: str, results: Path, tmp_path: Path
     runs = tracked(uri, experiment)
     counts = Counter(r.data.tags["config_hash"] for r in runs)
     assert counts == Counter(expected.keys()), "each finished run exactly once, and nothing else"
+    cells = parents(uri, experiment)
+    assert set(cells) == {records.cell_hash(r["config"]) for r in expected.values()}, "one parent run per cell"
+    for tracked_run in runs:
+        assert tracked_run.data.tags["mlflow.parentRunId"] == cells[tracked_run.data.tags["cell_hash"]].info.run_id
     for tracked_run in runs:
         record = expected[tracked_run.data.tags["config_hash"]]
         assert tracked_run.info.status == "FINISHED" and tracked_run.info.run_name == track.run_name(record)
@@ -226,6 +244,51 @@ def test_exporting_a_folder_twice_logs_each_run_once(compose_cfg, synthetic_root
     assert empty.returncode != 0 and "holds no finished run record" in empty.stderr and "Traceback" not in empty.stderr
 
 
+def test_each_cell_is_a_parent_run_holding_the_reports_summary_with_its_seeds_nested(
+    compose_cfg, synthetic_root, tmp_path
+):
+    results = tmp_path / "out" / "grid"
+    dirs = tiny_runs(compose_cfg, synthetic_root, results, seeds=(0, 1))
+    where = track.Target(track.default_uri(results.parent), "grid")
+    # seed 0 as a store filled before cells existed holds it: complete, but under no parent
+    old = records.read_record(dirs[0] / records.RECORD_FILE)
+    with track.session(where) as (client, experiment_id):
+        old_id = track.create_run(client, experiment_id, old, dirs[0], "fcnn/relu/seed=0", parent_id="none")
+    client.delete_tag(old_id, "mlflow.parentRunId")
+    assert "mlflow.parentRunId" not in client.get_run(old_id).data.tags
+
+    def check(seeds: tuple[int, ...]) -> None:
+        """One parent run for the cell, holding the report's n, mean, SD and CI of the seeds'
+        records; every seed run nested under it."""
+        assert_tracked_once(where.uri, "grid", results, tmp_path)
+        (cell,) = parents(where.uri, "grid").values()
+        accuracies = [records.read_record(dirs[s] / records.RECORD_FILE)["metrics"]["test_acc"] for s in seeds]
+        metrics = cell.data.metrics
+        assert metrics["n"] == metrics["n_ok"] == len(seeds) and metrics["n_failed"] == 0
+        assert metrics["test_acc_mean"] == pytest.approx(statistics.mean(accuracies))
+        assert metrics["test_acc_sd"] == pytest.approx(statistics.stdev(accuracies))
+        assert metrics["test_acc_ci_low"] <= metrics["test_acc_mean"] <= metrics["test_acc_ci_high"]
+        assert cell.data.tags["cell_hash"] == records.cell_hash(old["config"]) and cell.info.run_name == "fcnn/relu"
+        assert cell.data.tags["seeds"] == f"0-{max(seeds)}" and "seed" not in cell.data.params
+        assert cell.data.params["model.name"] == "fcnn" and cell.info.status == "FINISHED"
+
+    assert track.export(results, where) == Counter(present=1, nested=1, logged=1)
+    check((0, 1))
+    cell_id = parents(where.uri, "grid")[records.cell_hash(old["config"])].info.run_id
+    assert client.get_run(old_id).data.tags["mlflow.parentRunId"] == cell_id, "the old seed run nested"
+    assert track.export(results, where) == Counter(present=2), "a second export changes nothing"
+    check((0, 1))
+
+    # a third seed trained with tracking=mlflow: logged as it finishes, and the cell updated
+    dirs[2] = results / "fcnn" / "relu" / "seed=2"
+    assert run(tiny_cfg(compose_cfg, synthetic_root, results, "seed=2", "tracking=mlflow"), dirs[2])["status"] == "ok"
+    check((0, 1, 2))
+    steps = client.get_metric_history(parents(where.uri, "grid")[records.cell_hash(old["config"])].info.run_id, "n")
+    assert sorted((m.step, m.value) for m in steps) == [(2, 2.0), (3, 3.0)], "n by number of records"
+    assert track.export(results, where) == Counter(present=3)
+    check((0, 1, 2))
+
+
 LOG_WHEN_RELEASED = """
 import sys, time
 from pathlib import Path
@@ -243,7 +306,7 @@ track.log_run(cfg, run_dir, records.read_record(run_dir / records.RECORD_FILE))
 def test_parallel_processes_log_each_run_once_into_a_fresh_store(compose_cfg, synthetic_root, tmp_path, request, store):
     """The hazards of MLflow under parallel jobs: four processes released at once into a new
     SQLite store (its schema migration, 'database is locked'), or into a new experiment of a
-    server (created by all four at once). Without mnist_pairs.results.track.store_lock each SQLite one
+    server (created by all four at once). Without the lock of mnist_pairs.results.track.session each SQLite one
     fails in MLflow's migration ("duplicate column name: step", "table ... already exists",
     alembic's "Online migration expected to match one row")."""
     results = tmp_path / "out" / "grid"

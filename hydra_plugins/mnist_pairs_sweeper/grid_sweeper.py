@@ -7,8 +7,8 @@ composed and validated, so a bad value stops the sweep before any training; then
 progress session is started (see mnist_pairs.results.progress). Runs whose folder already holds their
 finished record are not launched at all (a resumed sweep launches only what is missing). After the
 launch, runs without a finished record are named and the sweep exits non-zero. With
-``tracking=mlflow`` the store and experiment are created while the sweep is validated and the
-sweep's folder is exported once its jobs are done (mnist_pairs.results.track.prepare_sweep, export_sweep)."""
+``tracking=mlflow`` the sweep's folder is exported once its jobs are done
+(mnist_pairs.results.track.export_sweep)."""
 
 import contextlib
 import logging
@@ -215,22 +215,11 @@ class GridSweeper(BasicSweeper):
         return packed
 
     def validate_sweep(self, jobs: Sequence[Sequence[str]]) -> tuple[list[str], list[int]]:
-        """``validate_jobs`` for the whole sweep, with (tracking=mlflow) the store and experiment
-        created meanwhile, once the first job passed: a bad value common to all jobs writes no
-        store."""
-        from mnist_pairs.results import track
-
+        """``validate_jobs`` for the whole sweep, timed."""
         tic = time.perf_counter()
-        models, per_job = self.validate_jobs(jobs[:1])
-        assert self.config is not None
-        preparing = track.prepare_sweep(self.config)
-        try:
-            more_models, more_per_job = self.validate_jobs(jobs[1:])
-            log.info("sweep of %d runs validated in %.1f s", len(jobs), time.perf_counter() - tic)
-        finally:
-            if preparing is not None:
-                preparing.join()
-        return models + more_models, per_job + more_per_job
+        models, per_job = self.validate_jobs(jobs)
+        log.info("sweep of %d runs validated in %.1f s", len(jobs), time.perf_counter() - tic)
+        return models, per_job
 
     def sweep(self, arguments: list[str]) -> Any:
         from mnist_pairs.results import track

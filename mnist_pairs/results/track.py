@@ -1,39 +1,25 @@
 """Runs in MLflow, fed from their records (the single source of truth: nothing reads MLflow back).
 
     python -m mnist_pairs.train -m experiment=smoke tracking=mlflow     # logged as they finish
-    python -m mnist_pairs.results.track outputs/benchmark                       # any results folder, any time
+    python -m mnist_pairs.results.track outputs/benchmark               # any results folder, any time
     mlflow ui --backend-store-uri sqlite:///outputs/mlflow.db           # browse them
 
-Each finished run (status ok or diverged) becomes one MLflow run in the experiment of its results
-folder: its flattened config as params; model, activation, variant, seed, experiment, config
-hash, cell hash, status, host as tags; the per-epoch history as ``history/<key>`` metrics with the
-epoch as step; the final metrics, ``train_time_s``, ``n_params``; ``record.json`` and the saved
-weights (``model.pt``) as artifacts. Failed runs are not logged: a resumed sweep redoes them.
+One MLflow experiment per results folder; in it one parent run per **cell** (``records.cell_hash``,
+tag ``kind=cell``) holding the report's per-cell summary (``analysis.summary.summarize``) as
+metrics, and under it (tag ``mlflow.parentRunId``) one seed run per finished record (ok or
+diverged) holding the whole record. docs/tracking.md lists what each holds.
 
-Design: both logging from the jobs and an export from the records, through one idempotent
-function (``log_record``). A job logs each run right after writing its record (``log_run``), so
-the runs show up as they finish; the grid sweeper exports the sweep's folder once its jobs are
-done (``export_sweep``), which fills in whatever a job could not log (a tracker that was down, a
-job killed while logging, SLURM jobs with the SQLite store), and it creates the store and the
-experiment while it validates the sweep (``prepare_sweep``), before any job starts. The export
-alone would show nothing until a sweep ends; the jobs alone would lose a run to every failure.
-
-Idempotent: an MLflow run is found by its record's identity (tag ``config_hash``) in the folder's
-experiment. A complete MLflow run of the same record (same ``record_finished_at`` tag, terminated)
-is kept and nothing is logged; a half-logged one (a process killed while logging: still RUNNING),
-or one of an older record of the same identity (``force=true`` redid the run), is deleted and the
-run logged again. A tracker failure never fails a run: the record is written first, ``log_run``
-only warns, and a later export (the sweep's, or this module's CLI) logs the run.
-
-MLflow's known hazards under parallel jobs: several processes creating one experiment (MLflow
-issues #979, #4123, #10334: create, and on RESOURCE_ALREADY_EXISTS read it back); the schema
-migration of a fresh SQLite store run by several processes at once (hydraflow#245) and "database
-is locked" under parallel writers: every use of a SQLite store holds an exclusive lock on a file
-beside the database (fcntl.flock), so one process at a time creates, migrates and writes. SQLite
-and flock on a filesystem shared by several nodes are not to be trusted, so SLURM jobs leave a
-SQLite store to the sweep's export, which runs in the one submitting process; with a tracking
-server they log themselves. Two processes logging one record into a server at the same moment (a
-job and a hand-started export) both create a run; each then keeps the first complete one."""
+A job logs each run right after writing its record (``log_run``) and brings its cell up to date
+from the records beside the run's folder; the grid sweeper ends by exporting its folder
+(``export_sweep``), which fills in what a job could not log (a tracker that was down, a job killed
+while logging, SLURM jobs with the SQLite store) and nests seed runs logged without a parent. Both
+are idempotent: a parent is found by a tag search on its cell hash, a seed run by its record's
+identity (tag ``config_hash``); a complete run of the same record (same ``record_finished_at``,
+terminated) is kept, a half-logged one (still RUNNING) or one of an older record (``force=true``)
+is replaced. A tracker failure never fails a run: the record is written first, ``log_run`` warns.
+Parallel writers (docs/tracking.md, with measurements): a SQLite store is used under a lock file
+beside it; on a server, each of several processes creating one experiment, run or parent reads
+back and keeps the first."""
 
 from __future__ import annotations
 
@@ -41,12 +27,13 @@ import argparse
 import fcntl
 import json
 import logging
+import math
 import os
 import sys
-import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -64,12 +51,13 @@ log = logging.getLogger("mnist_pairs.results.track")
 
 DB_FILE = "mlflow.db"  # the embedded store, in the output root
 ARTIFACTS_DIR = "mlartifacts"  # beside a SQLite store: <its folder>/mlartifacts/<experiment>/<run id>/artifacts
-IDENTITY_TAG = "config_hash"
+IDENTITY_TAG, CELL_TAG, KIND_TAG = "config_hash", "cell_hash", "kind"  # kind: "cell" (parent) or "seed"
+PARENT_TAG = "mlflow.parentRunId"  # what nests a run under another in MLflow's UI
 RECORD_TAG = "record_finished_at"  # which record of that identity the MLflow run holds
+CELL_TAGS = ("model", "activation", "variant", "experiment", "seeds")  # summary columns kept as tags
 TRACKED = {"ok": "FINISHED", "diverged": "FAILED"}  # record status -> MLflow run status
-# A job must not wait minutes for a tracker that is down (MLflow's own defaults retry for long),
-# print a link per run, nor send MLflow's usage telemetry from compute nodes; the user's own
-# MLFLOW_* variables win.
+# A job must not wait minutes for a tracker that is down (MLflow's defaults retry for long), print
+# a link per run, nor send MLflow's telemetry from compute nodes; the user's MLFLOW_* variables win.
 CLIENT_DEFAULTS = {
     "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
     "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
@@ -77,7 +65,7 @@ CLIENT_DEFAULTS = {
     "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
     "MLFLOW_DISABLE_TELEMETRY": "true",
 }
-MAX_PARAMS, MAX_METRICS = 100, 1000  # per log_batch call (MLflow's limits)
+MAX_BATCH = 100  # params per log_batch call (MLflow's limit; 1000 metrics)
 
 
 @dataclass(frozen=True)
@@ -116,60 +104,53 @@ def tracking_on(cfg: DictConfig) -> bool:
 
 
 @contextmanager
-def store_lock(where: Target) -> Iterator[None]:
-    """Exclusive use of a SQLite store among the processes of this machine (a lock file beside
-    the database); nothing for a server, which serialises its writers itself."""
-    db = where.sqlite_file
-    if db is None:
-        yield
-        return
-    db.parent.mkdir(parents=True, exist_ok=True)
-    with open(f"{db}.lock", "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-
-
-def connect(where: Target) -> tuple[MlflowClient, str]:
-    """A client of the target and its experiment's id, the experiment created (or restored from
-    MLflow's trash) when needed. Call it under ``store_lock``: the first use of a fresh SQLite
-    file creates and migrates its schema."""
+def session(where: Target) -> Iterator[tuple[MlflowClient, str]]:
+    """A client of the target and its experiment's id (created, or restored from MLflow's trash,
+    when needed). A SQLite store is used by one process of this machine at a time (an exclusive
+    lock on a file beside it): a fresh store's schema migration run by two processes at once
+    leaves it unusable; a server serialises its writers itself."""
     for key, value in CLIENT_DEFAULTS.items():
         os.environ.setdefault(key, value)
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
-    client = MlflowClient(where.uri)
-    for _ in range(3):
+    db = where.sqlite_file
+    if db is not None:
+        db.parent.mkdir(parents=True, exist_ok=True)
+    with open(f"{db}.lock", "a") if db is not None else nullcontext() as lock:
+        if lock is not None:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        client = MlflowClient(where.uri)
+        if client.get_experiment_by_name(where.experiment) is None:
+            try:
+                client.create_experiment(where.experiment, artifact_location=where.artifact_location)
+            except MlflowException as error:  # another process created it meanwhile
+                if error.error_code != "RESOURCE_ALREADY_EXISTS":
+                    raise
         found = client.get_experiment_by_name(where.experiment)
-        if found is not None:
-            if found.lifecycle_stage == "deleted":
-                client.restore_experiment(found.experiment_id)
-            return client, found.experiment_id
-        try:
-            return client, client.create_experiment(where.experiment, artifact_location=where.artifact_location)
-        except MlflowException as error:  # another process created it meanwhile
-            if error.error_code != "RESOURCE_ALREADY_EXISTS":
-                raise
-    raise RuntimeError(f"experiment {where.experiment!r} of {where.uri} was created but cannot be read")
+        if found.lifecycle_stage == "deleted":
+            client.restore_experiment(found.experiment_id)
+        yield client, found.experiment_id
+
+
+def search(client: MlflowClient, experiment_id: str, query: str = "") -> list[Run]:
+    """Active MLflow runs of the experiment matching ``query``, first created first."""
+    from mlflow.entities import ViewType
+
+    found, token = [], None
+    while token != "":
+        page = client.search_runs([experiment_id], query, ViewType.ACTIVE_ONLY, max_results=1000, page_token=token)
+        found, token = found + list(page), page.token or ""
+    return sorted(found, key=lambda r: (r.info.start_time or 0, r.info.run_id))
 
 
 def runs_of(client: MlflowClient, experiment_id: str, ident: str | None = None) -> dict[str, list[Run]]:
-    """Active MLflow runs of the experiment by identity tag (only ``ident``'s when given)."""
-    from mlflow.entities import ViewType
-
-    query = f"tags.{IDENTITY_TAG} = '{ident}'" if ident else ""
+    """Active seed runs of the experiment by identity tag (only ``ident``'s when given)."""
     found: dict[str, list[Run]] = {}
-    token = None
-    while True:
-        page = client.search_runs([experiment_id], query, ViewType.ACTIVE_ONLY, max_results=1000, page_token=token)
-        for run in page:
-            found.setdefault(run.data.tags.get(IDENTITY_TAG, ""), []).append(run)
-        token = page.token
-        if not token:
-            return found
+    for run in search(client, experiment_id, f"tags.{IDENTITY_TAG} = '{ident}'" if ident else ""):
+        if IDENTITY_TAG in run.data.tags:
+            found.setdefault(run.data.tags[IDENTITY_TAG], []).append(run)
+    return found
 
 
 def is_complete(run: Run, record: records.RunRecord) -> bool:
@@ -185,11 +166,13 @@ def millis(stamp: str) -> int:
     return int(datetime.fromisoformat(stamp).timestamp() * 1000)
 
 
+def cell_name(record: records.RunRecord) -> str:
+    """``model/activation[/variant]``, as the cell's folder reads."""
+    return "/".join(p for p in (record["model"], record["activation"], record["variant"]) if p)
+
+
 def run_name(record: records.RunRecord) -> str:
-    """``model/activation[/variant] seed=N``, as the run's folder reads."""
-    return (
-        "/".join(p for p in (record["model"], record["activation"], record["variant"]) if p) + f" seed={record['seed']}"
-    )
+    return f"{cell_name(record)} seed={record['seed']}"
 
 
 def flat_params(config: dict[str, Any]) -> dict[str, str]:
@@ -199,27 +182,34 @@ def flat_params(config: dict[str, Any]) -> dict[str, str]:
     }
 
 
+def log_batch(client: MlflowClient, run_id: str, config: dict[str, Any] | None = None, metrics: list = ()) -> None:
+    """The flattened ``config`` as params and ``metrics``, in pieces within MLflow's limit per call."""
+    from mlflow.entities import Param
+
+    params = [Param(k, v) for k, v in flat_params(config or {}).items()]
+    for i in range(0, max(len(params), len(metrics)), MAX_BATCH):
+        client.log_batch(run_id, metrics=metrics[i : i + MAX_BATCH], params=params[i : i + MAX_BATCH])
+
+
 def run_tags(record: records.RunRecord, rel_dir: str) -> dict[str, str]:
     config = record["config"]
     tags = {
         IDENTITY_TAG: record["config_hash"],
         RECORD_TAG: record["finished_at"],
+        KIND_TAG: "seed",
         "model": record["model"],
         "activation": record["activation"],
         "variant": record["variant"] or "-",
         "seed": str(record["seed"]),
         "experiment": str(config.get("experiment_name", "")),
-        "cell_hash": records.cell_hash(config),  # the seeds of one cell share it: group by it
+        CELL_TAG: records.cell_hash(config),  # the seeds of one cell share it: group by it
         "status": record["status"],
         "run_dir": rel_dir,
         "device": record["device_name"],
         "host": record.get("host", ""),
     }
-    if "slurm_job" in record:
-        tags["slurm_job"] = record["slurm_job"]
-    if record["error"]:
-        tags["error"] = record["error"][:5000]
-    return tags
+    optional = {"slurm_job": record.get("slurm_job"), "error": (record["error"] or "")[:5000]}
+    return {**tags, **{k: v for k, v in optional.items() if v}}
 
 
 def run_metrics(record: records.RunRecord) -> list:
@@ -235,29 +225,76 @@ def run_metrics(record: records.RunRecord) -> list:
         if value is not None
     ]
     final = {**(record["metrics"] or {}), "n_params": record["n_params"]}
-    for key in ("train_time_s", "best_epoch"):
-        if record.get(key) is not None:
-            final[key] = record[key]
+    final.update({k: record[k] for k in ("train_time_s", "best_epoch") if record.get(k) is not None})
     return out + [Metric(key, float(value), stamp, 0) for key, value in final.items()]
 
 
-def create_run(client: MlflowClient, experiment_id: str, record: records.RunRecord, run_dir: Path, rel_dir: str) -> str:
-    """One MLflow run holding the whole record; terminated last, so a run still RUNNING is one
-    whose logging was cut short."""
-    from mlflow.entities import Param
+def cell_summaries(folder: Path, cell: str | None = None) -> dict[str, dict[str, Any]]:
+    """Cell hash -> the report's per-cell summary row (``analysis.summary.summarize`` over
+    ``analysis.collect``) of the records under ``folder`` (only ``cell``'s when given). A config's
+    seeds written by two mnist_pairs versions are one cell here; the report splits them."""
+    from mnist_pairs.analysis.collect import collect
+    from mnist_pairs.analysis.summary import summarize
 
+    found = collect(folder)
+    runs = found.runs if cell is None else found.runs[found.runs["cell_hash"] == cell]
+    configs = {h: found.configs[label] for label, h in zip(runs["cell"], runs["cell_hash"])}
+    return {row["cell"]: row for row in summarize(runs.assign(cell=runs["cell_hash"]), configs).to_dict("records")}
+
+
+def sync_cell(
+    client: MlflowClient, experiment_id: str, record: records.RunRecord, summary: dict, held: list | None = None
+) -> str:
+    """Make the experiment hold one parent run for ``record``'s cell (``held``: its parent runs, when
+    known), with ``summary``'s numbers (logged where they changed; the number of records as step,
+    so that of two jobs of one cell the later summary stays the latest value whatever their
+    order). Returns its run id."""
+    from mlflow.entities import Metric
+
+    cell = records.cell_hash(record["config"])
+    query = f"tags.{CELL_TAG} = '{cell}' and tags.{KIND_TAG} = 'cell'"
+    tags = {CELL_TAG: cell, KIND_TAG: "cell", **{k: str(summary[k] or "-") for k in CELL_TAGS}}
+    held = search(client, experiment_id, query) if held is None else held
+    if not held:
+        client.create_run(experiment_id, tags=tags, run_name=cell_name(record))
+        held = search(client, experiment_id, query)  # a process beside this one may have made one too
+    parent, *twins = held
+    for run in twins:
+        client.delete_run(run.info.run_id)
+    run_id, data = parent.info.run_id, parent.data
+    if data.tags.get("seeds") != tags["seeds"]:
+        client.set_tag(run_id, "seeds", tags["seeds"])
+    stamp, step = int(time.time() * 1000), int(summary["n_runs"])
+    numbers = {k: float(v) for k, v in summary.items() if isinstance(v, int | float) and math.isfinite(v)}
+    changed = [Metric(k, v, stamp, step) for k, v in numbers.items() if data.metrics.get(k) != v]  # NaN: left out
+    log_batch(client, run_id, metrics=changed)
+    if parent.info.status == "RUNNING":  # new, or left by a process killed while making it
+        log_batch(client, run_id, {k: v for k, v in record["config"].items() if k != "seed"})
+        client.set_terminated(run_id, "FINISHED")
+    return run_id
+
+
+def nest(client: MlflowClient, run: Run, parent_id: str) -> bool:
+    """Put a seed run under its cell's parent; False when it is there already."""
+    if run.data.tags.get(PARENT_TAG) == parent_id:
+        return False
+    client.set_tag(run.info.run_id, PARENT_TAG, parent_id)
+    client.set_tag(run.info.run_id, KIND_TAG, "seed")
+    return True
+
+
+def create_run(
+    client: MlflowClient, experiment_id: str, record: records.RunRecord, run_dir: Path, rel_dir: str, parent_id: str
+) -> str:
+    """One MLflow run holding the whole record, under its cell's parent; terminated last, so a
+    run still RUNNING is one whose logging was cut short."""
     run_id = client.create_run(
         experiment_id,
         start_time=millis(record["started_at"]),
-        tags=run_tags(record, rel_dir),
+        tags={**run_tags(record, rel_dir), PARENT_TAG: parent_id},
         run_name=run_name(record),
     ).info.run_id
-    params = [Param(k, v) for k, v in flat_params(record["config"]).items()]
-    for i in range(0, len(params), MAX_PARAMS):
-        client.log_batch(run_id, params=params[i : i + MAX_PARAMS])
-    metrics = run_metrics(record)
-    for i in range(0, len(metrics), MAX_METRICS):
-        client.log_batch(run_id, metrics=metrics[i : i + MAX_METRICS])
+    log_batch(client, run_id, record["config"], run_metrics(record))
     client.log_artifact(run_id, str(run_dir / records.RECORD_FILE))
     if "weights" in record:
         client.log_artifact(run_id, str(run_dir / record["weights"]))
@@ -265,61 +302,43 @@ def create_run(client: MlflowClient, experiment_id: str, record: records.RunReco
     return run_id
 
 
-def log_record(client: MlflowClient, experiment_id: str, record: records.RunRecord, run_dir: Path, rel_dir: str) -> str:
-    """Make the experiment hold this finished record exactly once. Returns what was done:
-    ``present`` (already there), ``logged`` or ``replaced`` (a half-logged run, or one of an
-    older record of the same identity, was deleted first)."""
+def log_record(
+    client: MlflowClient, experiment_id: str, record: records.RunRecord, run_dir: Path, rel_dir: str, parent_id: str
+) -> str:
+    """Make the experiment hold this finished record exactly once, under ``parent_id``. Returns
+    what was done: ``present`` (already there; nested if it was not), ``logged`` or ``replaced``
+    (a half-logged run, or one of an older record of the same identity, was deleted first)."""
     ident = record["config_hash"]
     existing = runs_of(client, experiment_id, ident).get(ident, [])
-    complete = sorted((r for r in existing if is_complete(r, record)), key=lambda r: r.info.run_id)
-    keep = complete[:1]
+    keep = [r for r in existing if is_complete(r, record)][:1]
     for run in existing:
         if run not in keep:
             client.delete_run(run.info.run_id)
     if keep:
+        nest(client, keep[0], parent_id)
         return "present"
-    create_run(client, experiment_id, record, run_dir, rel_dir)
+    create_run(client, experiment_id, record, run_dir, rel_dir, parent_id)
     # another process (against a server: no lock) may have logged the same record meanwhile
-    twins = sorted(
-        (r for r in runs_of(client, experiment_id, ident).get(ident, []) if is_complete(r, record)),
-        key=lambda r: r.info.run_id,
-    )
-    for run in twins[1:]:
+    for run in [r for r in runs_of(client, experiment_id, ident).get(ident, []) if is_complete(r, record)][1:]:
         client.delete_run(run.info.run_id)
     return "replaced" if existing else "logged"
 
 
-def relative_dir(run_dir: Path, results_dir: Path) -> str:
-    try:
-        return str(run_dir.resolve().relative_to(results_dir.resolve()))
-    except ValueError:
-        return str(run_dir)
-
-
 def log_run(cfg: DictConfig, run_dir: Path, record: records.RunRecord) -> None:
-    """After a run's record is written: log the run to the tracker of ``cfg.tracking``, if any.
-    Never raises: a failure is a warning, and the sweep's export (or the CLI) logs it later."""
+    """After a run's record is written: log the run, and its cell from the records of the run
+    folder's parent, to the tracker of ``cfg.tracking``, if any. Never raises: a failure is a
+    warning, and the sweep's export (or the CLI) logs it later."""
     if not tracking_on(cfg) or record["status"] not in TRACKED:
         return
-    where = target_of(cfg)
+    where, results_dir = target_of(cfg), Path(cfg.output_root) / cfg.experiment_name
     if where.sqlite_file is not None and records.slurm_job():
-        log.info(
-            "tracking: %s left to the export (the sweep's, or python -m mnist_pairs.results.track): a SQLite store "
-            "is not "
-            "written from SLURM jobs",
-            run_dir,
-        )
+        log.info("tracking: %s left to the export: SLURM jobs do not write a SQLite store", run_dir)
         return
     try:
-        with store_lock(where):
-            client, experiment_id = connect(where)
-            done = log_record(
-                client,
-                experiment_id,
-                record,
-                run_dir,
-                relative_dir(run_dir, Path(cfg.output_root) / cfg.experiment_name),
-            )
+        (cell,) = cell_summaries(run_dir.parent, records.cell_hash(record["config"])).values()
+        with session(where) as (client, experiment_id):
+            parent_id = sync_cell(client, experiment_id, record, cell)
+            done = log_record(client, experiment_id, record, run_dir, os.path.relpath(run_dir, results_dir), parent_id)
         log.info("tracking: %s %s in experiment %r of %s", run_name(record), done, where.experiment, where.uri)
     except Exception as error:
         log.warning(
@@ -328,72 +347,51 @@ def log_run(cfg: DictConfig, run_dir: Path, record: records.RunRecord) -> None:
             run_name(record),
             where.uri,
             first_line(error),
-            Path(cfg.output_root) / cfg.experiment_name,
+            results_dir,
         )
 
 
 def finished_runs(results_dir: Path) -> dict[Path, records.RunRecord]:
     """Run folder -> finished record (ok or diverged) of every run under ``results_dir``."""
-    found = {}
-    for path in sorted(results_dir.rglob(records.RECORD_FILE)):
-        record = records.finished_record(path.parent)
-        if record is not None:
-            found[path.parent] = record
-    return found
+    found = {path.parent: records.finished_record(path.parent) for path in results_dir.rglob(records.RECORD_FILE)}
+    return {run_dir: found[run_dir] for run_dir in sorted(found) if found[run_dir] is not None}
 
 
 def export(results_dir: Path, where: Target, found: dict[Path, records.RunRecord] | None = None) -> Counter:
-    """Log every finished run of ``results_dir`` (or those ``found`` there) that the target's
-    experiment does not hold yet (one query lists what it holds). Returns the count of each
-    outcome of ``log_record``, and of ``failed`` runs (each warned about; the others go on)."""
+    """Log every cell and every finished run of ``results_dir`` (or those ``found`` there) that the
+    target's experiment does not hold yet (two queries list the cells and seed runs it holds), in
+    one session: a job logging into the store meanwhile waits. Returns the count of each outcome
+    of ``log_record``, ``nested`` for runs put under their cell, and ``failed`` for runs not
+    logged (each warned about; the others go on)."""
     found = finished_runs(results_dir) if found is None else found
-    with store_lock(where):
-        client, experiment_id = connect(where)
-        held = runs_of(client, experiment_id)
-    counts: Counter = Counter()
-    for run_dir, record in found.items():
-        runs = held.get(record["config_hash"], [])
-        if len(runs) == 1 and is_complete(runs[0], record):
-            counts["present"] += 1
-            continue
-        try:
-            with store_lock(where):
-                counts[log_record(client, experiment_id, record, run_dir, relative_dir(run_dir, results_dir))] += 1
-        except Exception as error:
-            counts["failed"] += 1
-            log.warning("tracking: %s not logged (%s)", run_dir, first_line(error))
-    return counts
+    summaries, counts, parents = cell_summaries(results_dir), Counter(), {}
+    with session(where) as (client, experiment_id):
+        held, cells = runs_of(client, experiment_id), {}
+        for run in search(client, experiment_id, f"tags.{KIND_TAG} = 'cell'"):
+            cells.setdefault(run.data.tags[CELL_TAG], []).append(run)
+        for run_dir, record in found.items():
+            cell, runs = records.cell_hash(record["config"]), held.get(record["config_hash"], [])
+            try:
+                if cell not in parents:
+                    parents[cell] = sync_cell(client, experiment_id, record, summaries[cell], cells.get(cell, []))
+                if len(runs) == 1 and is_complete(runs[0], record):
+                    counts["present"] += 1
+                    counts["nested"] += nest(client, runs[0], parents[cell])
+                else:
+                    rel_dir = os.path.relpath(run_dir, results_dir)
+                    counts[log_record(client, experiment_id, record, run_dir, rel_dir, parents[cell])] += 1
+            except Exception as error:
+                counts["failed"] += 1
+                log.warning("tracking: %s not logged (%s)", run_dir, first_line(error))
+    return +counts
 
 
 def summary(results_dir: Path, where: Target, counts: Counter) -> str:
-    n = sum(counts.values())
+    n = sum(counts[k] for k in ("logged", "replaced", "present", "failed"))
     return (
         f"{results_dir}: {n} finished runs in experiment {where.experiment!r} of {where.uri}: {counts['logged']} "
-        "logged, "
-        f"{counts['replaced']} replaced, {counts['present']} already there, {counts['failed']} failed"
+        f"logged, {counts['replaced']} replaced, {counts['present']} already there, {counts['failed']} failed"
     )
-
-
-def prepare_sweep(cfg: DictConfig) -> threading.Thread | None:
-    """The grid sweeper's first step with ``tracking=mlflow``: in a thread, while the sweep is
-    validated, import MLflow, create the store (a fresh SQLite file's schema migration takes ~6 s)
-    and the experiment, so that the jobs find both. Returns the thread to join before launching."""
-    if not tracking_on(cfg):
-        return None
-    where = target_of(cfg)
-
-    def prepare() -> None:
-        try:
-            with store_lock(where):
-                connect(where)
-        except Exception as error:  # the jobs try again, and warn
-            log.warning("tracking: %s not ready (%s)", where.uri, first_line(error))
-
-    thread = threading.Thread(
-        target=prepare, name="prepare-tracking"
-    )  # not a daemon: an exit waits for a migration to end
-    thread.start()
-    return thread
 
 
 def export_sweep(cfg: DictConfig, sweep_dir: Path) -> None:
