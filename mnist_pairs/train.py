@@ -54,8 +54,8 @@ def main(cfg: DictConfig) -> float | None:
         # an old record: skipped; a batch that raised: every seed failed
         outcomes = [("skipped" if r["finished_at"] < started else r["status"]) for r in done] or ["failed"] * len(dirs)
         seconds = (time.perf_counter() - tic) / len(outcomes)
-        for outcome in outcomes:
-            line = record_outcome(Path(hc.sweep.dir), outcome, cfg.model.name, seconds)
+        for seed_dir, outcome in zip(dirs.values(), outcomes):
+            line = record_outcome(Path(hc.sweep.dir), outcome, seed_dir, seconds)
         if line:
             log.info(line)
     return mean_objective(done)

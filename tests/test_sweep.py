@@ -146,14 +146,3 @@ def test_joblib_launcher_gives_the_same_numbers_as_sequential(tmp_path, syntheti
     assert par.keys() == seq.keys() and all(par[k]["metrics"] == seq[k]["metrics"] for k in par)
     pids = {r["pid"] for r in par.values()}
     assert 1 <= len(pids) <= 2 and len(par) > len(pids)  # worker processes reused across jobs
-
-
-def test_eta_weighs_remaining_jobs_by_their_model():
-    from mnist_pairs.results.progress import estimate_remaining
-
-    models = ["big"] * 2 + ["small"] * 4 + ["new"]
-    done = [("ok", "big", 100.0), ("skipped", "small", 0.1), ("ok", "small", 2.0)]
-    low, high = estimate_remaining(models, done, workers=2)
-    assert (low, high) == pytest.approx(((100 + 2 * 2) / 2, (100 + 2 * 2 + 100) / 2))
-    assert estimate_remaining(models, done[:2][1:], workers=2) is None  # only a skipped job so far
-    assert estimate_remaining(models[:6], done, workers=1) == pytest.approx((104.0, 104.0))
