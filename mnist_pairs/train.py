@@ -20,7 +20,7 @@ from mnist_pairs.config.callbacks import check_command_line
 from mnist_pairs.config.folders import seed_batch_dirs
 from mnist_pairs.config.schema import ConfigError
 from mnist_pairs.results import records
-from mnist_pairs.results.progress import record_outcome
+from mnist_pairs.results.progress import record_outcomes
 from mnist_pairs.training.batch import run_seed_batch
 from mnist_pairs.training.data import DataError
 from mnist_pairs.training.run import run
@@ -53,9 +53,7 @@ def main(cfg: DictConfig) -> float | None:
     if multirun:
         # an old record: skipped; a batch that raised: every seed failed
         outcomes = [("skipped" if r["finished_at"] < started else r["status"]) for r in done] or ["failed"] * len(dirs)
-        seconds = (time.perf_counter() - tic) / len(outcomes)
-        for seed_dir, outcome in zip(dirs.values(), outcomes):
-            line = record_outcome(Path(hc.sweep.dir), outcome, seed_dir, seconds)
+        line = record_outcomes(Path(hc.sweep.dir), list(zip(outcomes, dirs.values())), time.perf_counter() - tic)
         if line:
             log.info(line)
     return mean_objective(done)

@@ -53,7 +53,17 @@ class Costs:
         self.default_rate = default_rate
         self.by_cell: dict[str, list[float]] = {}
         self.by_model: dict[str, list[float]] = {}  # [seconds, work] of its runs with a known work
-        self.total = [0.0, 0.0]
+        self.fit = [0.0] * 5  # n, sum of work, of seconds, of work squared, of work x seconds (runs with a work)
+        self.overheads: list[float] = []
+
+    def learn_overhead(self, seconds: float) -> None:
+        """Add one job's measured seconds outside its runs: from its worker's previous job's end to
+        its own start (the launcher's setup, composing the job's config)."""
+        self.overheads.append(max(0.0, seconds))
+
+    def job_overhead(self) -> float:
+        """Seconds a job is expected to cost besides its runs (0 before any was measured)."""
+        return sum(self.overheads) / len(self.overheads) if self.overheads else 0.0
 
     def learn(self, run: Run, seconds: float) -> None:
         """Add one finished run's measured ``seconds``."""
@@ -62,18 +72,35 @@ class Costs:
             model = self.by_model.setdefault(run.model, [0.0, 0.0])
             model[0] += seconds
             model[1] += run.work
-            self.total[0] += seconds
-            self.total[1] += run.work
+            w = run.work / 1e9
+            for i, value in enumerate((1.0, w, seconds, w * w, w * seconds)):
+                self.fit[i] += value
 
     def predict(self, run: Run) -> float:
         """Seconds the run is expected to take."""
         if run.cell in self.by_cell:
             measured = self.by_cell[run.cell]
             return sum(measured) / len(measured)
-        seconds, work = self.by_model.get(run.model, self.total)
-        if work <= 0:
-            seconds, work = self.total
-        return run.work * (seconds / work if work > 0 else 1 / self.default_rate)
+        seconds, work = self.by_model.get(run.model, (0.0, 0.0))
+        if work > 0:
+            return run.work * seconds / work
+        fixed, per_gflop = self.machine_rate()
+        return fixed + run.work / 1e9 * per_gflop
+
+    def machine_rate(self) -> tuple[float, float]:
+        """(seconds per run, seconds per GFLOP) fitted by least squares over every measured run
+        (a run's fixed cost: building, evaluation set-up and each step's Python, which FLOP do not
+        show); seconds per GFLOP alone while the runs' works are too alike to fit both."""
+        n, w, s, ww, ws = self.fit
+        if n == 0:
+            return 0.0, 1e9 / self.default_rate
+        spread = n * ww - w * w
+        if n >= 2 and spread > 1e-9 * n * ww:
+            per_gflop = (n * ws - w * s) / spread
+            fixed = (s - per_gflop * w) / n
+            if fixed >= 0 and per_gflop >= 0:
+                return fixed, per_gflop
+        return 0.0, s / w if w > 0 else 1e9 / self.default_rate
 
 
 def job_starts(n_jobs: int, job_ends: Sequence[float], workers: int, start: float) -> list[float | None]:
@@ -107,10 +134,66 @@ def remaining_seconds(
             continue
         ended = [finished[r.key].end for r in job if r.key in finished]
         busy_since = max([began, *ended])
-        left = sum(costs.predict(r) for r in job if r.key not in finished)
+        left = (0.0 if ended else costs.job_overhead()) + sum(costs.predict(r) for r in job if r.key not in finished)
         free.append(max(0.0, left - (now - busy_since)))
     free = sorted(free)[-workers:] + [0.0] * max(0, workers - len(free))
     heapq.heapify(free)
     for job in pending:
-        heapq.heappush(free, heapq.heappop(free) + sum(costs.predict(r) for r in job))
+        heapq.heappush(free, heapq.heappop(free) + costs.job_overhead() + sum(costs.predict(r) for r in job))
     return max(free)
+
+
+@dataclass(frozen=True)
+class TimedRun:
+    """A finished run of a past sweep, for a replay: its job (launched in order of first start),
+    its run, and its start and end in seconds."""
+
+    job: int
+    run: Run
+    start: float
+    end: float
+    worker: str = ""
+
+
+def replay(timed: Sequence[TimedRun], workers: int, fractions: Sequence[float]) -> list[tuple[int, float, float]]:
+    """(runs finished, predicted seconds left, actual seconds left) at the moment the given
+    ``fractions`` of a past sweep's runs had finished, the estimator knowing only those runs."""
+    by_job: dict[int, list[Run]] = {}
+    for t in sorted(timed, key=lambda t: (t.job, t.start)):
+        by_job.setdefault(t.job, []).append(t.run)
+    first_start = {job: min(t.start for t in timed if t.job == job) for job in by_job}
+    jobs = [by_job[job] for job in sorted(by_job, key=lambda j: (first_start[j], j))]
+    ends = sorted(timed, key=lambda t: t.end)
+    start, last = min(t.start for t in timed), ends[-1].end
+    spans = worker_spans(ends)
+    out: list[tuple[int, float, float]] = []
+    for fraction in fractions:
+        n = max(1, min(len(ends), round(fraction * len(ends))))
+        now = ends[n - 1].end
+        costs = Costs()
+        finished: dict[str, Finished] = {}
+        for t in ends[:n]:
+            seconds, overhead = spans[t.run.key]
+            costs.learn(t.run, seconds)
+            if overhead is not None:
+                costs.learn_overhead(overhead)
+            finished[t.run.key] = Finished(seconds, t.end)
+        out.append((n, remaining_seconds(jobs, finished, costs, workers, start, now), last - now))
+    return out
+
+
+def worker_spans(ends: Sequence[TimedRun]) -> dict[str, tuple[float, float | None]]:
+    """Each run's (seconds, job overhead) as its worker spent them (runs sorted by end): a job's
+    first run from its own start, its overhead from the end of the worker's previous job (None
+    for a worker's first job, whose overhead is the worker's start); a later run of a job from the
+    end of the run before it."""
+    previous: dict[str, tuple[int, float]] = {}
+    spans: dict[str, tuple[float, float | None]] = {}
+    for t in ends:
+        job, end = previous.get(t.worker, (None, None))
+        if job == t.job and end is not None:
+            spans[t.run.key] = (t.end - end, None)
+        else:
+            spans[t.run.key] = (t.end - t.start, None if end is None else t.start - end)
+        previous[t.worker] = (t.job, t.end)
+    return spans

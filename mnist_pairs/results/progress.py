@@ -4,7 +4,7 @@ The sweep's session (mnist_pairs.results.session) writes ``<sweep_dir>/.progress
 before launching: every run (its folder, cell, model and work), the launched jobs in launch order,
 the number of parallel workers, measured seconds of earlier runs of the same cells, the start
 time. Every job, in whichever worker process it ran, appends one line per run, ``outcome seconds
-end folder``, to the session's log (one short O_APPEND write, atomic on POSIX) and prints the line
+end job-overhead folder``, to the session's log (one short O_APPEND write, atomic on POSIX) and prints the line
 computed from that log; the ETA is mnist_pairs.results.eta's one number."""
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import os
 import time
 import uuid
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -67,33 +68,37 @@ def read_session(sweep_dir: Path) -> dict[str, Any] | None:
     return session
 
 
-def read_log(sweep_dir: Path, session: dict[str, Any]) -> list[tuple[str, float, float, str]]:
-    """(outcome, seconds, end, run key) of every run logged in the session so far."""
+def read_log(sweep_dir: Path, session: dict[str, Any]) -> list[tuple[str, float, float, float | None, str]]:
+    """(outcome, seconds, end, job overhead or None, run key) of every run logged so far."""
     path = sweep_dir / PROGRESS_DIR / f"{session['id']}.log"
     if not path.is_file():
         return []
-    lines = (line.split(" ", 3) for line in path.read_text().splitlines() if line)
-    return [(o, float(s), float(e), key) for o, s, e, key in lines]
+    lines = (line.split(" ", 4) for line in path.read_text().splitlines() if line)
+    return [(o, float(s), float(e), None if h == "-" else float(h), key) for o, s, e, h, key in lines]
 
 
-def session_eta(session: dict[str, Any], logged: list[tuple[str, float, float, str]], now: float) -> float:
+def session_eta(
+    session: dict[str, Any], logged: list[tuple[str, float, float, float | None, str]], now: float
+) -> float:
     """Seconds left for the session's launched jobs (mnist_pairs.results.eta)."""
     runs = {key: Run(key, cell, model, float(work)) for key, (cell, model, work) in session["runs"].items()}
     costs = Costs()
     for cell, model, work, seconds in session["history"]:
         costs.learn(Run("", cell, model, float(work)), float(seconds))
     finished: dict[str, Finished] = {}
-    for outcome, seconds, end, key in logged:
+    for outcome, seconds, end, overhead, key in logged:
         finished[key] = Finished(seconds, end)
         if outcome in ("ok", "diverged") and key in runs:
             costs.learn(runs[key], seconds)
+        if overhead is not None:
+            costs.learn_overhead(overhead)
     jobs = [[runs[key] for key in job if key in runs] for job in session["jobs"]]
     return remaining_seconds(jobs, finished, costs, session["workers"], session["started"], now)
 
 
-def progress_line(session: dict[str, Any], logged: list[tuple[str, float, float, str]]) -> str:
+def progress_line(session: dict[str, Any], logged: list[tuple[str, float, float, float | None, str]]) -> str:
     now = time.time()
-    counts = Counter(o for o, _, _, _ in logged)
+    counts = Counter(entry[0] for entry in logged)
     return (
         f"sweep {len(logged)}/{len(session['runs'])} ({counts['ok']} ok, {counts['failed']} failed, "
         f"{counts['diverged']} diverged, {counts['skipped']} already done) "
@@ -101,18 +106,32 @@ def progress_line(session: dict[str, Any], logged: list[tuple[str, float, float,
     )
 
 
-def record_outcome(sweep_dir: Path, outcome: str, run_dir: Path | str, seconds: float) -> str | None:
-    """Append one run's outcome to the current session and return the progress line, or None when
-    no session was started (a plain single run)."""
-    if outcome not in OUTCOMES:
-        raise ValueError(f"outcome={outcome!r}: allowed are {OUTCOMES}")
+_last_end: dict[str, float] = {}  # session id -> when this process last logged a job's end
+
+
+def record_outcomes(sweep_dir: Path, outcomes: Sequence[tuple[str, Path | str]], seconds: float) -> str | None:
+    """Append one job's runs (outcome, run folder) to the current session, the job having taken
+    ``seconds`` (shared evenly among its runs), and return the progress line; None when no session
+    was started (a plain single run). The job's overhead (its start after this process's previous
+    job ended, less its own ``seconds``) goes with its first run."""
+    for outcome, _ in outcomes:
+        if outcome not in OUTCOMES:
+            raise ValueError(f"outcome={outcome!r}: allowed are {OUTCOMES}")
     session = read_session(sweep_dir)
-    if session is None:
+    if session is None or not outcomes:
         return None
-    key = run_key(sweep_dir, run_dir)
+    now = time.time()
+    previous = _last_end.get(session["id"])
+    overhead = "-" if previous is None else f"{max(0.0, now - previous - seconds):.3f}"
+    _last_end[session["id"]] = now
+    share = seconds / len(outcomes)
+    lines = [
+        f"{outcome} {share:.3f} {now:.3f} {overhead if i == 0 else '-'} {run_key(sweep_dir, run_dir)}\n"
+        for i, (outcome, run_dir) in enumerate(outcomes)
+    ]
     fd = os.open(sweep_dir / PROGRESS_DIR / f"{session['id']}.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
-        os.write(fd, f"{outcome} {seconds:.3f} {time.time():.3f} {key}\n".encode())
+        os.write(fd, "".join(lines).encode())
     finally:
         os.close(fd)
     return progress_line(session, read_log(sweep_dir, session))

@@ -25,7 +25,7 @@ from omegaconf import DictConfig
 
 from mnist_pairs.results import records
 from mnist_pairs.results.eta import Run
-from mnist_pairs.results.progress import fmt_seconds, record_outcome, run_key, start_session
+from mnist_pairs.results.progress import fmt_seconds, record_outcomes, run_key, start_session
 
 log = logging.getLogger(__name__)
 
@@ -159,10 +159,7 @@ def start_progress(sweep_dir: Path, runs: Sequence[PlannedRun], jobs: Sequence[S
 
     history = measured_history(sweep_dir, [r.run for r in runs])
     start_session(sweep_dir, [r.run for r in runs], [[runs[i].run.key for i in job] for job in jobs], workers, history)
-    line = None
-    for planned in runs:
-        if planned.done:
-            line = record_outcome(sweep_dir, "skipped", planned.run_dir, 0.0)
+    line = record_outcomes(sweep_dir, [("skipped", r.run_dir) for r in runs if r.done], 0.0)
     if line:
         log.info(line)
     if jobs:
