@@ -25,6 +25,10 @@ from dataclasses import dataclass
 # on one core of the development machine (cnn3: 53 GFLOP/s with its per-step overhead; the ResNets
 # 90-95; `make bench`), so the first estimate errs long rather than short.
 DEFAULT_RATE = 50e9
+# Seconds a job costs besides its runs before one was measured: `make smoke`'s 29 jobs of tiny runs
+# take 14-16 s on 2 workers (docs/performance.md), about 1 s a job.
+DEFAULT_JOB_OVERHEAD = 1.0
+RECENT_JOBS = 8  # the job overhead is the mean of the last that many jobs'
 
 
 @dataclass(frozen=True)
@@ -62,8 +66,9 @@ class Costs:
         self.overheads.append(max(0.0, seconds))
 
     def job_overhead(self) -> float:
-        """Seconds a job is expected to cost besides its runs (0 before any was measured)."""
-        return sum(self.overheads) / len(self.overheads) if self.overheads else 0.0
+        """Seconds a job is expected to cost besides its runs."""
+        recent = self.overheads[-RECENT_JOBS:]  # the launcher's setup follows the machine's load
+        return sum(recent) / len(recent) if recent else DEFAULT_JOB_OVERHEAD
 
     def learn(self, run: Run, seconds: float) -> None:
         """Add one finished run's measured ``seconds``."""
