@@ -191,46 +191,47 @@ class GridSweeper(BasicSweeper):
         return per_job
 
     def sweep(self, arguments: list[str]) -> Any:
-        from mnist_pairs.results.session import sweep_session
+        from mnist_pairs.results.session import interruptible_sweep, sweep_session
 
         assert self.config is not None and self.launcher is not None
-        jobs = self.job_overrides(arguments)
-        per_job = self.validate_sweep(jobs)
-        sweep_dir = Path(self.config.hydra.sweep.dir)
-        runs = self.plan_runs(jobs, sweep_dir)
-        if any(r.done for r in runs):
-            log.info(
-                "%d of %d runs already done (finished records of the same config): not launched",
-                sum(r.done for r in runs),
-                len(jobs),
+        with interruptible_sweep():
+            jobs = self.job_overrides(arguments)
+            per_job = self.validate_sweep(jobs)
+            sweep_dir = Path(self.config.hydra.sweep.dir)
+            runs = self.plan_runs(jobs, sweep_dir)
+            if any(r.done for r in runs):
+                log.info(
+                    "%d of %d runs already done (finished records of the same config): not launched",
+                    sum(r.done for r in runs),
+                    len(jobs),
+                )
+            todo = [i for i, r in enumerate(runs) if not r.done]
+            packed = [
+                [todo[i] for i in members]
+                for members in self.pack_seeds([jobs[i] for i in todo], [per_job[i] for i in todo])
+            ]
+            if len(packed) < len(todo):
+                log.info(
+                    "%d runs in %d jobs of several seeds each (device.vectorize, device.seeds_per_job)",
+                    len(todo),
+                    len(packed),
+                )
+            launched = [self.packed_overrides(jobs, per_job, members) for members in packed]
+            self.overrides = list(self.split_overrides_to_chunks(launched, self.max_batch_size)) if launched else []
+            sweep_dir.mkdir(parents=True, exist_ok=True)
+            OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
+            launcher = self.config.hydra.launcher  # runs at once: joblib's n_jobs, or the submitit launchers' jobs
+            workers = (
+                launcher.get("n_jobs")
+                or launcher.get("jobs")
+                or min(int(launcher.get("array_parallelism") or 1), max(1, len(packed)))
             )
-        todo = [i for i, r in enumerate(runs) if not r.done]
-        packed = [
-            [todo[i] for i in members]
-            for members in self.pack_seeds([jobs[i] for i in todo], [per_job[i] for i in todo])
-        ]
-        if len(packed) < len(todo):
-            log.info(
-                "%d runs in %d jobs of several seeds each (device.vectorize, device.seeds_per_job)",
-                len(todo),
-                len(packed),
-            )
-        launched = [self.packed_overrides(jobs, per_job, members) for members in packed]
-        self.overrides = list(self.split_overrides_to_chunks(launched, self.max_batch_size)) if launched else []
-        sweep_dir.mkdir(parents=True, exist_ok=True)
-        OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
-        launcher = self.config.hydra.launcher  # runs at once: joblib's n_jobs, or the submitit launchers' jobs
-        workers = (
-            launcher.get("n_jobs")
-            or launcher.get("jobs")
-            or min(int(launcher.get("array_parallelism") or 1), max(1, len(packed)))
-        )
-        returns: list[Sequence[JobReturn]] = []
-        with sweep_session(self.config, runs, packed, int(workers)):
-            while not self.is_done():
-                batch = self.get_job_batch()
-                results = self.launcher.launch(batch, initial_job_idx=sum(len(r) for r in returns))
-                for r in results:
-                    _ = r.return_value  # re-raises what escaped a job (the task records training errors itself)
-                returns.append(results)
-        return returns
+            returns: list[Sequence[JobReturn]] = []
+            with sweep_session(self.config, runs, packed, int(workers)):
+                while not self.is_done():
+                    batch = self.get_job_batch()
+                    results = self.launcher.launch(batch, initial_job_idx=sum(len(r) for r in returns))
+                    for r in results:
+                        _ = r.return_value  # re-raises what escaped a job (the task records training errors itself)
+                    returns.append(results)
+            return returns

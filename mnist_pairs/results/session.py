@@ -121,19 +121,37 @@ def measured_history(sweep_dir: Path, runs: Sequence[Run]) -> list[tuple[Run, fl
 
 
 @contextlib.contextmanager
+def interruptible_sweep() -> Iterator[None]:
+    """Around a whole sweep: SIGINT and SIGTERM raise training.interrupt.Interrupted; one before
+    the launch (while the jobs are validated) ends the sweep with one line, nothing having run."""
+    from mnist_pairs.training.interrupt import exit_code, handle_stop_signals
+
+    handle_stop_signals()
+    try:
+        yield
+    except KeyboardInterrupt as error:
+        code = exit_code(error)
+        print(
+            f"sweep interrupted ({signal.Signals(code - 128).name}) before its launch: no run was started",
+            file=sys.stderr,
+        )
+        sys.exit(code)
+
+
+@contextlib.contextmanager
 def sweep_session(
     config: DictConfig, runs: Sequence[PlannedRun], jobs: Sequence[Sequence[int]], workers: int
 ) -> Iterator[None]:
     """Around a sweep's launch: the progress session started (finished runs logged as already
     done); after it, the sweep's folder exported (``tracking=mlflow``) and its unfinished runs
-    named (exit 1); on SIGINT or SIGTERM one line and exit 130 or 143 (the same command resumes)."""
+    named (exit 1); on SIGINT or SIGTERM (``interruptible_sweep`` makes them raise) one line and
+    exit 130 or 143 (the same command resumes)."""
     from mnist_pairs.results import track
-    from mnist_pairs.training.interrupt import exit_code, handle_stop_signals
+    from mnist_pairs.training.interrupt import exit_code
 
     sweep_dir = Path(str(config.hydra.sweep.dir))
-    start_progress(sweep_dir, runs, jobs, workers)
-    handle_stop_signals()
     try:
+        start_progress(sweep_dir, runs, jobs, workers)
         yield
     except KeyboardInterrupt as error:  # Interrupted: SIGINT or SIGTERM; the records written stay
         code = exit_code(error)
