@@ -18,6 +18,7 @@ its job in flight has run its predicted seconds (less what it has run already). 
 from __future__ import annotations
 
 import heapq
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -56,7 +57,7 @@ class Costs:
     def __init__(self, default_rate: float = DEFAULT_RATE) -> None:
         self.default_rate = default_rate
         self.by_cell: dict[str, list[float]] = {}
-        self.by_model: dict[str, list[float]] = {}  # [seconds, work] of its runs with a known work
+        self.by_model: dict[str, list[float]] = {}  # [seconds, work, runs] of its runs with a known work
         self.fit = [0.0] * 5  # n, sum of work, of seconds, of work squared, of work x seconds (runs with a work)
         self.overheads: list[float] = []
 
@@ -74,9 +75,10 @@ class Costs:
         """Add one finished run's measured ``seconds``."""
         self.by_cell.setdefault(run.cell, []).append(seconds)
         if run.work > 0:
-            model = self.by_model.setdefault(run.model, [0.0, 0.0])
+            model = self.by_model.setdefault(run.model, [0.0, 0.0, 0.0])
             model[0] += seconds
             model[1] += run.work
+            model[2] += 1
             w = run.work / 1e9
             for i, value in enumerate((1.0, w, seconds, w * w, w * seconds)):
                 self.fit[i] += value
@@ -86,7 +88,10 @@ class Costs:
         if run.cell in self.by_cell:
             measured = self.by_cell[run.cell]
             return sum(measured) / len(measured)
-        seconds, work = self.by_model.get(run.model, (0.0, 0.0))
+        seconds, work, _ = self.by_model.get(run.model, (0.0, 0.0, 0.0))
+        if work <= 0 and run.work > 0 and self.by_model:
+            # the measured model nearest in work per run: models of like size spend like time per FLOP
+            seconds, work, _ = min(self.by_model.values(), key=lambda m: abs(math.log(m[1] / m[2] / run.work)))
         if work > 0:
             return run.work * seconds / work
         fixed, per_gflop = self.machine_rate()
