@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from mnist_pairs.results.eta import DEFAULT_RATE, Costs, Finished, Run, TimedRun, remaining_seconds, replay
+from mnist_pairs.results.eta import Costs, Finished, Run, TimedRun, remaining_seconds, replay
 from tests.conftest import ROOT
 
 DATA = Path(__file__).parent / "data"
@@ -24,7 +24,6 @@ def test_a_run_costs_its_cells_mean_else_its_models_rate_else_the_nearest_models
     assert costs.predict(tanh) == pytest.approx(4e9 * 24 / 4e9)  # its model's seconds per FLOP
     costs.learn(Run("d", "big", "big", 10e9), 10.0)
     assert costs.predict(other) == pytest.approx(1e9 * 24 / 4e9)  # the measured model nearest in FLOP per run
-    assert Costs().machine_rate() == (0.0, 1e9 / DEFAULT_RATE)
 
 
 def test_the_remaining_jobs_are_dealt_to_whichever_worker_is_free_first():

@@ -6,9 +6,12 @@ A run's predicted seconds are, from the best source at hand:
    ``records.cell_hash``), from this sweep's folder or this session;
 2. its work (FLOP of its training steps and evaluations, counted once per model config, see
    mnist_pairs.results.session) times the seconds per FLOP of the finished runs of its model
-   (another activation or data size of the same architecture);
-3. its work times the seconds per FLOP of all finished runs (the machine's running rate), or
-   ``DEFAULT_RATE`` before any run finished.
+   (another activation or data size of the same architecture), or while its model has not run,
+   of the measured model nearest in FLOP per run (models of like size spend like time per FLOP);
+3. its work at ``DEFAULT_RATE`` before any run finished.
+
+A job also costs its launcher's set-up besides its runs (the mean of the last jobs' measured
+overheads).
 
 The remaining jobs are then dealt to the workers as the launchers do (joblib dispatches jobs in
 launch order to whichever worker is free): list scheduling in launch order, each worker free once
@@ -58,7 +61,6 @@ class Costs:
         self.default_rate = default_rate
         self.by_cell: dict[str, list[float]] = {}
         self.by_model: dict[str, list[float]] = {}  # [seconds, work, runs] of its runs with a known work
-        self.fit = [0.0] * 5  # n, sum of work, of seconds, of work squared, of work x seconds (runs with a work)
         self.overheads: list[float] = []
 
     def learn_overhead(self, seconds: float) -> None:
@@ -79,9 +81,6 @@ class Costs:
             model[0] += seconds
             model[1] += run.work
             model[2] += 1
-            w = run.work / 1e9
-            for i, value in enumerate((1.0, w, seconds, w * w, w * seconds)):
-                self.fit[i] += value
 
     def predict(self, run: Run) -> float:
         """Seconds the run is expected to take."""
@@ -94,23 +93,7 @@ class Costs:
             seconds, work, _ = min(self.by_model.values(), key=lambda m: abs(math.log(m[1] / m[2] / run.work)))
         if work > 0:
             return run.work * seconds / work
-        fixed, per_gflop = self.machine_rate()
-        return fixed + run.work / 1e9 * per_gflop
-
-    def machine_rate(self) -> tuple[float, float]:
-        """(seconds per run, seconds per GFLOP) fitted by least squares over every measured run
-        (a run's fixed cost: building, evaluation set-up and each step's Python, which FLOP do not
-        show); seconds per GFLOP alone while the runs' works are too alike to fit both."""
-        n, w, s, ww, ws = self.fit
-        if n == 0:
-            return 0.0, 1e9 / self.default_rate
-        spread = n * ww - w * w
-        if n >= 2 and spread > 1e-9 * n * ww:
-            per_gflop = (n * ws - w * s) / spread
-            fixed = (s - per_gflop * w) / n
-            if fixed >= 0 and per_gflop >= 0:
-                return fixed, per_gflop
-        return 0.0, s / w if w > 0 else 1e9 / self.default_rate
+        return run.work / self.default_rate
 
 
 def job_starts(n_jobs: int, job_ends: Sequence[float], workers: int, start: float) -> list[float | None]:
