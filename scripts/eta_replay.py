@@ -42,7 +42,8 @@ def rows_from_records(folder: Path) -> list[dict[str, str | int | float]]:
     for cell, members in cells.items():
         members.sort(key=lambda r: r["seed"])
         device = members[0]["config"].get("device", {})
-        k = max(int(device.get("vectorize") or 1), int(device.get("seeds_per_job") or 1))
+        vectorize = int(device.get("vectorize") or 1)  # as config.checks.seeds_per_job packs them
+        k = vectorize if vectorize > 1 else int(device.get("seeds_per_job") or 1)
         for i, r in enumerate(members):
             rows.append(
                 {

@@ -95,11 +95,11 @@ def step_flop(model_json: str, batch: int) -> float:
 
 
 def record_seconds(record: dict[str, Any]) -> float | None:
-    """A finished record's wall time (``finished_at - started_at``), None when it has none."""
+    """A finished record's share of wall time: ``finished_at - started_at``, over K for a run
+    trained with K-1 other seeds at once (``device.vectorize``); None when it has no times."""
     try:
-        return (
-            datetime.fromisoformat(record["finished_at"]) - datetime.fromisoformat(record["started_at"])
-        ).total_seconds()
+        wall = datetime.fromisoformat(record["finished_at"]) - datetime.fromisoformat(record["started_at"])
+        return wall.total_seconds() / max(1, int(records.setting(record["config"], "device.vectorize", 1) or 1))
     except (KeyError, TypeError, ValueError):
         return None
 
