@@ -21,7 +21,7 @@ from mnist_pairs.config.callbacks import check_command_line
 from mnist_pairs.config.folders import seed_batch_dirs
 from mnist_pairs.config.schema import ConfigError
 from mnist_pairs.results import records
-from mnist_pairs.results.progress import record_outcome
+from mnist_pairs.results.progress import record_outcomes
 from mnist_pairs.training.batch import run_seed_batch
 from mnist_pairs.training.data import DataError
 from mnist_pairs.training.interrupt import exit_code, handle_stop_signals
@@ -80,9 +80,7 @@ def main(cfg: DictConfig) -> float | None:
     if multirun:
         # an old record: skipped; a batch that raised: every seed failed
         outcomes = [("skipped" if r["finished_at"] < started else r["status"]) for r in done] or ["failed"] * len(dirs)
-        seconds = (time.perf_counter() - tic) / len(outcomes)
-        for outcome in outcomes:
-            line = record_outcome(Path(hc.sweep.dir), outcome, cfg.model.name, seconds)
+        line = record_outcomes(Path(hc.sweep.dir), list(zip(outcomes, dirs.values())), time.perf_counter() - tic)
         if line:
             log.info(line)
     return mean_objective(done)

@@ -148,12 +148,42 @@ def test_joblib_launcher_gives_the_same_numbers_as_sequential(tmp_path, syntheti
     assert 1 <= len(pids) <= 2 and len(par) > len(pids)  # worker processes reused across jobs
 
 
-def test_eta_weighs_remaining_jobs_by_their_model():
-    from mnist_pairs.results.progress import estimate_remaining
+@pytest.mark.parametrize(
+    ("launcher", "signum", "to_group"),
+    [pytest.param(("launcher=joblib",), signal.SIGINT, True, marks=pytest.mark.slow), ((), signal.SIGTERM, False)],
+    ids=["ctrl-c-joblib", "sigterm-basic"],
+)
+def test_an_interrupted_sweep_says_so_in_one_line_and_resumes(tmp_path, synthetic_root, launcher, signum, to_group):
+    """Ctrl-C (SIGINT to the process group, the workers too) or SIGTERM (to the sweep alone): no
+    traceback, one line, the shell's exit status; the same command finishes the rest."""
+    args = sweep_args(tmp_path, synthetic_root, *launcher)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mnist_pairs.train", *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 180
+    while not list(tmp_path.rglob(records.RECORD_FILE)) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    if to_group:
+        os.killpg(proc.pid, signum)
+    else:
+        proc.send_signal(signum)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signum, stderr
+    lines = [line for line in stderr.splitlines() if line.startswith("sweep interrupted")]
+    name = signal.Signals(signum).name
+    assert len(lines) == 1 and lines[0].startswith(f"sweep interrupted ({name}): "), stderr
+    assert lines[0].endswith(" not; the same command resumes") and " of 11 runs finished, " in lines[0]
+    assert "Traceback" not in stdout + stderr
+    kept = {path: record["metrics"] for path, record in finished(tmp_path / "grid").items() if record["status"] == "ok"}
+    assert kept and int(lines[0].split(": ")[1].split(" of ")[0]) == len(kept)
 
-    models = ["big"] * 2 + ["small"] * 4 + ["new"]
-    done = [("ok", "big", 100.0), ("skipped", "small", 0.1), ("ok", "small", 2.0)]
-    low, high = estimate_remaining(models, done, workers=2)
-    assert (low, high) == pytest.approx(((100 + 2 * 2) / 2, (100 + 2 * 2 + 100) / 2))
-    assert estimate_remaining(models, done[:2][1:], workers=2) is None  # only a skipped job so far
-    assert estimate_remaining(models[:6], done, workers=1) == pytest.approx((104.0, 104.0))
+    resumed = run_cli(*args)
+    assert resumed.returncode == 0, resumed.stderr
+    after = finished(tmp_path / "grid")
+    assert len(after) == 11 and all(r["status"] == "ok" for r in after.values())
+    assert all(after[path]["metrics"] == metrics for path, metrics in kept.items())

@@ -1,11 +1,11 @@
 """The progress line of a whole sweep: done / total, failures, elapsed, ETA.
 
-The sweeper writes ``<sweep_dir>/.progress/session.json`` (the model of every job, the number of
-parallel workers, the start time) before launching; every job, in whichever worker process it ran,
-appends ``outcome model seconds`` to the session's log (one short O_APPEND write, atomic on POSIX)
-and prints the line computed from that log. The ETA weighs the remaining jobs by the mean time
-of finished jobs of the same model, since models differ in cost by 100x; models not seen yet
-make it a range."""
+The sweep's session (mnist_pairs.results.session) writes ``<sweep_dir>/.progress/session.json``
+before launching: every run (its folder, cell, model and work), the launched jobs in launch order,
+the number of parallel workers, measured seconds of earlier runs of the same cells, the start
+time. Every job, in whichever worker process it ran, appends one line per run, ``outcome seconds
+end job-overhead folder``, to the session's log (one short O_APPEND write, atomic on POSIX) and prints the line
+computed from that log; the ETA is mnist_pairs.results.eta's one number."""
 
 from __future__ import annotations
 
@@ -14,79 +14,133 @@ import os
 import time
 import uuid
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
+
+from mnist_pairs.results.eta import Costs, Finished, Run, remaining_seconds
 
 PROGRESS_DIR = ".progress"
 OUTCOMES = ("ok", "failed", "diverged", "skipped")
 
 
-def start_session(sweep_dir: Path, models: list[str], workers: int = 1) -> str:
-    """Record a new sweep session of jobs with these ``models``; returns its id."""
+def start_session(
+    sweep_dir: Path,
+    runs: list[Run],
+    jobs: list[list[str]],
+    workers: int = 1,
+    history: list[tuple[Run, float]] | None = None,
+) -> str:
+    """Record a new sweep session of these ``runs``, launched as ``jobs`` (lists of run keys, in
+    launch order) on ``workers`` workers; ``history``: measured seconds of earlier runs of this
+    sweep's cells. Returns the session's id."""
     folder = sweep_dir / PROGRESS_DIR
     folder.mkdir(parents=True, exist_ok=True)
-    session = {"id": uuid.uuid4().hex[:12], "models": models, "workers": max(1, workers), "started": time.time()}
+    session = {
+        "id": uuid.uuid4().hex[:12],
+        "runs": {r.key: [r.cell, r.model, r.work] for r in runs},
+        "jobs": jobs,
+        "workers": max(1, workers),
+        "history": [[r.cell, r.model, r.work, seconds] for r, seconds in history or []],
+        "started": time.time(),
+    }
     tmp = folder / "session.json.tmp"
     tmp.write_text(json.dumps(session))
     os.replace(tmp, folder / "session.json")
     return session["id"]
 
 
-def _fmt(seconds: float) -> str:
+def fmt_seconds(seconds: float) -> str:
     seconds = round(seconds)
     return (
         f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
     )
 
 
-def estimate_remaining(
-    models: list[str], done: list[tuple[str, str, float]], workers: int
-) -> tuple[float, float] | None:
-    """Seconds left, as (low, high): each remaining job costs the mean time of the trained jobs of
-    its model; a job of a model not trained yet costs between nothing and the dearest model seen so
-    far (low == high once every model has been seen). Shared among ``workers``. None before any job
-    trained."""
-    per_model: dict[str, list[float]] = {}
-    for outcome, m, seconds in done:
-        if outcome != "skipped":
-            per_model.setdefault(m, []).append(seconds)
-    if not per_model:
+def read_session(sweep_dir: Path) -> dict[str, Any] | None:
+    """The current session, or None when none was started (a plain single run) or it was written
+    by another version."""
+    try:
+        session = json.loads((sweep_dir / PROGRESS_DIR / "session.json").read_text())
+        session["id"], session["runs"], session["jobs"], session["workers"], session["history"], session["started"]
+    except (OSError, json.JSONDecodeError, KeyError, TypeError):
         return None
-    means = {m: sum(v) / len(v) for m, v in per_model.items()}
-    remaining = Counter(models) - Counter(m for _, m, _ in done)
-    known = sum(n * means[m] for m, n in remaining.items() if m in means)
-    unknown = sum(n for m, n in remaining.items() if m not in means)
-    return known / workers, (known + unknown * max(means.values())) / workers
+    return session
 
 
-def _eta(left: tuple[float, float] | None) -> str:
-    if left is None:
-        return "?"
-    low, high = left
-    return _fmt(low) if high - low < 1 else f"{_fmt(low)} to {_fmt(high)}"
+def read_log(sweep_dir: Path, session: dict[str, Any]) -> list[tuple[str, float, float, float | None, str]]:
+    """(outcome, seconds, end, job overhead or None, run key) of every run logged so far."""
+    path = sweep_dir / PROGRESS_DIR / f"{session['id']}.log"
+    if not path.is_file():
+        return []
+    lines = (line.split(" ", 4) for line in path.read_text().splitlines() if line)
+    return [(o, float(s), float(e), None if h == "-" else float(h), key) for o, s, e, h, key in lines]
 
 
-def record_outcome(sweep_dir: Path, outcome: str, model: str, seconds: float) -> str | None:
-    """Append one job's outcome to the current session and return the progress line, or None when
-    no session was started (a plain single run)."""
-    if outcome not in OUTCOMES:
-        raise ValueError(f"outcome={outcome!r}: allowed are {OUTCOMES}")
-    folder = sweep_dir / PROGRESS_DIR
+def session_eta(
+    session: dict[str, Any], logged: list[tuple[str, float, float, float | None, str]], now: float
+) -> float:
+    """Seconds left for the session's launched jobs (mnist_pairs.results.eta)."""
+    runs = {key: Run(key, cell, model, float(work)) for key, (cell, model, work) in session["runs"].items()}
+    costs = Costs()
+    for cell, model, work, seconds in session["history"]:
+        costs.learn(Run("", cell, model, float(work)), float(seconds))
+    finished: dict[str, Finished] = {}
+    for outcome, seconds, end, overhead, key in logged:
+        finished[key] = Finished(seconds, end)
+        if outcome in ("ok", "diverged") and key in runs:
+            costs.learn(runs[key], seconds)
+        if overhead is not None:
+            costs.learn_overhead(overhead)
+    jobs = [[runs[key] for key in job if key in runs] for job in session["jobs"]]
+    return remaining_seconds(jobs, finished, costs, session["workers"], session["started"], now)
+
+
+def progress_line(session: dict[str, Any], logged: list[tuple[str, float, float, float | None, str]]) -> str:
+    now = time.time()
+    counts = Counter(entry[0] for entry in logged)
+    return (
+        f"sweep {len(logged)}/{len(session['runs'])} ({counts['ok']} ok, {counts['failed']} failed, "
+        f"{counts['diverged']} diverged, {counts['skipped']} already done) "
+        f"elapsed {fmt_seconds(now - session['started'])} ETA {fmt_seconds(session_eta(session, logged, now))}"
+    )
+
+
+_last_end: dict[str, float] = {}  # session id -> when this process last logged a job's end
+
+
+def record_outcomes(sweep_dir: Path, outcomes: Sequence[tuple[str, Path | str]], seconds: float) -> str | None:
+    """Append one job's runs (outcome, run folder) to the current session, the job having taken
+    ``seconds`` (shared evenly among its runs), and return the progress line; None when no session
+    was started (a plain single run). The job's overhead (its start after this process's previous
+    job ended, less its own ``seconds``) goes with its first run."""
+    for outcome, _ in outcomes:
+        if outcome not in OUTCOMES:
+            raise ValueError(f"outcome={outcome!r}: allowed are {OUTCOMES}")
+    session = read_session(sweep_dir)
+    if session is None or not outcomes:
+        return None
+    now = time.time()
+    previous = _last_end.get(session["id"])
+    overhead = "-" if previous is None else f"{max(0.0, now - previous - seconds):.3f}"
+    _last_end[session["id"]] = now
+    share = seconds / len(outcomes)
+    lines = [
+        f"{outcome} {share:.3f} {now:.3f} {overhead if i == 0 else '-'} {run_key(sweep_dir, run_dir)}\n"
+        for i, (outcome, run_dir) in enumerate(outcomes)
+    ]
+    fd = os.open(sweep_dir / PROGRESS_DIR / f"{session['id']}.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
-        session = json.loads((folder / "session.json").read_text())
-        session["id"], session["models"], session["workers"], session["started"]
-    except (OSError, json.JSONDecodeError, KeyError):
-        return None  # no session (a plain run) or one written by another version
-    log_path = folder / f"{session['id']}.log"
-    fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(fd, f"{outcome} {model} {seconds:.3f}\n".encode())
+        os.write(fd, "".join(lines).encode())
     finally:
         os.close(fd)
-    done = [(o, m, float(s)) for o, m, s in (line.split() for line in log_path.read_text().splitlines() if line)]
-    counts = Counter(o for o, _, _ in done)
-    left = estimate_remaining(session["models"], done, session["workers"])
-    return (
-        f"sweep {len(done)}/{len(session['models'])} ({counts['ok']} ok, {counts['failed']} failed, "
-        f"{counts['diverged']} diverged, {counts['skipped']} already done) "
-        f"elapsed {_fmt(time.time() - session['started'])} ETA {_eta(left)}"
-    )
+    return progress_line(session, read_log(sweep_dir, session))
+
+
+def run_key(sweep_dir: Path, run_dir: Path | str) -> str:
+    """A run's folder relative to the sweep's (the folder itself when it lies elsewhere)."""
+    path = Path(run_dir)
+    try:
+        return str(path.resolve().relative_to(Path(sweep_dir).resolve()))
+    except ValueError:
+        return str(path)
