@@ -113,9 +113,11 @@ def test_a_weights_file_naming_a_hostile_target_is_refused_before_anything_is_bu
 def test_a_vectorised_batch_saves_each_seeds_weights_as_a_run_alone(compose_cfg, synthetic_root, tmp_path, model):
     """Seed k's weights from a batch trained at once predict what its record says, and what seed
     k's weights trained alone predict, within the tolerance of tests/test_vectorize.py (test loss
-    1e-4, at most one borderline pair). The weights themselves agree within fp32 rounding (1e-6)
-    where every parameter has a gradient (cnn3); a bias followed by BatchNorm has none but rounding
-    noise, which Adam scales to full steps, so it drifts (up to 4e-3 here) without changing outputs."""
+    1e-4, at most one borderline pair). The weights themselves agree within fp32 rounding carried
+    through the steps (5e-5; the largest difference is 9e-6 on an AMD EPYC CPU, where vmap's
+    kernels round otherwise than the plain ones) where every parameter has a gradient (cnn3); a
+    bias followed by BatchNorm has none but rounding noise, which Adam scales to full steps, so it
+    drifts (up to 4e-3 here) without changing outputs."""
     batch = run_seed_batch(
         small(compose_cfg, synthetic_root, model, "device.vectorize=3"),
         {s: tmp_path / "batch" / f"seed={s}" for s in SEEDS},
@@ -136,7 +138,9 @@ def test_a_vectorised_batch_saves_each_seeds_weights_as_a_run_alone(compose_cfg,
         assert sa.keys() == sb.keys()
         if model == "cnn3":
             for key in sa:
-                torch.testing.assert_close(sa[key], sb[key], atol=1e-6, rtol=0, msg=key)
+                torch.testing.assert_close(
+                    sa[key], sb[key], atol=5e-5, rtol=0, msg=lambda detail, key=key: f"{key}: {detail}"
+                )
         first_layers.append(sa["net.0.0.weight"])
     assert not torch.equal(first_layers[0], first_layers[1])  # each seed its own weights
 
