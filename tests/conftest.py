@@ -70,6 +70,24 @@ def synthetic_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_synthetic_mnist(tmp_path_factory.mktemp("mnist"))
 
 
+@pytest.fixture(scope="module")
+def one_record(tmp_path_factory: pytest.TempPathFactory, synthetic_root: Path) -> dict:
+    """One finished run of fcnn on synthetic data (100 train pairs, 50 test pairs, one epoch): a
+    real record that tests copy and edit (seeds, statuses, code) to build results folders."""
+    from mnist_pairs.config import compose_config
+    from mnist_pairs.training.run import run
+
+    cfg = compose_config(
+        "model=fcnn",
+        f"data.root={synthetic_root}",
+        "data.download=false",
+        "data.n_train=100",
+        "data.n_test=50",
+        "train.epochs=1",
+    )
+    return run(cfg, tmp_path_factory.mktemp("one") / "seed=0")
+
+
 @pytest.fixture(scope="session")
 def real_root() -> Path:
     """The official MNIST files of ../shared/data (or MNIST_PAIRS_DATA); slow tests skip without."""

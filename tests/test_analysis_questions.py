@@ -343,22 +343,6 @@ def test_binomial_sd_and_modes_of_a_cell():
 # --- records on disk: code versions, the ledger, the CLI ------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def one_record(tmp_path_factory, synthetic_root) -> dict:
-    from mnist_pairs.config import compose_config
-    from mnist_pairs.train import run
-
-    cfg = compose_config(
-        "model=fcnn",
-        f"data.root={synthetic_root}",
-        "data.download=false",
-        "data.n_train=100",
-        "data.n_test=50",
-        "train.epochs=1",
-    )
-    return run(cfg, tmp_path_factory.mktemp("one") / "seed=0")
-
-
 def clone(record: dict, seed: int, correct: int, model: str = "fcnn", version: str | None = None) -> dict:
     """The record as another seed of a cell of ``model``, ``correct`` of its test pairs right."""
     out = copy.deepcopy(record)

@@ -12,8 +12,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from mnist_pairs.analysis.collect import collect
 from mnist_pairs.results import records
 from tests.conftest import ROOT, run_cli
@@ -110,17 +108,6 @@ def test_sigint_of_seeds_in_turn_records_the_seed_training_and_leaves_the_next_u
 
 
 # --- interrupted records in the aggregation and in decide ----------------------------------------
-
-
-@pytest.fixture(scope="module")
-def one_record(tmp_path_factory, synthetic_root) -> records.RunRecord:
-    from mnist_pairs.config import compose_config
-    from mnist_pairs.training.run import run
-
-    cfg = compose_config(
-        "model=fcnn", f"data.root={synthetic_root}", "data.download=false", *SMALL[:2], "train.epochs=1"
-    )
-    return run(cfg, tmp_path_factory.mktemp("one") / "seed=0")
 
 
 def as_seed(record: records.RunRecord, seed: int, status: str = "ok") -> records.RunRecord:

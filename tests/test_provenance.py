@@ -21,22 +21,6 @@ from mnist_pairs.results.runs import WEIGHTS_FILE, save_weights
 from tests.conftest import ROOT
 
 
-@pytest.fixture(scope="module")
-def one_record(tmp_path_factory, synthetic_root) -> records.RunRecord:
-    from mnist_pairs.config import compose_config
-    from mnist_pairs.training.run import run
-
-    cfg = compose_config(
-        "model=fcnn",
-        f"data.root={synthetic_root}",
-        "data.download=false",
-        "data.n_train=100",
-        "data.n_test=50",
-        "train.epochs=1",
-    )
-    return run(cfg, tmp_path_factory.mktemp("one") / "seed=0")
-
-
 def git_out(*args: str) -> str:
     return subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True, check=True).stdout.strip()
 
