@@ -8,7 +8,8 @@ left when 10, 25, 50 and 75 % of its runs had finished.
 A job is a config's seeds packed as the grid sweeper packs them (``device.seeds_per_job`` or
 ``device.vectorize`` seeds of one cell, in seed order); jobs are taken to have been launched in
 the order they started. The table holds no machine paths: per run its job, model, activation,
-seed, epochs, cell, FLOP, start and end (seconds from the sweep's first start) and worker pid."""
+seed, epochs, cell, work (``session.run_work``: seconds timed on this machine before launch),
+start and end (seconds from the sweep's first start) and worker pid."""
 
 from __future__ import annotations
 

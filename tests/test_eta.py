@@ -14,16 +14,25 @@ DATA = Path(__file__).parent / "data"
 REPLAYED = sorted(p.name for p in DATA.glob("*_timings.csv"))
 
 
-def test_a_run_costs_its_cells_mean_else_its_models_rate_else_the_nearest_models():
-    costs = Costs(default_rate=1e9)
-    relu, tanh, other = Run("a", "cnn-relu", "cnn", 2e9), Run("b", "cnn-tanh", "cnn", 4e9), Run("c", "mlp", "mlp", 1e9)
-    assert costs.predict(relu) == pytest.approx(2.0)  # nothing measured: the default rate
+def test_a_run_costs_its_cells_mean_else_its_models_rate_else_every_models():
+    costs = Costs()
+    relu, tanh, other = Run("a", "cnn-relu", "cnn", 2.0), Run("b", "cnn-tanh", "cnn", 4.0), Run("c", "mlp", "mlp", 1.0)
+    assert costs.predict(relu) == pytest.approx(2.0)  # nothing measured: its work (seconds timed before launch)
     costs.learn(relu, 10.0)
     costs.learn(relu, 14.0)
     assert costs.predict(relu) == pytest.approx(12.0)  # its cell's mean (another seed)
-    assert costs.predict(tanh) == pytest.approx(4e9 * 24 / 4e9)  # its model's seconds per FLOP
-    costs.learn(Run("d", "big", "big", 10e9), 10.0)
-    assert costs.predict(other) == pytest.approx(1e9 * 24 / 4e9)  # the measured model nearest in FLOP per run
+    assert costs.predict(tanh) == pytest.approx(4.0 * 24 / 4.0)  # its model's measured seconds per work
+    costs.learn(Run("d", "big", "big", 10.0), 6.0)
+    assert costs.predict(other) == pytest.approx(1.0 * (24 + 6) / (4 + 10))  # all measured runs' seconds per work
+
+
+def test_a_run_too_short_to_be_timed_costs_its_cells_mean_else_only_its_jobs_overhead():
+    costs = Costs()
+    untimed = Run("a", "tiny", "cnn", 0.0)
+    costs.learn(Run("b", "big", "big", 10.0), 6.0)
+    assert costs.predict(untimed) == 0.0
+    costs.learn(Run("c", "tiny", "cnn", 0.0), 2.0)
+    assert costs.predict(untimed) == pytest.approx(2.0)
 
 
 def test_the_remaining_jobs_are_dealt_to_whichever_worker_is_free_first():
@@ -55,10 +64,10 @@ def load_replay_script():
     return module
 
 
-# Tables whose replay at 10 % is known to miss 40 %: what the estimator does not yet do.
+# Tables whose replay at 10 % is known to miss 25 %: what the estimator does not yet do.
 LONG_AT_10 = {
-    "benchmark_timings.csv": "+46 %: at 10 % of the report's grid half its models are unmeasured and priced "
-    "at the rate of the measured model nearest in FLOP, which ran slower (the machine was shared then)",
+    "smoke_timings.csv": "-32 %: runs of 3 steps are not timed before launch (it would cost as much as the run), "
+    "so at 10 % an unmeasured model costs only its job's overhead (2-3 s a job on that loaded machine)",
 }
 
 
@@ -87,18 +96,19 @@ def test_a_real_sweeps_timings_replayed_give_the_time_left_within_a_quarter(tabl
         for t in REPLAYED
     ],
 )
-def test_at_a_tenth_of_a_real_sweep_the_eta_is_within_40_percent(table):
-    """At 10 % most models have not been measured yet and their cost is their FLOP at the rate of a
-    model of like size (a fully connected net runs twice as many FLOP/s as a small conv net:
-    tests/data/smoke_1000pairs_10epochs_timings.csv, +34 %)."""
+def test_at_a_tenth_of_a_real_sweep_the_eta_is_within_a_quarter(table):
+    """At 10 % most models have not run yet: their cost is their steps timed before launch, at the
+    seconds per timed second of the runs finished so far (the tables' ``work`` column: run_work on
+    the development machine; a fully connected net runs twice the FLOP/s of a small conv net, so
+    FLOP alone missed by +46 % here)."""
     ((fraction, predicted, actual),) = replayed(table, (0.10,))
-    assert abs(predicted / actual - 1) <= 0.40, f"{table} at {fraction:.0%}: {predicted:.0f} s vs {actual:.0f} s"
+    assert abs(predicted / actual - 1) <= 0.25, f"{table} at {fraction:.0%}: {predicted:.0f} s vs {actual:.0f} s"
 
 
 def test_the_replay_knows_only_the_runs_finished_so_far():
     """A run's cost comes from runs finished before the moment replayed: a sweep whose later runs
     turn slow is predicted from the early ones, so its ETA falls short."""
-    fast = [TimedRun(i, Run(f"r{i}", "cell", "m", 1e9), i * 10.0, i * 10.0 + 10.0, "w") for i in range(5)]
-    slow = [TimedRun(5 + i, Run(f"s{i}", "cell", "m", 1e9), 50.0 + i * 30, 80.0 + i * 30, "w") for i in range(5)]
+    fast = [TimedRun(i, Run(f"r{i}", "cell", "m", 1.0), i * 10.0, i * 10.0 + 10.0, "w") for i in range(5)]
+    slow = [TimedRun(5 + i, Run(f"s{i}", "cell", "m", 1.0), 50.0 + i * 30, 80.0 + i * 30, "w") for i in range(5)]
     ((n, predicted, actual),) = replay(fast + slow, workers=1, fractions=(0.5,))
     assert n == 5 and actual == pytest.approx(150.0) and predicted == pytest.approx(50.0, rel=0.05)

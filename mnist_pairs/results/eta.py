@@ -4,11 +4,16 @@ A run's predicted seconds are, from the best source at hand:
 
 1. the mean measured seconds of finished runs of its cell (the same config but the seed:
    ``records.cell_hash``), from this sweep's folder or this session;
-2. its work (FLOP of its training steps and evaluations, counted once per model config, see
-   mnist_pairs.results.session) times the seconds per FLOP of the finished runs of its model
-   (another activation or data size of the same architecture), or while its model has not run,
-   of the measured model nearest in FLOP per run (models of like size spend like time per FLOP);
-3. its work at ``DEFAULT_RATE`` before any run finished.
+2. its work (the seconds its training steps and evaluations take on one quiet worker, from a
+   few steps of its model timed before launch: mnist_pairs.results.session.run_work) times the
+   measured seconds per work of the finished runs of its model (another activation or data
+   size of the same architecture), or while its model has not run, of all finished runs (the
+   workers beside each other and the sweep's own costs slow every model alike);
+3. its work alone before any run finished.
+
+A run too short to be worth timing before launch (``session.PROBE_MIN_STEPS`` steps) costs its
+cell's mean, else nothing besides its job's overhead, which is then most of its cost (the mean of
+all finished runs would price ``make smoke``'s 3-step runs at its ResNets', which run first).
 
 A job also costs its launcher's set-up besides its runs (the mean of the last jobs' measured
 overheads).
@@ -21,14 +26,9 @@ its job in flight has run its predicted seconds (less what it has run already). 
 from __future__ import annotations
 
 import heapq
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-# FLOP/s of one worker before any run finished: the slowest rate of the report's models measured
-# on one core of the development machine (cnn3: 53 GFLOP/s with its per-step overhead; the ResNets
-# 90-95; `make bench`), so the first estimate errs long rather than short.
-DEFAULT_RATE = 50e9
 # Seconds a job costs besides its runs before one was measured: `make smoke`'s 29 jobs of tiny runs
 # take 14-16 s on 2 workers (docs/performance.md), about 1 s a job.
 DEFAULT_JOB_OVERHEAD = 1.0
@@ -38,7 +38,8 @@ RECENT_JOBS = 8  # the job overhead is the mean of the last that many jobs'
 @dataclass(frozen=True)
 class Run:
     """One run of a sweep: ``key`` its folder relative to the sweep's, ``cell`` its config's hash
-    without the seed, ``work`` its FLOP (0 when unknown)."""
+    without the seed, ``work`` its seconds on one quiet worker as timed before launch (0 when
+    unknown)."""
 
     key: str
     cell: str
@@ -57,10 +58,9 @@ class Finished:
 class Costs:
     """Predicted seconds of a run, learned from measured runs (see the module's docstring)."""
 
-    def __init__(self, default_rate: float = DEFAULT_RATE) -> None:
-        self.default_rate = default_rate
+    def __init__(self) -> None:
         self.by_cell: dict[str, list[float]] = {}
-        self.by_model: dict[str, list[float]] = {}  # [seconds, work, runs] of its runs with a known work
+        self.by_model: dict[str, list[float]] = {}  # [seconds, work] of its runs with a known work
         self.overheads: list[float] = []
 
     def learn_overhead(self, seconds: float) -> None:
@@ -77,23 +77,21 @@ class Costs:
         """Add one finished run's measured ``seconds``."""
         self.by_cell.setdefault(run.cell, []).append(seconds)
         if run.work > 0:
-            model = self.by_model.setdefault(run.model, [0.0, 0.0, 0.0])
+            model = self.by_model.setdefault(run.model, [0.0, 0.0])
             model[0] += seconds
             model[1] += run.work
-            model[2] += 1
 
     def predict(self, run: Run) -> float:
         """Seconds the run is expected to take."""
         if run.cell in self.by_cell:
             measured = self.by_cell[run.cell]
             return sum(measured) / len(measured)
-        seconds, work, _ = self.by_model.get(run.model, (0.0, 0.0, 0.0))
-        if work <= 0 and run.work > 0 and self.by_model:
-            # the measured model nearest in work per run: models of like size spend like time per FLOP
-            seconds, work, _ = min(self.by_model.values(), key=lambda m: abs(math.log(m[1] / m[2] / run.work)))
-        if work > 0:
-            return run.work * seconds / work
-        return run.work / self.default_rate
+        if run.work <= 0:  # too short to be timed: its job's overhead is most of its cost
+            return 0.0
+        seconds, work = self.by_model.get(run.model, (0.0, 0.0))
+        if work <= 0 and self.by_model:
+            seconds, work = (sum(m[i] for m in self.by_model.values()) for i in (0, 1))
+        return run.work * seconds / work if work > 0 else run.work
 
 
 def job_starts(n_jobs: int, job_ends: Sequence[float], workers: int, start: float) -> list[float | None]:

@@ -5,7 +5,7 @@ not finish, and an interruption (Ctrl-C, SIGTERM) as one line instead of a trace
         launcher.launch(...)
 
 ``runs`` are every run of the sweep (``plan_run``: its folder, identity, cell, finished record and
-work in FLOP), ``jobs`` the launched ones as lists of indices into ``runs``, in launch order."""
+predicted seconds), ``jobs`` the launched ones as lists of indices into ``runs``, in launch order."""
 
 from __future__ import annotations
 
@@ -67,43 +67,75 @@ def finished(ident: str, run_dir: Path, legacy_dir: Path | None) -> records.RunR
     return found[1] if found is not None and found[0].name == records.RECORD_FILE else None
 
 
+# Timing a model: PROBE_WARMUP steps untimed (memory and kernels set up), then at least PROBE_STEPS
+# steps and PROBE_SECONDS of them; 0.1-0.2 s a model config, ~1 s for the report's ResNets.
+PROBE_WARMUP, PROBE_STEPS, PROBE_SECONDS = 2, 3, 0.1
+PROBE_MIN_STEPS = 20  # a run's training steps below which its model is not timed
+
+
 def run_work(config: dict[str, Any]) -> float:
-    """FLOP of a run of resolved ``config``: its training steps (forward and backward) and its
-    evaluations (forward only, a third of a step per pair): the history's test passes every
-    ``train.eval_interval`` epochs, then the final pass over the training and test pairs."""
+    """Seconds a run of resolved ``config`` takes on one quiet worker of this machine, predicted
+    before launch: its training steps at the measured seconds of one step (``step_seconds``), and
+    its evaluations (forward only, a third of a step per pair): the history's test passes every
+    ``train.eval_interval`` epochs, then the final pass over the training and test pairs. 0 (not
+    known) for a run of fewer than ``PROBE_MIN_STEPS`` steps: timing its model would cost a
+    good part of the run."""
     batch = int(records.setting(config, "train.batch_size", 250))
     n_train = int(records.setting(config, "data.n_train", 1000)) - int(records.setting(config, "data.n_val", 0))
     n_test = int(records.setting(config, "data.n_test", 1000))
     epochs = int(records.setting(config, "train.epochs", 1))
-    step = step_flop(json.dumps(config["model"], sort_keys=True, default=str), min(batch, n_train))
+    threads = int(records.setting(config, "device.threads", 0) or 0)
+    layout = records.setting(config, "device.channels_last", "auto")
     steps = epochs * -(-n_train // batch)
+    if steps < PROBE_MIN_STEPS:
+        return 0.0
+    model_json = json.dumps(config["model"], sort_keys=True, default=str)
+    step = step_seconds(model_json, min(batch, n_train), threads, layout)
     evaluated = (epochs // int(records.setting(config, "train.eval_interval", 1) or 1) + 1) * n_test + n_train
     return step * steps + step / min(batch, n_train) / 3 * evaluated
 
 
 @functools.lru_cache(maxsize=256)
-def step_flop(model_json: str, batch: int) -> float:
-    """FLOP of one training step (forward and backward) on ``batch`` pairs, counted on the meta
-    device (nothing computed: a few ms); 0 when it cannot be counted (the ETA then learns the
-    run's cost from its cell alone)."""
+def step_seconds(model_json: str, batch: int, threads: int, channels_last: str | bool) -> float:
+    """Seconds of one training step (forward, backward, SGD update) of the model on ``batch``
+    random pairs, measured on this machine's CPU with the run's torch thread count (0: torch's):
+    the fastest timed step (what else runs on the machine only adds to a step). Time per FLOP
+    differs 2x between the report's model families here (linear layers ~55 GFLOP/s, small
+    convolutions ~27, the ResNets ~45; docs/performance.md), so a run's cost is timed, not
+    counted. 0 when it cannot be measured (the ETA then learns the run's
+    cost from its cell alone)."""
+    import time
+
     import torch
-    from torch.utils.flop_counter import FlopCounterMode
 
     from mnist_pairs.models import build_model
+    from mnist_pairs.training.device import use_channels_last
     from mnist_pairs.training.engine import objective
 
+    before = torch.get_num_threads()
     try:
-        with torch.device("meta"):
-            model = build_model(json.loads(model_json)).train()
-            x = torch.empty(batch, 2, 14, 14)
-            target, digits = torch.empty(batch, dtype=torch.long), torch.empty(batch, 2, dtype=torch.long)
-            with FlopCounterMode(display=False) as counter:
-                loss, _, _ = objective(model, x, target, digits)
-                loss.backward()
-        return float(counter.get_total_flops())
+        if threads:
+            torch.set_num_threads(threads)
+        model = build_model(json.loads(model_json)).train()
+        x = torch.randn(batch, 2, 14, 14)
+        if use_channels_last(channels_last, model):
+            model, x = model.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
+        target, digits = torch.randint(0, 2, (batch,)), torch.randint(0, 10, (batch, 2))
+        optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
+        timed: list[float] = []
+        while len(timed) < PROBE_STEPS + PROBE_WARMUP or sum(timed[PROBE_WARMUP:]) < PROBE_SECONDS:
+            begin = time.perf_counter()
+            optimizer.zero_grad()
+            loss, _, _ = objective(model, x, target, digits)
+            loss.backward()
+            optimizer.step()
+            timed.append(time.perf_counter() - begin)
+        return min(timed[PROBE_WARMUP:])  # what else ran on the machine only adds to a step
     except Exception as error:  # an estimate must never stop a sweep
-        log.warning("progress: the FLOP of model %s were not counted (%s)", json.loads(model_json).get("name"), error)
+        log.warning("progress: a step of model %s was not timed (%s)", json.loads(model_json).get("name"), error)
         return 0.0
+    finally:
+        torch.set_num_threads(before)
 
 
 def record_seconds(record: dict[str, Any]) -> float | None:

@@ -29,6 +29,7 @@ import json
 import logging
 import math
 import os
+import random
 import sys
 import time
 from collections import Counter
@@ -66,6 +67,7 @@ CLIENT_DEFAULTS = {
     "MLFLOW_DISABLE_TELEMETRY": "true",
 }
 MAX_BATCH = 100  # params per log_batch call (MLflow's limit; 1000 metrics)
+ATTEMPTS = 3  # a server's SQLite answers writers racing for one new row (a cell's params) with IntegrityError
 
 
 @dataclass(frozen=True)
@@ -336,9 +338,17 @@ def log_run(cfg: DictConfig, run_dir: Path, record: records.RunRecord) -> None:
         return
     try:
         (cell,) = cell_summaries(run_dir.parent, records.cell_hash(record["config"])).values()
-        with session(where) as (client, experiment_id):
-            parent_id = sync_cell(client, experiment_id, record, cell)
-            done = log_record(client, experiment_id, record, run_dir, os.path.relpath(run_dir, results_dir), parent_id)
+        for attempt in range(1, ATTEMPTS + 1):  # idempotent: a retry finds what the last try wrote
+            try:
+                with session(where) as (client, experiment_id):
+                    parent_id = sync_cell(client, experiment_id, record, cell)
+                    rel_dir = os.path.relpath(run_dir, results_dir)
+                    done = log_record(client, experiment_id, record, run_dir, rel_dir, parent_id)
+                break
+            except Exception as error:
+                if attempt == ATTEMPTS or not lost_race(error):
+                    raise
+                time.sleep(random.uniform(0.2, 1.0) * attempt)
         log.info("tracking: %s %s in experiment %r of %s", run_name(record), done, where.experiment, where.uri)
     except Exception as error:
         log.warning(
@@ -349,6 +359,11 @@ def log_run(cfg: DictConfig, run_dir: Path, record: records.RunRecord) -> None:
             first_line(error),
             results_dir,
         )
+
+
+def lost_race(error: Exception) -> bool:
+    """Whether ``error`` is a write that lost a race with another process (worth a retry)."""
+    return "IntegrityError" in str(error) or "database is locked" in str(error)
 
 
 def finished_runs(results_dir: Path) -> dict[Path, records.RunRecord]:
