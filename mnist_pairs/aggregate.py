@@ -210,7 +210,8 @@ def aggregate(
     data = collect(results_dir)
     if data.runs.empty:
         raise SystemExit(
-            f"error: no run records (record.json) under {results_dir}"
+            f"error: no finished run records (record.json) under {results_dir}"
+            + (f"; {len(data.interrupted)} interrupted (the same command resumes them)" if data.interrupted else "")
             + (f"; corrupt: {data.corrupt}" if data.corrupt else "")
         )
     problem = paired.unknown_cells(questions or [], sorted(data.runs["cell"].unique()))
@@ -263,8 +264,8 @@ def main(argv: list[str] | None = None) -> None:
     for run in failed.itertuples():
         print(f"warning: {run.path}: {run.status}: {run.error}", file=sys.stderr)
     print(
-        f"{len(data.runs)} records ({len(failed)} not ok, {len(data.corrupt)} corrupt, "
-        f"{len(data.incomplete)} folders without a record); report: {report}"
+        f"{len(data.runs)} records ({len(failed)} not ok, {len(data.interrupted)} interrupted runs left out, "
+        f"{len(data.corrupt)} corrupt, {len(data.incomplete)} folders without a record); report: {report}"
     )
 
 

@@ -36,13 +36,13 @@ def signal_name(error: BaseException) -> str:
     return signal.Signals(exit_code(error) - 128).name
 
 
-def interrupted_line(error: BaseException, cfg: DictConfig, dirs: dict[int, Path], variant: str) -> str:
+def interrupted_line(error: BaseException, cfg: DictConfig, dirs: dict[int, Path]) -> str:
     """The one line a stopped job prints: the signal, its runs without a finished record (an
-    ``interrupted`` one, or none where a seed had not started), and how to go on."""
-    where = f"/{variant}" if variant else ""
+    ``interrupted`` one, or none where a seed had not started) by their folders, and how to go on."""
+    results = Path(cfg.output_root) / cfg.experiment_name
     left = [
-        f"{cfg.model.name}/{cfg.activation.name}{where}/seed={seed}"
-        for seed, run_dir in dirs.items()
+        str(run_dir.relative_to(results) if run_dir.is_relative_to(results) else run_dir)
+        for run_dir in dirs.values()
         if records.finished_record(run_dir) is None
     ]
     if not left:
@@ -71,7 +71,7 @@ def main(cfg: DictConfig) -> float | None:
     except KeyboardInterrupt as error:  # SIGINT or SIGTERM (handle_stop_signals): recorded as interrupted
         if multirun:
             raise  # the sweep stops, and says what is left
-        print(interrupted_line(error, cfg, dirs, hc.job.override_dirname), file=sys.stderr)
+        print(interrupted_line(error, cfg, dirs), file=sys.stderr)
         sys.exit(exit_code(error))
     except Exception as error:
         log.error("run failed (recorded in %s): %s", run_dir, error)

@@ -119,7 +119,7 @@ def test_aggregate_cli_on_an_empty_folder_is_one_clear_error(tmp_path):
     done = run_cli(str(tmp_path), module="mnist_pairs.aggregate")
     assert (
         done.returncode != 0
-        and "error: no run records (record.json) under" in done.stderr
+        and "error: no finished run records (record.json) under" in done.stderr
         and "Traceback" not in done.stderr
     )
 

@@ -12,6 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from mnist_pairs.analysis.collect import collect
 from mnist_pairs.results import records
 from tests.conftest import ROOT, run_cli
@@ -132,6 +134,20 @@ def test_the_report_lists_an_interrupted_run_apart_from_failures(one_record, tmp
     assert "0 failed" in text and "1 interrupted runs" in text
     assert "- fcnn/relu/seed=1: interrupted (the same command resumes it)" in text
     assert "seed=1`: failed" not in text
+
+
+def test_the_aggregation_summary_counts_interrupted_runs_and_a_folder_of_them_alone_says_so(
+    one_record, tmp_path, capsys
+):
+    from mnist_pairs.aggregate import main
+
+    folder = tmp_path / "results"
+    records.write_record(folder / "seed=1", as_seed(one_record, 1, "interrupted"))
+    with pytest.raises(SystemExit, match=r"no finished run records .*; 1 interrupted \(the same command resumes"):
+        main([str(folder), "--out", str(tmp_path / "a")])
+    records.write_record(folder / "seed=0", as_seed(one_record, 0))
+    main([str(folder), "--out", str(tmp_path / "b")])
+    assert "1 records (0 not ok, 1 interrupted runs left out," in capsys.readouterr().out
 
 
 def test_decide_counts_an_interrupted_run_as_not_run_yet_not_as_a_lost_seed(one_record, tmp_path):
