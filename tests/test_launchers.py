@@ -3,6 +3,11 @@ launchers pack runs into jobs (launcher=slurm itself: tests/test_slurm.py)."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -10,7 +15,7 @@ from omegaconf import OmegaConf
 
 from mnist_pairs.config import compose_config
 from mnist_pairs.results import records
-from tests.conftest import CONF_DIR, run_cli
+from tests.conftest import CONF_DIR, ROOT, run_cli, stop_process_group
 
 LAUNCHERS = {
     "basic": "hydra._internal.core_plugins.basic_launcher.BasicLauncher",
@@ -107,3 +112,41 @@ def test_bad_runs_per_job_is_refused(tmp_path: Path, synthetic_root: Path):
     assert done.returncode != 0
     assert "hydra.launcher.runs_per_job must be a positive integer, got 0" in done.stderr
     assert not list(tmp_path.rglob(records.RECORD_FILE))
+
+
+@pytest.mark.slow
+def test_interrupting_a_submitit_sweep_cancels_its_jobs(tmp_path: Path, synthetic_root: Path):
+    """SIGINT to the sweep's own process alone (as on a cluster, where the jobs run elsewhere):
+    the launcher cancels its jobs, whose runs record themselves interrupted, instead of leaving
+    them to train on unwatched while the same command starts them again."""
+    args = ["-m", "model=fcnn", "seed=0,1", "launcher=submitit_local", f"data.root={synthetic_root}"]
+    args += ["data.download=false", f"output_root={tmp_path}", "data.n_train=100", "data.n_test=50"]
+    args += ["train.batch_size=50", "train.epochs=100000"]  # trains until stopped
+    sweep = subprocess.Popen(
+        [sys.executable, "-m", "mnist_pairs.train", *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        logs = tmp_path / "runs" / ".submitit"
+        deadline = time.monotonic() + 180
+        while not any(" epoch 1/" in p.read_text() for p in logs.rglob("*_log.*")):  # both jobs train
+            assert sweep.poll() is None, sweep.communicate()[0]
+            assert time.monotonic() < deadline, "the jobs did not start training"
+            time.sleep(0.5)
+        os.kill(sweep.pid, signal.SIGINT)
+        output, _ = sweep.communicate(timeout=120)
+        assert sweep.returncode == 130, output
+        assert "cancelled 2 of 2 jobs that were queued or running" in output
+        assert "sweep interrupted (SIGINT): 0 of 2 runs finished, 2 not; the same command resumes" in output
+        deadline = time.monotonic() + 60
+        while len(list(tmp_path.rglob(records.RECORD_FILE))) < 2:  # the cancelled runs record themselves
+            assert time.monotonic() < deadline, "the cancelled jobs wrote no record"
+            time.sleep(0.5)
+        found = [records.read_record(p) for p in tmp_path.rglob(records.RECORD_FILE)]
+        assert [r["status"] for r in found] == ["interrupted"] * 2
+    finally:
+        stop_process_group(sweep)

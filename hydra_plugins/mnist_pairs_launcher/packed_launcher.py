@@ -7,7 +7,8 @@ Python start and
 one MNIST read for all of them: a run of a small model takes seconds, a job start several), the
 launcher waits for every job, and then names each job that did not finish (cancelled, pre-empted,
 failed, timed out), its SLURM state and the runs it held. Those runs have no finished record, so
-the same command redoes exactly them (mnist_pairs.train skips runs with a finished record)."""
+the same command redoes exactly them (mnist_pairs.train skips runs with a finished record).
+Interrupting the sweep cancels its jobs."""
 
 import logging
 from collections.abc import Sequence
@@ -90,7 +91,19 @@ class PackedSubmititLauncher(BaseSubmititLauncher):
         return self.collect(jobs, packs)
 
     def collect(self, jobs: Sequence[Any], packs: Sequence[Sequence[JobParams]]) -> list[JobReturn]:
-        """Waits for every job; raises UnfinishedJobsError naming the jobs without results."""
+        """Waits for every job; raises UnfinishedJobsError naming the jobs without results. Ctrl-C
+        or SIGTERM while waiting cancels the jobs not done (else they would run on unwatched, and
+        the same command, which resumes the sweep, would start their runs a second time)."""
+        try:
+            return self.wait(jobs, packs)
+        except KeyboardInterrupt:
+            cancelled = [job for job in jobs if not job.done()]
+            for job in cancelled:
+                job.cancel(check=False)
+            log.warning("cancelled %d of %d jobs that were queued or running", len(cancelled), len(jobs))
+            raise
+
+    def wait(self, jobs: Sequence[Any], packs: Sequence[Sequence[JobParams]]) -> list[JobReturn]:
         results: list[JobReturn] = []
         unfinished: list[str] = []
         for job, pack in zip(jobs, packs):
