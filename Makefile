@@ -6,6 +6,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 TORCH ?= torch==2.14.1 torchvision==0.29.1
 ARGS ?=
+# pytest-xdist processes for make test (0: all in pytest's own process)
+TEST_WORKERS ?= 2
 OUT ?= outputs
 
 ifeq ($(origin MNIST_PAIRS_DATA),undefined)
@@ -32,7 +34,7 @@ lint: venv  ## ruff: lint and format check
 	$(VENV)/bin/ruff format --check .
 
 test: venv  ## fast tests (synthetic data; no MNIST needed)
-	$(PY) -m pytest -m "not slow and not slurm" -q $(ARGS)
+	$(PY) -m pytest -m "not slow and not slurm" -q -n $(TEST_WORKERS) $(ARGS)
 
 test-slow: venv  ## real MNIST and longer runs (skip when MNIST is not found)
 	$(PY) -m pytest -m "slow and not slurm" -q $(ARGS)
