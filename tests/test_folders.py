@@ -104,6 +104,20 @@ def test_a_record_in_the_folder_named_by_the_model_name_is_found(how, tmp_path, 
         assert not (tmp_path / "e" / "authors-cnn3").exists(), "a finished job is not launched"
 
 
+def test_force_redoes_a_run_whose_record_is_in_the_older_folder_and_keeps_one_record(tmp_path, synthetic_root):
+    folder = f"cnn3/relu/{VARIANT}/seed=0"
+    shutil.copytree(FROZEN / "presets_authors" / folder, tmp_path / "e" / folder)
+    ident = records.read_record(tmp_path / "e" / folder / records.RECORD_FILE)["config_hash"]
+    out = train(tmp_path, synthetic_root, "model=authors/cnn3", "force=true")
+    assert "finished record exists" not in out, out[-3000:]
+    assert sorted(record_files(tmp_path)) == [
+        f"e/authors-cnn3/relu/{VARIANT}/seed=0/record.json",
+        f"e/{folder}/record.superseded-{ident}.json",
+    ]
+    data = collect(tmp_path)
+    assert len(data.runs) == 1 and data.duplicates == []
+
+
 def test_the_report_names_two_presets_of_one_name_apart_in_either_layout(tmp_path):
     """Frozen records of ``model=cnn3`` and ``model=authors/cnn3``: in the folders of today's layout
     each cell is labelled by its folder's model; in an older results folder (folders named by the

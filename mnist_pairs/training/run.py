@@ -43,10 +43,16 @@ def finished_or_set_aside(config: dict[str, Any], run_dir: Path, force: bool) ->
     (records.find_finished, as the grid sweeper looks). A finished record of another config in
     ``run_dir`` (the same command, a default or the code changed since) is renamed aside, never
     overwritten (with ``force`` too: force redoes this config's run, never erases another's); a
-    record of this config found set aside is put back in its place, and the run skipped."""
+    record of this config found set aside is put back in its place, and the run skipped. With
+    ``force``, a finished record of this config in the older folder is set aside too (the folder
+    named by ``model.name``): the redone run's record is then the one record of its identity."""
     ident = records.config_hash(config)  # the grid sweeper computes it alike (GridSweeper.run_records)
     legacy = legacy_run_folder(run_dir, model_choice(), config["model"]["name"])
     found = None if force else records.find_finished(ident, run_dir, legacy)
+    old = records.finished_record(legacy) if force and legacy is not None else None
+    if old is not None and old["config_hash"] == ident:  # one identity, one record: the redone run's
+        kept = records.set_aside(legacy, ident)
+        log.info("force: the finished record of %s in %s is kept as %s", run_dir.name, legacy, kept.name)
     if found is not None and found[0].name == records.RECORD_FILE:
         log.info("skip %s: finished record exists in %s (force=true redoes it)", run_dir, found[0].parent)
         return ident, found[1]
