@@ -18,6 +18,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from mnist_pairs.config import folders
 from mnist_pairs.config.schema import (
+    ANY,
     PLAIN_NAME,
     AdamSettings,
     AugmentSettings,
@@ -30,6 +31,7 @@ from mnist_pairs.config.schema import (
     SgdSettings,
     TrackingSettings,
     TrainSettings,
+    documented,
     environment_keys,
     first_line,
     is_number,
@@ -160,12 +162,13 @@ def check_together(config: dict[str, Any], checked: Checked) -> None:
                 "cuda needs a visible CUDA GPU and this machine has none; use device=cpu or device=auto",
             )
     if device.vectorize > 1:
-        for key, off in [("early_stop_patience", 0), ("aux_schedule", "weighted_sum"), ("monitor", "batches")]:
-            if getattr(train, key) != off:
+        for f in documented(TrainSettings):
+            needed = f.metadata["vectorized"]
+            if needed is not ANY and getattr(train, f.name) != needed:
                 fail(
-                    f"train.{key}",
-                    getattr(train, key),
-                    f"with device.vectorize > 1 only {off!r} (seeds trained at once)",
+                    train.dotted(f.name),
+                    getattr(train, f.name),
+                    f"with device.vectorize > 1 only {needed!r} (seeds trained at once)",
                 )
 
 

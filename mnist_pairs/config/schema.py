@@ -119,12 +119,16 @@ PLAIN_NAME = Rule(
 )
 
 
-def key(default: Any, doc: str, rule: Rule, identity: bool = True) -> Any:
+ANY = object()  # key(vectorized=ANY): device.vectorize trains every value of the key
+
+
+def key(default: Any, doc: str, rule: Rule, identity: bool = True, vectorized: Any = ANY) -> Any:
     """A field of a settings class. ``identity`` False: the key never changes results (left out of
     a run's identity hash and folder name), as no folder (a path on this machine) and no key of a
-    group that is not ``identity`` (device, tracking) does."""
+    group that is not ``identity`` (device, tracking) does. ``vectorized``: the one value seeds
+    trained at once (``device.vectorize`` > 1) support, where they do not support all."""
     identity = identity and not rule.kind.startswith("path")
-    return field(default=default, metadata={"doc": doc, "rule": rule, "identity": identity})
+    return field(default=default, metadata={"doc": doc, "rule": rule, "identity": identity, "vectorized": vectorized})
 
 
 class Settings:
@@ -222,6 +226,7 @@ class TrainSettings(Settings):
         "batches",
         "per-epoch train metrics: from the mini-batches, or the authors' full-set forward in train mode",
         one_of("batches", "train_mode_forward"),
+        vectorized="batches",
     )
     eval_every_epoch: bool = key(True, "test accuracy per epoch for the history (outside the timed region)", BOOL)
     eval_interval: int = key(
@@ -233,6 +238,7 @@ class TrainSettings(Settings):
         "weighted_sum",
         "models with aux_weight > 0: one weighted loss per mini-batch, or the authors' two full-set steps",
         one_of("weighted_sum", "alternating_full_batch"),
+        vectorized="weighted_sum",
     )
     zero_grad: str = key(
         "none", "gradients set to None, or zero-filled as in the authors' code", one_of("none", "zero")
@@ -245,6 +251,7 @@ class TrainSettings(Settings):
         0,
         "stop after that many epochs without a better validation accuracy (needs data.n_val); 0 = off",
         integer(0, allowed="an integer >= 0 (0 = off)"),
+        vectorized=0,
     )
     precision: str = key("fp32", "bf16: autocast of the training forward passes", one_of("fp32", "bf16"))
     save_model: bool = key(False, "keep the trained weights beside the record, in model.pt", BOOL, identity=False)
