@@ -141,6 +141,22 @@ def run_cli(
     )
 
 
+def start_cli(
+    *args: str, output: int | None = subprocess.PIPE, errors: int | None = subprocess.PIPE
+) -> subprocess.Popen:
+    """Start ``python -m mnist_pairs.train args...`` from the repository root in a session of its
+    own (its process group: what a terminal's Ctrl-C reaches, and what stop_process_group ends),
+    text output to ``output`` and ``errors`` (``subprocess.STDOUT``: merged, DEVNULL: dropped)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "mnist_pairs.train", *args],
+        cwd=ROOT,
+        stdout=output,
+        stderr=errors,
+        text=True,
+        start_new_session=True,
+    )
+
+
 def free_port() -> int:
     """A TCP port of localhost that nothing listens on (the OS's choice)."""
     with socket.socket() as sock:

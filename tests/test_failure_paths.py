@@ -9,7 +9,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -21,7 +20,7 @@ from mnist_pairs.config.schema import ConfigError
 from mnist_pairs.results import records
 from mnist_pairs.training.batch import run_seed_batch, seed_config
 from mnist_pairs.training.run import run
-from tests.conftest import ROOT, run_cli, training_crashes
+from tests.conftest import run_cli, start_cli, training_crashes
 
 SMALL = ("data.n_train=100", "data.n_test=50", "train.batch_size=50", "device.threads=1")
 # On the synthetic data, seeds 0 and 1 of this config diverge (NaN loss) at epoch 3, seed 2 does not.
@@ -107,13 +106,7 @@ def test_a_killed_vectorised_batch_leaves_every_seed_folder_marked_as_started(tm
         "device.vectorize=3",
         "train.epochs=20000",
     ]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mnist_pairs.train", *args],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    proc = start_cli(*args, output=subprocess.DEVNULL, errors=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while len(list(tmp_path.rglob(records.STARTED_FILE))) < 3 and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.1)

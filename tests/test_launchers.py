@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -15,7 +14,7 @@ from omegaconf import OmegaConf
 
 from mnist_pairs.config import compose_config
 from mnist_pairs.results import records
-from tests.conftest import CONF_DIR, ROOT, run_cli, stop_process_group
+from tests.conftest import CONF_DIR, run_cli, start_cli, stop_process_group
 
 LAUNCHERS = {
     "basic": "hydra._internal.core_plugins.basic_launcher.BasicLauncher",
@@ -122,14 +121,7 @@ def test_interrupting_a_submitit_sweep_cancels_its_jobs(tmp_path: Path, syntheti
     args = ["-m", "model=fcnn", "seed=0,1", "launcher=submitit_local", f"data.root={synthetic_root}"]
     args += ["data.download=false", f"output_root={tmp_path}", "data.n_train=100", "data.n_test=50"]
     args += ["train.batch_size=50", "train.epochs=100000"]  # trains until stopped
-    sweep = subprocess.Popen(
-        [sys.executable, "-m", "mnist_pairs.train", *args],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
+    sweep = start_cli(*args, errors=subprocess.STDOUT)
     try:
         logs = tmp_path / "runs" / ".submitit"
         deadline = time.monotonic() + 180

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from mnist_pairs.results import records
-from tests.conftest import ROOT, run_cli
+from tests.conftest import ROOT, run_cli, start_cli
 
 GRIDS = (
     'hydra.sweeper.grids=[{model:"cnn3,fcnn_bn",activation:"relu,tanh",seed:"0,1"},{model:siamese_cnn,seed:"0,1,2"}]'
@@ -157,14 +157,7 @@ def test_an_interrupted_sweep_says_so_in_one_line_and_resumes(tmp_path, syntheti
     """Ctrl-C (SIGINT to the process group, the workers too) or SIGTERM (to the sweep alone): no
     traceback, one line, the shell's exit status; the same command finishes the rest."""
     args = sweep_args(tmp_path, synthetic_root, *launcher)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mnist_pairs.train", *args],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
+    proc = start_cli(*args)
     deadline = time.monotonic() + 180
     while not list(tmp_path.rglob(records.RECORD_FILE)) and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.05)

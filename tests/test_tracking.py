@@ -26,7 +26,7 @@ from mnist_pairs.config.schema import ConfigError
 from mnist_pairs.results import records, track
 from mnist_pairs.training.batch import seed_config
 from mnist_pairs.training.run import run
-from tests.conftest import ROOT, free_port, run_cli
+from tests.conftest import ROOT, free_port, run_cli, start_cli
 
 mlflow = pytest.importorskip("mlflow")  # the dev extra installs it (make venv)
 
@@ -126,13 +126,7 @@ def assert_tracked_once(uri: str, experiment: str, results: Path, tmp_path: Path
 def kill_midway(args: list[str], results: Path, uri: str) -> int:
     """Start the sweep, SIGKILL its process group once it has finished some runs and a job has
     logged one of them; returns how many runs were finished then."""
-    sweep = subprocess.Popen(
-        [sys.executable, "-m", "mnist_pairs.train", *args],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    sweep = start_cli(*args, output=subprocess.DEVNULL, errors=subprocess.DEVNULL)
     deadline = time.monotonic() + 240
     try:
         while time.monotonic() < deadline and sweep.poll() is None:
