@@ -216,8 +216,9 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 def stop_process_group(proc: subprocess.Popen) -> None:
     """SIGTERM to the process group a test started (``start_new_session``), then SIGKILL to any
-    process of it still there after 30 s."""
-    os.killpg(proc.pid, signal.SIGTERM)
+    process of it still there after 30 s (none, when the group has ended by itself)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
     with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(timeout=30)
     with contextlib.suppress(ProcessLookupError):
