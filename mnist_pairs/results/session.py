@@ -100,9 +100,8 @@ def step_seconds(model_json: str, batch: int, threads: int, channels_last: str |
     """Seconds of one training step (forward, backward, SGD update) of the model on ``batch``
     random pairs, measured on this machine's CPU with the run's torch thread count (0: torch's):
     the fastest timed step (what else runs on the machine only adds to a step). Time per FLOP
-    differs 2x between the report's model families here (linear layers ~55 GFLOP/s, small
-    convolutions ~27, the ResNets ~45; docs/performance.md), so a run's cost is timed, not
-    counted. 0 when it cannot be measured (the ETA then learns the run's
+    differs 2x between the report's model families here (docs/performance.md), so a run's cost
+    is timed, not counted. 0 when it cannot be measured (the ETA then learns the run's
     cost from its cell alone)."""
     import time
 
