@@ -7,9 +7,11 @@ run as a failure or a lost seed."""
 from __future__ import annotations
 
 import copy
+import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -162,3 +164,27 @@ def test_decide_counts_an_interrupted_run_as_not_run_yet_not_as_a_lost_seed(one_
     found = scores(tmp_path, {cell})[cell]
     assert set(found) == {0, 2} and found[0] == one_record["metrics"]["test_acc"]
     assert found[2] != found[2]  # NaN: a lost seed
+
+
+def test_an_error_a_stop_signal_turned_into_is_still_the_interruption():
+    """A SIGTERM that lands inside a library which then fails otherwise (Hydra composing a job's
+    config between two jobs raised OmegaConf's AttributeError in a CI run) is still the
+    interruption: the sweep's session asks stop_requested, not the error's type."""
+    from mnist_pairs.training import interrupt
+
+    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    interrupt.handle_stop_signals()
+    try:
+        assert interrupt.stop_requested() is None
+        with pytest.raises(AttributeError):
+            try:
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(5)  # the handler raises Interrupted here
+            except KeyboardInterrupt:
+                raise AttributeError("'NoneType' object has no attribute '_invalidate_flags_cache'") from None
+        stopped = interrupt.stop_requested()
+        assert stopped is not None and interrupt.exit_code(stopped) == 143
+    finally:
+        for signum, handler in saved.items():
+            signal.signal(signum, handler)
+        interrupt._received.clear()

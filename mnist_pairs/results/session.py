@@ -190,14 +190,19 @@ def sweep_session(
     named (exit 1); on SIGINT or SIGTERM (``interruptible_sweep`` makes them raise) one line and
     exit 130 or 143 (the same command resumes)."""
     from mnist_pairs.results import track
-    from mnist_pairs.training.interrupt import exit_code
+    from mnist_pairs.training.interrupt import exit_code, stop_requested
 
     sweep_dir = Path(str(config.hydra.sweep.dir))
     try:
         start_progress(sweep_dir, runs, jobs, workers)
         yield
-    except KeyboardInterrupt as error:  # Interrupted: SIGINT or SIGTERM; the records written stay
-        code = exit_code(error)
+    except BaseException as error:
+        stopped = error if isinstance(error, KeyboardInterrupt) else stop_requested()
+        if stopped is None:
+            track.export_sweep(config, sweep_dir)  # what the jobs could not log (lost jobs too)
+            raise
+        # SIGINT or SIGTERM, whatever error it became; the records written stay
+        code = exit_code(stopped)
         finished = sum(finished_now(r) for r in replan(runs))
         name = signal.Signals(code - 128).name
         print(
@@ -206,9 +211,6 @@ def sweep_session(
             file=sys.stderr,
         )
         sys.exit(code)
-    except BaseException:
-        track.export_sweep(config, sweep_dir)  # what the jobs could not log (lost jobs too)
-        raise
     track.export_sweep(config, sweep_dir)
     report_unfinished(runs)
 

@@ -19,8 +19,19 @@ class Interrupted(KeyboardInterrupt):
         self.signum = int(signum)
 
 
+_received: list[int] = []  # the stop signals this process has received
+
+
 def _raise_interrupted(signum: int, frame: FrameType | None) -> None:
+    _received.append(signum)
     raise Interrupted(signum)
+
+
+def stop_requested() -> Interrupted | None:
+    """The interruption of the first stop signal this process received, None when none came. A
+    signal can land inside a library that then fails otherwise (Hydra composing a job's config
+    raises an AttributeError from OmegaConf's half-updated state): the error is the interruption."""
+    return Interrupted(_received[0]) if _received else None
 
 
 def handle_stop_signals() -> None:
