@@ -84,15 +84,15 @@ def run_work(config: dict[str, Any]) -> float:
     n_train = int(records.setting(config, "data.n_train", 1000)) - int(records.setting(config, "data.n_val", 0))
     n_test = int(records.setting(config, "data.n_test", 1000))
     epochs = int(records.setting(config, "train.epochs", 1))
-    threads = int(records.setting(config, "device.threads", 0) or 0)
-    layout = records.setting(config, "device.channels_last", "auto")
     steps = epochs * -(-n_train // batch)
     if steps < PROBE_MIN_STEPS:
         return 0.0
+    threads = int(records.setting(config, "device.threads", 0) or 0)
+    layout = records.setting(config, "device.channels_last", "auto")
     model_json = json.dumps(config["model"], sort_keys=True, default=str)
-    step = step_seconds(model_json, min(batch, n_train), threads, layout)
+    seconds = step_seconds(model_json, min(batch, n_train), threads, layout)
     evaluated = (epochs // int(records.setting(config, "train.eval_interval", 1) or 1) + 1) * n_test + n_train
-    return step * steps + step / min(batch, n_train) / 3 * evaluated
+    return seconds * steps + seconds / min(batch, n_train) / 3 * evaluated
 
 
 @functools.lru_cache(maxsize=256)
@@ -109,7 +109,7 @@ def step_seconds(model_json: str, batch: int, threads: int, channels_last: str |
 
     from mnist_pairs.models import build_model
     from mnist_pairs.training.device import use_channels_last
-    from mnist_pairs.training.engine import objective
+    from mnist_pairs.training.engine import objective, step
 
     before = torch.get_num_threads()
     try:
@@ -124,10 +124,8 @@ def step_seconds(model_json: str, batch: int, threads: int, channels_last: str |
         timed: list[float] = []
         while len(timed) < PROBE_STEPS + PROBE_WARMUP or sum(timed[PROBE_WARMUP:]) < PROBE_SECONDS:
             begin = time.perf_counter()
-            optimizer.zero_grad()
             loss, _, _ = objective(model, x, target, digits)
-            loss.backward()
-            optimizer.step()
+            step(optimizer, loss, "none")
             timed.append(time.perf_counter() - begin)
         return min(timed[PROBE_WARMUP:])  # what else ran on the machine only adds to a step
     except Exception as error:  # an estimate must never stop a sweep
