@@ -21,22 +21,6 @@ from mnist_pairs.training.engine import FitResult, evaluate, score
 log = logging.getLogger("mnist_pairs.train")
 
 
-def library_versions() -> dict[str, str]:
-    import numpy
-    import omegaconf
-    import torchvision
-
-    return {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
-        "hydra": hydra.__version__,
-        "omegaconf": omegaconf.__version__,
-        "numpy": numpy.__version__,
-        "mnist_pairs": mnist_pairs.__version__,
-    }
-
-
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
@@ -51,7 +35,20 @@ def device_name(device: torch.device) -> str:
 
 def new_record(config: dict[str, Any], ident: str, variant: str, device: torch.device) -> records.RunRecord:
     """records.new_record with what this process knows of its device and libraries."""
-    return records.new_record(config, ident, variant, str(device), device_name(device), library_versions())
+    import numpy
+    import omegaconf
+    import torchvision
+
+    versions = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "hydra": hydra.__version__,
+        "omegaconf": omegaconf.__version__,
+        "numpy": numpy.__version__,
+        "mnist_pairs": mnist_pairs.__version__,
+    }
+    return records.new_record(config, ident, variant, str(device), device_name(device), versions)
 
 
 def complete_record(
