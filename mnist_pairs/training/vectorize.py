@@ -38,6 +38,7 @@ from mnist_pairs.training.engine import (
     evaluate,
     lr_scheduler,
     objective,
+    step,
     synchronize,
     test_due,
 )
@@ -101,29 +102,6 @@ class SeedResult:
     diverged: str | None = None  # the DivergedError message of a seed whose loss became NaN
 
 
-class StackedPairs:
-    """The K seeds' training pairs stacked on a seed axis: one gather per tensor builds a step's
-    [K, B, ...] mini-batch (3 kernels instead of 3K + 3 on a GPU). The seeds of a batch share one
-    config, so their training sets have one size. Seeds that augment then augment their own slice,
-    each from its own stream."""
-
-    def __init__(self, pairs: Sequence[Pairs], augment: Sequence[Augmenter | None]) -> None:
-        self.x = torch.stack([p.x for p in pairs])
-        self.target = torch.stack([p.target for p in pairs])
-        self.digits = torch.stack([p.digits for p in pairs])
-        self.seeds = torch.arange(len(pairs), device=self.x.device)[:, None]
-        self.augment = list(augment)
-
-    def batch(self, order: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        idx = torch.stack(list(order))
-        x, y, d = self.x[self.seeds, idx], self.target[self.seeds, idx], self.digits[self.seeds, idx]
-        if all(aug is None for aug in self.augment):
-            return x, y, d
-        seeds = [aug(x[k], d[k]) if aug is not None else (x[k], y[k], d[k]) for k, aug in enumerate(self.augment)]
-        x, y, d = (torch.stack(parts) for parts in zip(*seeds))
-        return x, y, d
-
-
 def fit_stacked(
     stacked: StackedModels,
     optimizer: torch.optim.Optimizer,
@@ -146,7 +124,10 @@ def fit_stacked(
         if val is not None:
             r.fit.history["val_acc"] = []
     scheduler = lr_scheduler(optimizer, settings, settings.epochs * math.ceil(len(trains[0]) / settings.batch_size))
-    batches = StackedPairs(trains, augment)
+    # the seeds' training pairs on a seed axis (the seeds share one config, so one size): one gather
+    # per tensor builds a step's [K, B, ...] mini-batch (3 kernels instead of 3K + 3 on a GPU)
+    xs, ys, ds = (torch.stack([getattr(p, name) for p in trains]) for name in ("x", "target", "digits"))
+    seeds = torch.arange(k_seeds, device=xs.device)[:, None]
     stacked.train()
     synchronize(device)
     started, paused = time.perf_counter(), 0.0
@@ -156,12 +137,14 @@ def fit_stacked(
         seen = 0
         orders = [batch_order(len(t), settings, g, device) for t, g in zip(trains, generators)]
         for batch in zip(*orders):
-            x, y, d = batches.batch(batch)
+            idx = torch.stack(list(batch))
+            x, y, d = xs[seeds, idx], ys[seeds, idx], ds[seeds, idx]
+            if any(aug is not None for aug in augment):  # each seed augments its own slice, from its own stream
+                parts = [aug(x[k], d[k]) if aug is not None else (x[k], y[k], d[k]) for k, aug in enumerate(augment)]
+                x, y, d = (torch.stack(part) for part in zip(*parts))
             with autocast(device, settings):
                 loss, main, logits = stacked.losses(x, y, d, settings.label_smoothing)
-            optimizer.zero_grad(set_to_none=settings.zero_grad == "none")
-            loss.sum().backward()
-            optimizer.step()
+            step(optimizer, loss.sum(), settings.zero_grad)
             if scheduler is not None:
                 scheduler.step()
             loss_sum += main.detach() * y.shape[1]
