@@ -123,7 +123,7 @@ def train_seed_batch(
             if result.diverged:
                 recs[seed].update(status="diverged", error=result.diverged)
             else:
-                complete_record(recs[seed], models[seed], result.fit, train, val, test)
+                complete_record(recs[seed], models[seed], result, train, val, test)
                 if checked.train.save_model:
                     save_weights(run_dirs[seed], models[seed], recs[seed])
             recorded.done.add(run_dirs[seed])  # complete, weights saved: an interruption leaves it be

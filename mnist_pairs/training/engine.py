@@ -33,6 +33,7 @@ class FitResult:
     history: dict[str, list[float]] = field(default_factory=lambda: {"train_loss": [], "train_acc": [], "test_acc": []})
     # with validation pairs: the epoch (1-based) of the best validation accuracy (kept by early stopping)
     best_epoch: int | None = None
+    diverged: str | None = None  # fit_stacked: the DivergedError message of a seed whose loss became NaN
 
 
 def synchronize(device: torch.device) -> None:

@@ -96,12 +96,6 @@ class _Bound:
         return functional_call(self.base, (self.params, self.buffers), (x,), kwargs)
 
 
-@dataclass
-class SeedResult:
-    fit: FitResult
-    diverged: str | None = None  # the DivergedError message of a seed whose loss became NaN
-
-
 def fit_stacked(
     stacked: StackedModels,
     optimizer: torch.optim.Optimizer,
@@ -112,17 +106,18 @@ def fit_stacked(
     on_epoch: Callable[[int, int, dict[str, float]], None] | None = None,
     vals: Sequence[Pairs | None] | None = None,
     augment: Sequence[Augmenter | None] | None = None,
-) -> list[SeedResult]:
+) -> list[FitResult]:
     """engine.fit for K seeds at once. Each seed's training time is the whole time divided by K
-    (what one run costs when K run together); per-epoch evaluation is paused out of it."""
+    (what one run costs when K run together); per-epoch evaluation is paused out of it. A seed
+    whose loss becomes NaN stops training with its ``diverged`` message, the others go on."""
     k_seeds = len(trains)
     device = trains[0].x.device
     vals = list(vals) if vals is not None else [None] * k_seeds
     augment = list(augment) if augment is not None else [None] * k_seeds
-    results = [SeedResult(FitResult(train_time_s=0.0)) for _ in range(k_seeds)]
+    results = [FitResult(train_time_s=0.0) for _ in range(k_seeds)]
     for r, val in zip(results, vals):
         if val is not None:
-            r.fit.history["val_acc"] = []
+            r.history["val_acc"] = []
     scheduler = lr_scheduler(optimizer, settings, settings.epochs * math.ceil(len(trains[0]) / settings.batch_size))
     # the seeds' training pairs on a seed axis (the seeds share one config, so one size): one gather
     # per tensor builds a step's [K, B, ...] mini-batch (3 kernels instead of 3K + 3 on a GPU)
@@ -163,20 +158,20 @@ def fit_stacked(
                 model = stacked.unstack(k)
                 if vals[k] is not None:
                     row["val_acc"], _ = evaluate(model, vals[k])  # part of training, as in engine.fit
-                    if row["val_acc"] > max(r.fit.history["val_acc"], default=-1.0):
-                        r.fit.best_epoch = epoch + 1
+                    if row["val_acc"] > max(r.history["val_acc"], default=-1.0):
+                        r.best_epoch = epoch + 1
                 if due:
                     synchronize(device)
                     pause = time.perf_counter()
                     row["test_acc"], _ = evaluate(model, tests[k])
                     synchronize(device)
                     paused += time.perf_counter() - pause
-            append_epoch(r.fit.history, row, due)
+            append_epoch(r.history, row, due)
             if on_epoch is not None:
                 on_epoch(k, epoch + 1, row)
     synchronize(device)
     per_seed = (time.perf_counter() - started - paused) / k_seeds
     for k, r in enumerate(results):
-        r.fit.train_time_s = per_seed
+        r.train_time_s = per_seed
         stacked.unstack(k)
     return results
