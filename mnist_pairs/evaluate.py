@@ -59,16 +59,12 @@ def report(run: LoadedRun, cfg: DictConfig) -> list[str]:
     counts = confusion(scores.predicted, test.target.cpu())
     right = counts[0][0] + counts[1][1]
     rec = run.record
-    own = cfg.seed == rec["seed"] and cfg.data.n_test == rec["config"]["data"]["n_test"]
-    recorded = rec["metrics"].get("test_acc")
+    n_test, recorded = rec["config"]["data"]["n_test"], rec["metrics"].get("test_acc")
+    own = cfg.seed == rec["seed"] and cfg.data.n_test == n_test
+    on_record = f"{recorded:.4f} on its {n_test} test pairs" if recorded is not None else "none (no test pairs)"
     whose = " (the run's own)" if own else ""
     return [
-        f"{rec['model']}/{rec['activation']} seed={rec['seed']} ({run.run_dir}): record test_acc "
-        + (
-            f"{recorded:.4f} on its {rec['config']['data']['n_test']} test pairs"
-            if recorded is not None
-            else "none (no test pairs)"
-        ),
+        f"{rec['model']}/{rec['activation']} seed={rec['seed']} ({run.run_dir}): record test_acc {on_record}",
         f"{len(test)} test pairs of seed {cfg.seed}{whose}: accuracy {scores.acc:.4f} ({right}/{len(test)})",
         "confusion (rows: true class, columns: predicted 0, 1; class 1: first digit <= second)",
         f"  true 0: {counts[0][0]:6d} {counts[0][1]:6d}",
@@ -85,10 +81,8 @@ def main(argv: list[str] | None = None) -> None:
         run = load_run(Path(args[0]))
         cfg = pairs_config(run.config, args[1:])
         lines = report(run, cfg)
-    except (
-        ValueError,
-        DataError,
-    ) as error:  # RunLoadError, ConfigError, too few images for the pairs, missing or corrupt MNIST
+    # RunLoadError, ConfigError, too few images for the pairs, missing or corrupt MNIST
+    except (ValueError, DataError) as error:
         sys.exit(f"error: {error}")
     print("\n".join(lines))
 

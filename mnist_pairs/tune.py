@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 from omegaconf import OmegaConf
 
@@ -30,8 +29,7 @@ NOT_TUNED = {*records.NON_IDENTITY_KEYS, "seed", "train.eval_every_epoch", "trai
 def tuning_objective(record: records.RunRecord) -> float | None:
     """What a tuning sweeper (experiment=tune) maximises: the validation accuracy, and nothing
     computed from the test pairs. None without validation pairs or when the run did not finish."""
-    metrics = record["metrics"] or {}
-    return metrics.get("val_acc")
+    return (record["metrics"] or {}).get("val_acc")
 
 
 def mean_objective(done: list[records.RunRecord]) -> float | None:
@@ -81,41 +79,32 @@ def not_tuned(key: str) -> bool:
     return any(key == n or key.startswith(f"{n}.") for n in NOT_TUNED)
 
 
-def tuned_values(config: dict[str, Any], model: str) -> dict[str, Any]:
-    """Dotted key -> value of every key where ``config`` differs from ``model=<model>`` alone.
-    Without early stopping the validation split is dropped: it only served the choice."""
-    base = OmegaConf.to_container(compose_config(f"model={model}"), resolve=True)
-    tuned, plain = flatten(config), flatten(base)
-    diff = {k: v for k, v in tuned.items() if plain.get(k, object()) != v and not not_tuned(k)}
-    if not config["train"].get("early_stop_patience"):
-        diff.pop("data.n_val", None)
-    return diff
-
-
-def write_tuned(values: dict[str, Any], path: Path, header: str) -> Path:
-    """A ``# @package _global_`` YAML of the dotted ``values``."""
-    nested = OmegaConf.to_yaml(
-        OmegaConf.from_dotlist([f"{k}={v!r}" if isinstance(v, str) else f"{k}={v}" for k, v in values.items()])
-    )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(f"# @package _global_\n{header}{nested}")
-    tmp.replace(path)
-    return path
-
-
 def export(sweep_dir: Path, name: str | None = None, out_dir: Path = CONF_DIR / "tuned") -> Path:
+    """``<out_dir>/<name>.yaml``, a ``# @package _global_`` file of every key where the best trial's
+    config differs from its ``model=<model>`` alone. Without early stopping the validation split is
+    dropped: it only served the choice."""
     _run_dir, rec, objective, n_seeds = best_run(sweep_dir)
     n_runs = sum(1 for _ in sweep_dir.rglob(records.RECORD_FILE))
     name = name or sweep_dir.name
-    values = tuned_values(rec["config"], rec["model"])
+    plain = flatten(OmegaConf.to_container(compose_config(f"model={rec['model']}"), resolve=True))
+    values = {k: v for k, v in flatten(rec["config"]).items() if plain.get(k, object()) != v and not not_tuned(k)}
+    if not rec["config"]["train"].get("early_stop_patience"):
+        values.pop("data.n_val", None)
     seeds = f"seed {rec['seed']}" if n_seeds == 1 else f"the mean over {n_seeds} seeds, each its own split"
     header = (
         f"# Tuned by {sweep_dir} ({n_runs} runs) on {datetime.now(timezone.utc):%Y-%m-%d}: the trial with the best\n"
         f"# validation accuracy, {objective:.4f} on {rec['config']['data']['n_val']} held-out training pairs\n"
         f"# ({seeds}; the test pairs were not used). Use: model={rec['model']} tuned={name}\n"
     )
-    return write_tuned(values, out_dir / f"{name}.yaml", header)
+    nested = OmegaConf.to_yaml(
+        OmegaConf.from_dotlist([f"{k}={v!r}" if isinstance(v, str) else f"{k}={v}" for k, v in values.items()])
+    )
+    path = out_dir / f"{name}.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(f"# @package _global_\n{header}{nested}")
+    tmp.replace(path)
+    return path
 
 
 def main(argv: list[str] | None = None) -> None:

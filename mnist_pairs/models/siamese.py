@@ -53,8 +53,7 @@ class ConvBranch(nn.Module):
         if size < 1:
             raise ValueError(
                 f"channels={list(channels)}: {len(channels)} conv layers of kernel={kernel}, padding={padding} (each "
-                "with a max pool 2) "
-                f"leave no pixels of the input_size={input_size} image"
+                f"with a max pool 2) leave no pixels of the input_size={input_size} image"
             )
         layers += [nn.Flatten(), nn.Linear(width * size * size, hidden), activation()]
         if dropout > 0:

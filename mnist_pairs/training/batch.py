@@ -15,11 +15,11 @@ from omegaconf import DictConfig, open_dict
 
 from mnist_pairs.config.checks import validate
 from mnist_pairs.config.schema import ConfigError
-from mnist_pairs.results import records, track
+from mnist_pairs.results import records
 from mnist_pairs.results.runs import save_weights
 from mnist_pairs.training.data import DataError
 from mnist_pairs.training.device import keeps_torch_threads, set_up_device
-from mnist_pairs.training.recording import complete_record, fail_record, interrupt_record, log_done, new_record
+from mnist_pairs.training.recording import Recorded, complete_record, new_record
 from mnist_pairs.training.run import augmenter, epoch_logger, finished_or_set_aside, init_model, load_pairs, run
 from mnist_pairs.training.seeding import generator
 from mnist_pairs.training.vectorize import StackedModels, fit_stacked
@@ -92,8 +92,7 @@ def train_seed_batch(
     for seed in cfgs:  # only the first seed's folder gets Hydra's .hydra/: mark every one as started
         records.mark_started(run_dirs[seed], list(cfgs))
     recs = {seed: new_record(*identities[seed], variant, device) for seed in cfgs}
-    done: set[int] = set()  # seeds whose record is complete (weights saved): an interruption leaves them be
-    try:
+    with Recorded([(cfgs[seed], run_dirs[seed], recs[seed]) for seed in cfgs]) as recorded:
         models = {}
         for seed, one in cfgs.items():
             models[seed], pairs[seed] = init_model(one, device, pairs[seed])
@@ -124,24 +123,8 @@ def train_seed_batch(
             if result.diverged:
                 recs[seed].update(status="diverged", error=result.diverged)
             else:
-                complete_record(recs[seed], models[seed], result.fit, train, val, test)
+                complete_record(recs[seed], models[seed], result, train, val, test)
                 if checked.train.save_model:
                     save_weights(run_dirs[seed], models[seed], recs[seed])
-            done.add(seed)
-    except Exception as error:
-        for rec in recs.values():
-            fail_record(rec, error)
-        raise
-    except KeyboardInterrupt as error:
-        for seed, rec in recs.items():
-            if seed not in done:
-                interrupt_record(rec, error)
-        raise
-    finally:
-        for seed, rec in recs.items():
-            rec["finished_at"] = records.now()
-            records.write_record(run_dirs[seed], rec)
-    for seed, rec in recs.items():
-        log_done(rec)
-        track.log_run(cfgs[seed], run_dirs[seed], rec)
+            recorded.done.add(run_dirs[seed])  # complete, weights saved: an interruption leaves it be
     return recs

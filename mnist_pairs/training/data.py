@@ -19,7 +19,6 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-SPLIT_SIZES = {"train": 60_000, "test": 10_000}
 RAW_FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
@@ -60,12 +59,6 @@ class Pairs:
         return Pairs(self.x.contiguous(memory_format=torch.channels_last), self.target, self.digits)
 
 
-def _writable(folder: Path) -> bool:
-    """Writable by its permission bits too: root passes os.access on a read-only (r-x) folder,
-    and we must not unpack into a folder its owner marked read-only."""
-    return os.access(folder, os.W_OK) and bool(folder.stat().st_mode & 0o200)
-
-
 @functools.lru_cache(maxsize=1)
 def official_md5() -> dict[str, str]:
     """The MD5 of each official ``.gz`` file, as torchvision knows them (it checks them too when
@@ -75,18 +68,14 @@ def official_md5() -> dict[str, str]:
     return {os.path.basename(url): md5 for url, md5 in MNIST.resources}
 
 
-def _md5(path: Path) -> str:
+def check_gz(path: Path) -> None:
+    """CorruptDataError unless ``path`` is the official file of its name (its MD5)."""
+    expected = official_md5().get(path.name)
     digest = hashlib.md5()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
-    return digest.hexdigest()
-
-
-def check_gz(path: Path) -> None:
-    """CorruptDataError unless ``path`` is the official file of its name (its MD5)."""
-    expected = official_md5().get(path.name)
-    actual = _md5(path)
+    actual = digest.hexdigest()
     if expected is not None and actual != expected:
         raise CorruptDataError(
             f"{path} is corrupt: its MD5 is {actual}, the official file's is {expected} (truncated or damaged?). "
@@ -123,12 +112,6 @@ def idx_problem(path: Path) -> str | None:
     return None
 
 
-def idx_count(path: Path) -> int:
-    """The number of items an IDX file's header announces."""
-    with open(path, "rb") as f:
-        return struct.unpack(">II", f.read(8))[1]
-
-
 def _unpack(gz: Path, target: Path) -> None:
     """Unpack ``gz`` to ``target`` atomically (a temporary file, then a rename): a killed
     unpacking leaves a ``.part`` file that nothing reads, never a half-written ``target``."""
@@ -148,7 +131,11 @@ def resolve_root(root: str | os.PathLike, cache_dir: str | os.PathLike | None = 
     folder) a writable cache, into which its ``.gz`` files are unpacked."""
     root = Path(root).expanduser().resolve()
     raw = root / "MNIST" / "raw"
-    if all(idx_problem(raw / n) is None for n in ALL_FILES) or not raw.is_dir() or _writable(raw):
+    if all(idx_problem(raw / n) is None for n in ALL_FILES) or not raw.is_dir():
+        return root
+    # writable by its permission bits too: root passes os.access on a read-only (r-x) folder, and
+    # we must not unpack into a folder its owner marked read-only
+    if os.access(raw, os.W_OK) and raw.stat().st_mode & 0o200:
         return root
     return Path(cache_dir).expanduser().resolve() if cache_dir else DEFAULT_CACHE
 
@@ -159,10 +146,10 @@ def _gz_of(name: str, folders: tuple[Path, ...]) -> Path | None:
 
 def _ready_files(root: Path, where: Path) -> str | None:
     """Make the four unpacked files under ``where`` readable (torchvision wants all four, whatever
-    the split), unpacking verified ``.gz``
-    files (from ``where`` or the data ``root``) for any that is missing or damaged; the name of
-    the first file still missing, or None. CorruptDataError for a ``.gz`` that is not the official
-    file, or an unpacked file that is damaged with no ``.gz`` to unpack again."""
+    the split), unpacking verified ``.gz`` files (from ``where`` or the data ``root``) for any that
+    is missing or damaged; the name of the first file still missing, or None. CorruptDataError for
+    a ``.gz`` that is not the official file, or an unpacked file that is damaged with no ``.gz`` to
+    unpack again."""
     raw, root_raw = where / "MNIST" / "raw", root / "MNIST" / "raw"
     for name in ALL_FILES:
         if idx_problem(raw / name) is None:
@@ -188,34 +175,35 @@ def prepare_split(
     root: str | os.PathLike, split: str, download: bool = True, cache_dir: str | os.PathLike | None = None
 ) -> tuple[Path, int]:
     """(the root torchvision reads the ``split`` from, its number of images), all four files
-    checked (torchvision wants them all): unpacked IDX files by their header and size, ``.gz`` files by their
-    official MD5
-    before they are unpacked, atomically. Downloads (torchvision, which checks the MD5 too) only
-    what is missing, when ``download``. DataNotFoundError or CorruptDataError otherwise, naming
-    the folder or the file. Nothing is created where there is nothing to unpack or download."""
-    if split not in SPLIT_SIZES:
-        raise ValueError(f"split={split!r}: allowed are {sorted(SPLIT_SIZES)}")
+    checked (torchvision wants them all): unpacked IDX files by their header and size, ``.gz``
+    files by their official MD5 before they are unpacked, atomically. Downloads (torchvision, which
+    checks the MD5 too) only what is missing, when ``download``. DataNotFoundError or
+    CorruptDataError otherwise, naming the folder or the file. Nothing is created where there is
+    nothing to unpack or download."""
+    if split not in RAW_FILES:
+        raise ValueError(f"split={split!r}: allowed are {sorted(RAW_FILES)}")
     try:
-        return _prepare_split(Path(root).expanduser().resolve(), split, download, cache_dir)
+        source = Path(root).expanduser().resolve()
+        where = resolve_root(source, cache_dir)
+        raw = where / "MNIST" / "raw"
+        if any(idx_problem(raw / n) is not None for n in ALL_FILES):
+            writes = download or any(_gz_of(n, (raw, source / "MNIST" / "raw")) for n in ALL_FILES)
+            with _unpack_lock(where) if writes else contextlib.nullcontext():
+                missing = _ready_files(source, where)
+                if missing is not None and download:
+                    _download(where, split)
+                    missing = _ready_files(source, where)
+            if missing is not None:
+                raise DataNotFoundError(_missing_data_message(source, download, None))
+        counts = []
+        for name in RAW_FILES[split]:  # the number of items each IDX header announces
+            with open(raw / name, "rb") as f:
+                counts.append(struct.unpack(">II", f.read(8))[1])
     except OSError as error:  # a path too long, a folder that cannot be read or written
         raise DataNotFoundError(
             f"MNIST cannot be read from data.root={str(root)[:200]!r} (data.cache_dir={cache_dir!r}): {error}"
         ) from None
-
-
-def _prepare_split(source: Path, split: str, download: bool, cache_dir: str | os.PathLike | None) -> tuple[Path, int]:
-    where = resolve_root(source, cache_dir)
-    raw = where / "MNIST" / "raw"
-    if any(idx_problem(raw / n) is not None for n in ALL_FILES):
-        writes = download or any(_gz_of(n, (raw, source / "MNIST" / "raw")) for n in ALL_FILES)
-        with _unpack_lock(where) if writes else contextlib.nullcontext():
-            missing = _ready_files(source, where)
-            if missing is not None and download:
-                _download(where, split)
-                missing = _ready_files(source, where)
-        if missing is not None:
-            raise DataNotFoundError(_missing_data_message(source, download, None))
-    images, labels = (idx_count(raw / n) for n in RAW_FILES[split])
+    images, labels = counts
     if images != labels:
         raise CorruptDataError(
             f"{raw}: {RAW_FILES[split][0]} holds {images} images and {RAW_FILES[split][1]} {labels} labels"
@@ -238,7 +226,7 @@ def _missing_data_message(root: Path, download: bool, cause: BaseException | Non
     first_line = str(cause).strip().splitlines()[0] if cause else ""
     why = f"download failed: {type(cause).__name__}: {first_line}" if cause else "download=false"
     return (
-        f"MNIST not found: looked for {', '.join(n for pair in RAW_FILES.values() for n in pair)} "
+        f"MNIST not found: looked for {', '.join(ALL_FILES)} "
         f"(or their .gz) in {raw} ({why}). Point the project at a folder that holds MNIST/raw/ "
         f"with `data.root=/path/to/folder` or `export MNIST_PAIRS_DATA=/path/to/folder`"
         + ("" if download else ", or allow torchvision to download with `data.download=true`")

@@ -31,9 +31,9 @@ Augmenter = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Ten
 class FitResult:
     train_time_s: float
     history: dict[str, list[float]] = field(default_factory=lambda: {"train_loss": [], "train_acc": [], "test_acc": []})
-    best_epoch: int | None = (
-        None  # with validation pairs: the epoch (1-based) of the best validation accuracy (kept by early stopping)
-    )
+    # with validation pairs: the epoch (1-based) of the best validation accuracy (kept by early stopping)
+    best_epoch: int | None = None
+    diverged: str | None = None  # fit_stacked: the DivergedError message of a seed whose loss became NaN
 
 
 def synchronize(device: torch.device) -> None:
@@ -126,24 +126,6 @@ def step(optimizer: torch.optim.Optimizer, loss: torch.Tensor, zero_grad: str) -
     optimizer.step()
 
 
-def alternating_full_batch_steps(
-    model: nn.Module, optimizer: torch.optim.Optimizer, train: Pairs, zero_grad: str
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The authors' auxiliary schedule, for one mini-batch iteration whose mini-batch it ignores:
-    a step on ``aux_weight * (CE(digit 1) + CE(digit 2))`` over the full training set, then a step
-    on the main loss over the full training set. Returns (main loss, logits) of the second."""
-    d1, d2 = model.digit_scores(train.x)
-    step(
-        optimizer,
-        aux_weight(model) * (F.cross_entropy(d1, train.digits[:, 0]) + F.cross_entropy(d2, train.digits[:, 1])),
-        zero_grad,
-    )
-    logits = model(train.x)
-    main = F.cross_entropy(logits, train.target)
-    step(optimizer, main, zero_grad)
-    return main, logits
-
-
 def batch_order(
     n: int, settings: TrainSettings, generator: torch.Generator, device: torch.device
 ) -> list[torch.Tensor]:
@@ -224,9 +206,14 @@ def fit(
         correct = torch.zeros((), device=device, dtype=torch.long)
         seen = 0
         for idx in batch_order(len(train), settings, generator, device):
-            if alternating:
+            if alternating:  # the authors' schedule: a digit-loss step, then a main-loss step, on the full set
                 with autocast(device, settings):
-                    main, logits = alternating_full_batch_steps(model, optimizer, train, settings.zero_grad)
+                    d1, d2 = model.digit_scores(train.x)
+                    digit_loss = F.cross_entropy(d1, train.digits[:, 0]) + F.cross_entropy(d2, train.digits[:, 1])
+                    step(optimizer, aux_weight(model) * digit_loss, settings.zero_grad)
+                    logits = model(train.x)
+                    main = F.cross_entropy(logits, train.target)
+                    step(optimizer, main, settings.zero_grad)
                 y = train.target
             else:
                 x, y, d = train.x[idx], train.target[idx], train.digits[idx]

@@ -1,5 +1,6 @@
 """A run's record built from what training gives: the record of a run about to train (with
-this process's device and library versions), completed with its final metrics, or failed."""
+this process's device and library versions), completed with its final metrics, and written
+however training ends."""
 
 from __future__ import annotations
 
@@ -8,33 +9,19 @@ import platform
 import signal
 import traceback
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 import hydra
 import torch
+from omegaconf import DictConfig
 
 import mnist_pairs
-from mnist_pairs.results import records
+from mnist_pairs.results import records, track
 from mnist_pairs.training.data import Pairs
-from mnist_pairs.training.engine import FitResult, evaluate, score
+from mnist_pairs.training.engine import DivergedError, FitResult, evaluate, score
 
 log = logging.getLogger("mnist_pairs.train")
-
-
-def library_versions() -> dict[str, str]:
-    import numpy
-    import omegaconf
-    import torchvision
-
-    return {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
-        "hydra": hydra.__version__,
-        "omegaconf": omegaconf.__version__,
-        "numpy": numpy.__version__,
-        "mnist_pairs": mnist_pairs.__version__,
-    }
 
 
 def device_name(device: torch.device) -> str:
@@ -51,7 +38,20 @@ def device_name(device: torch.device) -> str:
 
 def new_record(config: dict[str, Any], ident: str, variant: str, device: torch.device) -> records.RunRecord:
     """records.new_record with what this process knows of its device and libraries."""
-    return records.new_record(config, ident, variant, str(device), device_name(device), library_versions())
+    import numpy
+    import omegaconf
+    import torchvision
+
+    versions = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "hydra": hydra.__version__,
+        "omegaconf": omegaconf.__version__,
+        "numpy": numpy.__version__,
+        "mnist_pairs": mnist_pairs.__version__,
+    }
+    return records.new_record(config, ident, variant, str(device), device_name(device), versions)
 
 
 def complete_record(
@@ -74,17 +74,40 @@ def complete_record(
     records.complete_record(record, metrics, result.history, result.train_time_s, best_epoch, test_pairs)
 
 
-def fail_record(record: records.RunRecord, error: BaseException) -> None:
-    record.update(status="failed", error="".join(traceback.format_exception_only(error)).strip())
-    record["traceback"] = traceback.format_exc()
+class Recorded:
+    """Around training, the records of its runs (``(cfg, run_dir, record)`` each): written however
+    training ends (``finished_at`` set), then logged and tracked unless it raised. A NaN loss
+    (DivergedError) is recorded as ``diverged``; an error as ``failed`` (every record: a batch's
+    seeds train as one) and re-raised; SIGINT or SIGTERM (an ``Interrupted``, or a plain
+    KeyboardInterrupt, which counts as SIGINT) as ``interrupted`` with the signal's name and no
+    traceback (the run was stopped, it did not fail), re-raised, except the runs in ``done``
+    (complete, weights saved)."""
 
+    def __init__(self, runs: list[tuple[DictConfig, Path, records.RunRecord]]) -> None:
+        self.runs = runs
+        self.done: set[Path] = set()
 
-def interrupt_record(record: records.RunRecord, error: BaseException) -> None:
-    """Status ``interrupted`` with the signal's name (``error``: an ``Interrupted``, or a plain
-    KeyboardInterrupt, which counts as SIGINT) and no traceback: the run was stopped, it did not fail."""
-    name = signal.Signals(getattr(error, "signum", signal.SIGINT)).name
-    record.update(status="interrupted", error=f"interrupted by {name}")
-    record.pop("traceback", None)
+    def __enter__(self) -> Recorded:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> bool:
+        for _, run_dir, record in self.runs:
+            if isinstance(error, DivergedError):
+                record.update(status="diverged", error=str(error))
+            elif isinstance(error, Exception):
+                record.update(status="failed", error="".join(traceback.format_exception_only(error)).strip())
+                record["traceback"] = traceback.format_exc()
+            elif isinstance(error, KeyboardInterrupt) and run_dir not in self.done:
+                name = signal.Signals(getattr(error, "signum", signal.SIGINT)).name
+                record.update(status="interrupted", error=f"interrupted by {name}")
+                record.pop("traceback", None)
+            record["finished_at"] = records.now()
+            records.write_record(run_dir, record)
+        if error is None or isinstance(error, DivergedError):
+            for cfg, run_dir, record in self.runs:
+                log_done(record)
+                track.log_run(cfg, run_dir, record)
+        return isinstance(error, DivergedError)
 
 
 def log_done(record: records.RunRecord) -> None:

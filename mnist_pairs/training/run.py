@@ -17,13 +17,13 @@ from mnist_pairs.config.checks import validate
 from mnist_pairs.config.folders import legacy_run_folder, model_choice
 from mnist_pairs.config.schema import AugmentSettings
 from mnist_pairs.models import build_model
-from mnist_pairs.results import records, track
+from mnist_pairs.results import records
 from mnist_pairs.results.runs import save_weights
 from mnist_pairs.training.augment import augment
 from mnist_pairs.training.data import Pairs, make_pairs, split_validation
 from mnist_pairs.training.device import keeps_torch_threads, set_up_device, use_channels_last
-from mnist_pairs.training.engine import Augmenter, DivergedError, fit
-from mnist_pairs.training.recording import complete_record, fail_record, interrupt_record, log_done, new_record
+from mnist_pairs.training.engine import Augmenter, fit
+from mnist_pairs.training.recording import Recorded, complete_record, new_record
 from mnist_pairs.training.seeding import generator, stream_seed
 
 log = logging.getLogger("mnist_pairs.train")
@@ -127,7 +127,7 @@ def run(cfg: DictConfig, run_dir: Path, variant: str = "") -> records.RunRecord:
     train, val, test = load_pairs(cfg, device)
     records.mark_started(run_dir, [cfg.seed])
     record = new_record(checked.config, ident, variant, device)
-    try:
+    with Recorded([(cfg, run_dir, record)]):
         model, (train, val, test) = init_model(cfg, device, (train, val, test))
         optimizer = instantiate(cfg.optimizer)(model.parameters())
         record["n_params"] = sum(p.numel() for p in model.parameters())
@@ -155,17 +155,4 @@ def run(cfg: DictConfig, run_dir: Path, variant: str = "") -> records.RunRecord:
         complete_record(record, model, result, train, val, test)
         if checked.train.save_model:
             save_weights(run_dir, model, record)
-    except DivergedError as error:
-        record.update(status="diverged", error=str(error))
-    except Exception as error:
-        fail_record(record, error)
-        raise
-    except KeyboardInterrupt as error:
-        interrupt_record(record, error)
-        raise
-    finally:
-        record["finished_at"] = records.now()
-        records.write_record(run_dir, record)
-    log_done(record)
-    track.log_run(cfg, run_dir, record)
     return record

@@ -38,6 +38,7 @@ from mnist_pairs.training.engine import (
     evaluate,
     lr_scheduler,
     objective,
+    step,
     synchronize,
     test_due,
 )
@@ -95,35 +96,6 @@ class _Bound:
         return functional_call(self.base, (self.params, self.buffers), (x,), kwargs)
 
 
-@dataclass
-class SeedResult:
-    fit: FitResult
-    diverged: str | None = None  # the DivergedError message of a seed whose loss became NaN
-
-
-class StackedPairs:
-    """The K seeds' training pairs stacked on a seed axis: one gather per tensor builds a step's
-    [K, B, ...] mini-batch (3 kernels instead of 3K + 3 on a GPU). The seeds of a batch share one
-    config, so their training sets have one size. Seeds that augment then augment their own slice,
-    each from its own stream."""
-
-    def __init__(self, pairs: Sequence[Pairs], augment: Sequence[Augmenter | None]) -> None:
-        self.x = torch.stack([p.x for p in pairs])
-        self.target = torch.stack([p.target for p in pairs])
-        self.digits = torch.stack([p.digits for p in pairs])
-        self.seeds = torch.arange(len(pairs), device=self.x.device)[:, None]
-        self.augment = list(augment)
-
-    def batch(self, order: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        idx = torch.stack(list(order))
-        x, y, d = self.x[self.seeds, idx], self.target[self.seeds, idx], self.digits[self.seeds, idx]
-        if all(aug is None for aug in self.augment):
-            return x, y, d
-        seeds = [aug(x[k], d[k]) if aug is not None else (x[k], y[k], d[k]) for k, aug in enumerate(self.augment)]
-        x, y, d = (torch.stack(parts) for parts in zip(*seeds))
-        return x, y, d
-
-
 def fit_stacked(
     stacked: StackedModels,
     optimizer: torch.optim.Optimizer,
@@ -134,19 +106,23 @@ def fit_stacked(
     on_epoch: Callable[[int, int, dict[str, float]], None] | None = None,
     vals: Sequence[Pairs | None] | None = None,
     augment: Sequence[Augmenter | None] | None = None,
-) -> list[SeedResult]:
+) -> list[FitResult]:
     """engine.fit for K seeds at once. Each seed's training time is the whole time divided by K
-    (what one run costs when K run together); per-epoch evaluation is paused out of it."""
+    (what one run costs when K run together); per-epoch evaluation is paused out of it. A seed
+    whose loss becomes NaN stops training with its ``diverged`` message, the others go on."""
     k_seeds = len(trains)
     device = trains[0].x.device
     vals = list(vals) if vals is not None else [None] * k_seeds
     augment = list(augment) if augment is not None else [None] * k_seeds
-    results = [SeedResult(FitResult(train_time_s=0.0)) for _ in range(k_seeds)]
+    results = [FitResult(train_time_s=0.0) for _ in range(k_seeds)]
     for r, val in zip(results, vals):
         if val is not None:
-            r.fit.history["val_acc"] = []
+            r.history["val_acc"] = []
     scheduler = lr_scheduler(optimizer, settings, settings.epochs * math.ceil(len(trains[0]) / settings.batch_size))
-    batches = StackedPairs(trains, augment)
+    # the seeds' training pairs on a seed axis (the seeds share one config, so one size): one gather
+    # per tensor builds a step's [K, B, ...] mini-batch (3 kernels instead of 3K + 3 on a GPU)
+    xs, ys, ds = (torch.stack([getattr(p, name) for p in trains]) for name in ("x", "target", "digits"))
+    seeds = torch.arange(k_seeds, device=xs.device)[:, None]
     stacked.train()
     synchronize(device)
     started, paused = time.perf_counter(), 0.0
@@ -156,12 +132,14 @@ def fit_stacked(
         seen = 0
         orders = [batch_order(len(t), settings, g, device) for t, g in zip(trains, generators)]
         for batch in zip(*orders):
-            x, y, d = batches.batch(batch)
+            idx = torch.stack(list(batch))
+            x, y, d = xs[seeds, idx], ys[seeds, idx], ds[seeds, idx]
+            if any(aug is not None for aug in augment):  # each seed augments its own slice, from its own stream
+                parts = [aug(x[k], d[k]) if aug is not None else (x[k], y[k], d[k]) for k, aug in enumerate(augment)]
+                x, y, d = (torch.stack(part) for part in zip(*parts))
             with autocast(device, settings):
                 loss, main, logits = stacked.losses(x, y, d, settings.label_smoothing)
-            optimizer.zero_grad(set_to_none=settings.zero_grad == "none")
-            loss.sum().backward()
-            optimizer.step()
+            step(optimizer, loss.sum(), settings.zero_grad)
             if scheduler is not None:
                 scheduler.step()
             loss_sum += main.detach() * y.shape[1]
@@ -180,20 +158,20 @@ def fit_stacked(
                 model = stacked.unstack(k)
                 if vals[k] is not None:
                     row["val_acc"], _ = evaluate(model, vals[k])  # part of training, as in engine.fit
-                    if row["val_acc"] > max(r.fit.history["val_acc"], default=-1.0):
-                        r.fit.best_epoch = epoch + 1
+                    if row["val_acc"] > max(r.history["val_acc"], default=-1.0):
+                        r.best_epoch = epoch + 1
                 if due:
                     synchronize(device)
                     pause = time.perf_counter()
                     row["test_acc"], _ = evaluate(model, tests[k])
                     synchronize(device)
                     paused += time.perf_counter() - pause
-            append_epoch(r.fit.history, row, due)
+            append_epoch(r.history, row, due)
             if on_epoch is not None:
                 on_epoch(k, epoch + 1, row)
     synchronize(device)
     per_seed = (time.perf_counter() - started - paused) / k_seeds
     for k, r in enumerate(results):
-        r.fit.train_time_s = per_seed
+        r.train_time_s = per_seed
         stacked.unstack(k)
     return results
