@@ -138,13 +138,9 @@ def settings(cfg: DictConfig | dict[str, Any], config: dict[str, Any]) -> Checke
         fail("device", "cuda", "cuda needs a visible CUDA GPU and this machine has none; use device=cpu or device=auto")
     if device.vectorize > 1:
         for f in documented(TrainSettings):
-            needed = f.metadata["vectorized"]
-            if needed is not None and getattr(train, f.name) != needed:
-                fail(
-                    train.dotted(f.name),
-                    getattr(train, f.name),
-                    f"with device.vectorize > 1 only {needed!r} (seeds trained at once)",
-                )
+            needed, value = f.metadata["vectorized"], getattr(train, f.name)
+            if needed is not None and value != needed:
+                fail(train.dotted(f.name), value, f"with device.vectorize > 1 only {needed!r} (seeds trained at once)")
     return Checked(config, run, data, train, device, augment, tracking)
 
 
