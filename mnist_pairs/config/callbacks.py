@@ -44,19 +44,11 @@ class CheckBeforeRun(Callback):
             sys.exit(f"error: {one_line(error)} (while checking the config, before any run folder)")
 
 
-def check_launcher(cfg: DictConfig) -> None:
-    """A sweep's launcher finds what it needs on this machine: SLURM's launchers submit with srun."""
-    target = str(OmegaConf.select(cfg, "hydra.launcher._target_", default=""))
-    if target.endswith("SlurmLauncher") and shutil.which("srun") is None:
-        choice = OmegaConf.select(cfg, "hydra.runtime.choices.launcher", default=None) or "slurm"
-        raise ConfigError(f"launcher={choice} needs SLURM's srun on PATH; none found here")
-
-
 def check_command_line(argv: list[str], config_name: str = "config") -> None:
     """The ``hydra`` node of the command line's composition through the allowlist
-    (targets.check_hydra_node), and a sweep's launcher through ``check_launcher``, before Hydra
-    composes it for the run. Composes once more (~0.1 s) with Hydra's own loader and search path;
-    exits with one line."""
+    (targets.check_hydra_node), and a sweep's launcher (SLURM's submit with srun: it must be on
+    PATH), before Hydra composes it for the run. Composes once more (~0.1 s) with Hydra's own
+    loader and search path; exits with one line."""
     from hydra._internal.config_loader_impl import ConfigLoaderImpl
     from hydra._internal.utils import create_config_search_path, get_args_parser
     from hydra.types import RunMode
@@ -81,7 +73,10 @@ def check_command_line(argv: list[str], config_name: str = "config") -> None:
     try:
         check_hydra_node(cfg.hydra)
         if args.multirun or OmegaConf.select(cfg, "hydra.mode") == RunMode.MULTIRUN:
-            check_launcher(cfg)
+            launcher = str(OmegaConf.select(cfg, "hydra.launcher._target_", default=""))
+            if launcher.endswith("SlurmLauncher") and shutil.which("srun") is None:
+                choice = OmegaConf.select(cfg, "hydra.runtime.choices.launcher", default=None) or "slurm"
+                raise ConfigError(f"launcher={choice} needs SLURM's srun on PATH; none found here")
     except ConfigError as error:
         sys.exit(f"error: {error}")
     finally:

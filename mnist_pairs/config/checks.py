@@ -11,14 +11,14 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
+import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from mnist_pairs.config import folders
 from mnist_pairs.config.schema import (
-    ANY,
     PLAIN_NAME,
     AdamSettings,
     AugmentSettings,
@@ -27,14 +27,14 @@ from mnist_pairs.config.schema import (
     DeviceSettings,
     MlflowSettings,
     RunSettings,
-    SettingError,
     SgdSettings,
     TrackingSettings,
     TrainSettings,
     documented,
-    environment_keys,
+    fail,
     first_line,
     is_number,
+    key_table,
 )
 from mnist_pairs.config.targets import check_hydra_node, check_targets, walk
 from mnist_pairs.results.records import setting
@@ -42,10 +42,7 @@ from mnist_pairs.results.records import setting
 STAGES = ("schema", "targets", "dryrun", "data", "folder")
 NAMED_LABELS = ("model.name", "activation.name")  # labels of YAML groups that name run folders
 ENVIRONMENT_READ = re.compile(r"\$\{\s*oc\.env\s*:")
-
-
-def fail(key: str, value: Any, allowed: str) -> NoReturn:
-    raise SettingError(key, value, allowed)
+MLFLOW_MISSING = "MLflow is not installed: pip install -e '.[tracking]' (make venv installs it), or tracking=none"
 
 
 @dataclass(frozen=True)
@@ -104,7 +101,7 @@ def seeds_per_job(device: DeviceSettings) -> int:
 
 def settings(cfg: DictConfig | dict[str, Any], config: dict[str, Any]) -> Checked:
     """The schema stage: the typed settings of ``config`` (``cfg`` as written, for the
-    environment rule), and the rules that read several keys at once."""
+    environment rule), and the rules that read several keys at once (or the machine)."""
     if isinstance(cfg, DictConfig):
         check_environment_reads(cfg)
     for key in NAMED_LABELS:
@@ -117,30 +114,15 @@ def settings(cfg: DictConfig | dict[str, Any], config: dict[str, Any]) -> Checke
         augment = AugmentSettings.from_mapping(config.get("augment", {}))  # records: their defaults
         sgd = isinstance(config["optimizer"], dict) and config["optimizer"].get("_target_") == "torch.optim.SGD"
         (SgdSettings if sgd else AdamSettings).from_mapping(config["optimizer"])
-        tracking = tracking_settings(config.get("tracking", {"backend": "none"}), run.experiment_name)
+        tracking_values = config.get("tracking", {"backend": "none"})  # MLflow's keys only with backend mlflow
+        if not (isinstance(tracking_values, dict) and tracking_values.get("backend") == "mlflow"):
+            tracking = TrackingSettings.from_mapping(tracking_values)
+        elif importlib.util.find_spec("mlflow") is None:
+            fail("tracking", "mlflow", MLFLOW_MISSING)
+        else:
+            tracking = MlflowSettings.from_mapping(tracking_values, experiment=run.experiment_name)
     except KeyError as missing:
         fail(str(missing.args[0]), None, "a key every config has (conf/config.yaml composes it)")
-    checked = Checked(config, run, data, train, device, augment, tracking)
-    check_together(config, checked)
-    return checked
-
-
-def tracking_settings(values: Any, experiment_name: str) -> TrackingSettings:
-    """The tracking group's settings (MLflow's keys only with backend mlflow, which must be installed)."""
-    if not (isinstance(values, dict) and values.get("backend") == "mlflow"):
-        return TrackingSettings.from_mapping(values)
-    if importlib.util.find_spec("mlflow") is None:
-        fail(
-            "tracking",
-            "mlflow",
-            "MLflow is not installed: pip install -e '.[tracking]' (make venv installs it), or tracking=none",
-        )
-    return MlflowSettings.from_mapping(values, experiment=experiment_name)
-
-
-def check_together(config: dict[str, Any], checked: Checked) -> None:
-    """The rules that read several keys (or the machine)."""
-    data, train, device = checked.data, checked.train, checked.device
     if data.n_test == 0 and train.eval_every_epoch:
         fail("train.eval_every_epoch", True, "false with data.n_test=0 (there are no test pairs to evaluate)")
     if train.early_stop_patience > 0 and data.n_val == 0:
@@ -152,24 +134,14 @@ def check_together(config: dict[str, Any], checked: Checked) -> None:
     aux = setting(config, "model.aux_weight", 0.0)
     if not is_number(aux) or aux < 0:
         fail("model.aux_weight", aux, "a finite number >= 0")
-    if device.type == "cuda":
-        import torch
-
-        if not torch.cuda.is_available():
-            fail(
-                "device",
-                "cuda",
-                "cuda needs a visible CUDA GPU and this machine has none; use device=cpu or device=auto",
-            )
+    if device.type == "cuda" and not torch.cuda.is_available():
+        fail("device", "cuda", "cuda needs a visible CUDA GPU and this machine has none; use device=cpu or device=auto")
     if device.vectorize > 1:
         for f in documented(TrainSettings):
-            needed = f.metadata["vectorized"]
-            if needed is not ANY and getattr(train, f.name) != needed:
-                fail(
-                    train.dotted(f.name),
-                    getattr(train, f.name),
-                    f"with device.vectorize > 1 only {needed!r} (seeds trained at once)",
-                )
+            needed, value = f.metadata["vectorized"], getattr(train, f.name)
+            if needed is not None and value != needed:
+                fail(train.dotted(f.name), value, f"with device.vectorize > 1 only {needed!r} (seeds trained at once)")
+    return Checked(config, run, data, train, device, augment, tracking)
 
 
 def task_config(cfg: DictConfig) -> dict[str, Any]:
@@ -186,12 +158,8 @@ def task_config(cfg: DictConfig) -> dict[str, Any]:
             out[str(key)] = OmegaConf.to_container(value, resolve=True) if plain else value
         except OmegaConfBaseException as error:
             where = getattr(error, "full_key", None) or str(key)
-            reason = first_line(error)
-            fail(
-                where,
-                dict(walk(OmegaConf.to_container(cfg, resolve=False))).get(where),
-                f"it cannot be resolved ({reason})",
-            )
+            written = dict(walk(OmegaConf.to_container(cfg, resolve=False))).get(where)
+            fail(where, written, f"it cannot be resolved ({first_line(error)})")
     return out
 
 
@@ -199,7 +167,7 @@ def check_environment_reads(cfg: DictConfig) -> None:
     """``${oc.env:...}`` only in the keys the schema lets read the environment (as written,
     escaped or not): anywhere else a shared YAML would carry the environment into folder names and
     records. A value that resolves to an interpolation is refused by the targets stage."""
-    allowed = environment_keys()
+    allowed = [row["key"] for row in key_table() if row["type"].startswith("path")]  # the folders
     as_written = {k: v for k, v in OmegaConf.to_container(cfg, resolve=False).items() if k != "hydra"}
     for key, value in walk(as_written):
         if isinstance(value, str) and ENVIRONMENT_READ.search(value) and key not in allowed:

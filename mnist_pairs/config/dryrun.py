@@ -29,15 +29,11 @@ STATE_COPIES = 4  # weights, gradients and Adam's two moments, fp32: the least a
 MAX_MODULES = 2_000  # layers a model may have (the largest of conf/model has 60): a bound on building time
 
 
-class TooLarge(Exception):
-    """Raised while a model is built past the memory or MAX_MODULES (``model.blocks=10**12`` would
-    otherwise build for ever, even on meta)."""
-
-
 @contextlib.contextmanager
 def bounded_building(memory: int, seeds_at_once: int) -> Iterator[None]:
-    """While a model is built: TooLarge once it registers more than MAX_MODULES layers or more
-    parameters than ``memory`` holds (with gradients and optimizer state)."""
+    """While a model is built: RuntimeError once it registers more than MAX_MODULES layers or more
+    parameters than ``memory`` holds (with gradients and optimizer state); ``model.blocks=10**12``
+    would otherwise build for ever, even on meta."""
     from torch.nn.modules import module as registry
 
     counts = {"modules": 0, "params": 0}
@@ -45,14 +41,14 @@ def bounded_building(memory: int, seeds_at_once: int) -> Iterator[None]:
     def on_module(*_: Any) -> None:
         counts["modules"] += 1
         if counts["modules"] > MAX_MODULES:
-            raise TooLarge(f"it has more than {MAX_MODULES:,} layers (modules)")
+            raise RuntimeError(f"it has more than {MAX_MODULES:,} layers (modules)")
 
     def on_parameter(_module: Any, _name: str, param: torch.Tensor | None) -> None:
         counts["params"] += 0 if param is None else param.numel()
         need = counts["params"] * 4 * STATE_COPIES * seeds_at_once
         if need > memory:
             at_once = f"device.vectorize={seeds_at_once} seeds at once" if seeds_at_once > 1 else "one seed"
-            raise TooLarge(
+            raise RuntimeError(
                 f"its parameters need more than {need / 1e9:,.1f} GB with their gradients and the optimizer's state "
                 f"({at_once}), and this machine has {memory / 1e9:,.1f} GB"
             )

@@ -12,7 +12,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from mnist_pairs.config.schema import MAX_NAME, ConfigError, SettingError, first_line, shown
+from mnist_pairs.config.schema import MAX_NAME, ConfigError, fail, first_line, shown
 
 
 def unwritable(folder: Path) -> str | None:
@@ -89,7 +89,7 @@ def check_data_folder(root: str, download: bool, cache_dir: str | None) -> None:
     if why:
         in_cache = raw.parents[1] != source.resolve()
         key, value = ("data.cache_dir", cache_dir) if in_cache else ("data.root", root)
-        raise SettingError(key, value, f"MNIST is unpacked or downloaded into {raw}, and {why}")
+        fail(key, value, f"MNIST is unpacked or downloaded into {raw}, and {why}")
 
 
 def check_data(config: dict[str, Any]) -> None:
@@ -101,7 +101,7 @@ def check_data(config: dict[str, Any]) -> None:
     for split in ("train", "test"):
         n = data[f"n_{split}"]
         if 2 * n > sizes[split]:
-            raise SettingError(
+            fail(
                 f"data.n_{split}",
                 n,
                 f"{n} pairs need {2 * n} distinct images and the {split} split in {data['root']} has {sizes[split]}",
@@ -134,7 +134,7 @@ def check_run_folder(config: dict[str, Any], run_dir: Path, folder_key: str, see
     if why:
         root = Path(str(config["output_root"])).expanduser().absolute()
         if run_dir.absolute().is_relative_to(root):
-            raise SettingError("output_root", config["output_root"], f"a folder that can be made and written: {why}")
+            fail("output_root", config["output_root"], f"a folder that can be made and written: {why}")
         raise ConfigError(
             f"{folder_key}={shown(str(run_dir), 120)} is not allowed: {why} (the folder is made of output_root, "
             "experiment_name, the model, activation, overridden values and seed)"

@@ -10,7 +10,7 @@ import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NoReturn
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
@@ -31,12 +31,9 @@ class ConfigError(ValueError):
     """A configuration that is not allowed, in one line naming the key, the value and what is allowed."""
 
 
-class SettingError(ConfigError):
-    """A value that is not allowed: ``key``, ``value`` and what is ``allowed``."""
-
-    def __init__(self, key: str, value: Any, allowed: str) -> None:
-        super().__init__(f"{key}={shown(value)} is not allowed: {allowed}")
-        self.key, self.value, self.allowed = key, value, allowed
+def fail(key: str, value: Any, allowed: str) -> NoReturn:
+    """A value that is not allowed: ConfigError naming ``key``, ``value`` and what is ``allowed``."""
+    raise ConfigError(f"{key}={shown(value)} is not allowed: {allowed}") from None
 
 
 def shown(value: Any, limit: int = 200) -> str:
@@ -92,10 +89,8 @@ def integer(low: int, high: int | None = None, allowed: str | None = None) -> Ru
 
 
 def number(low: float, high: float, high_open: bool = False) -> Rule:
-    def test(v: Any) -> bool:
-        return is_number(v) and low <= v and (v < high if high_open else v <= high)
-
-    return Rule(test, f"a number from {low} to {high}{' (excluded)' if high_open else ''}", "float")
+    words = f"a number from {low} to {high}{' (excluded)' if high_open else ''}"
+    return Rule(lambda v: is_number(v) and low <= v and (v < high if high_open else v <= high), words, "float")
 
 
 def one_of(*choices: str, hint: str = "") -> Rule:
@@ -119,14 +114,11 @@ PLAIN_NAME = Rule(
 )
 
 
-ANY = object()  # key(vectorized=ANY): device.vectorize trains every value of the key
-
-
-def key(default: Any, doc: str, rule: Rule, identity: bool = True, vectorized: Any = ANY) -> Any:
+def key(default: Any, doc: str, rule: Rule, identity: bool = True, vectorized: Any = None) -> Any:
     """A field of a settings class. ``identity`` False: the key never changes results (left out of
     a run's identity hash and folder name), as no folder (a path on this machine) and no key of a
     group that is not ``identity`` (device, tracking) does. ``vectorized``: the one value seeds
-    trained at once (``device.vectorize`` > 1) support, where they do not support all."""
+    trained at once (``device.vectorize`` > 1) support, where they do not support all (None: all)."""
     identity = identity and not rule.kind.startswith("path")
     return field(default=default, metadata={"doc": doc, "rule": rule, "identity": identity, "vectorized": vectorized})
 
@@ -142,7 +134,7 @@ class Settings:
         for f in documented(type(self)):
             value = getattr(self, f.name)
             if not f.metadata["rule"].test(value):
-                raise SettingError(self.dotted(f.name), value, f.metadata["rule"].allowed)
+                fail(self.dotted(f.name), value, f.metadata["rule"].allowed)
 
     @classmethod
     def dotted(cls, name: str) -> str:
@@ -151,15 +143,13 @@ class Settings:
     @classmethod
     def from_mapping(cls, values: Any, **defaults: Any) -> Any:
         """The typed settings of a group's resolved values; ``defaults`` stand in for absent keys.
-        A key the schema does not know is a SettingError, unless the group is ``open``."""
+        A key the schema does not know is refused, unless the group is ``open``."""
         known = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
         if not isinstance(values, dict):
-            raise SettingError(cls.group, values, f"a group of keys ({', '.join(sorted(known))})")
+            fail(cls.group, values, f"a group of keys ({', '.join(sorted(known))})")
         unknown = [k for k in values if k not in known]
         if unknown and not cls.open:
-            raise SettingError(
-                cls.dotted(str(unknown[0])), values[unknown[0]], f"{cls.group} has keys {', '.join(sorted(known))}"
-            )
+            fail(cls.dotted(str(unknown[0])), values[unknown[0]], f"{cls.group} has keys {', '.join(sorted(known))}")
         return cls(**{**defaults, **{k: v for k, v in values.items() if k in known}})
 
 
@@ -213,7 +203,7 @@ class DataSettings(Settings):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.n_val > self.n_train - 1:
-            raise SettingError("data.n_val", self.n_val, f"an integer from 0 to data.n_train - 1 = {self.n_train - 1}")
+            fail("data.n_val", self.n_val, f"an integer from 0 to data.n_train - 1 = {self.n_train - 1}")
 
 
 @dataclass(frozen=True)
@@ -405,31 +395,19 @@ def non_identity_keys() -> tuple[str, ...]:
     """Keys that never change a run's results (left out of its identity hash): each key so
     declared, by the group's name when every key of its group is."""
     rows = key_table()
-    out = []
-    for row in rows:
-        group = row["key"].split(".")[0] if "." in row["key"] else None
-        if group and not any(r["identity"] for r in rows if r["key"].startswith(f"{group}.")):
-            out.append(group)
-        elif not row["identity"]:
-            out.append(row["key"])
-    return tuple(dict.fromkeys(out))
-
-
-def environment_keys() -> tuple[str, ...]:
-    """Keys that may read the environment (``${oc.env:...}``): the folders, paths on this machine."""
-    return tuple(row["key"] for row in key_table() if row["type"].startswith("path"))
+    mixed = {r["key"].partition(".")[0] for r in rows if r["identity"]}  # groups with an identity key
+    keys = [r["key"] for r in rows if not r["identity"]]
+    return tuple(dict.fromkeys(k if k.partition(".")[0] in mixed else k.partition(".")[0] for k in keys))
 
 
 def folder_exclude_keys() -> list[str]:
     """The keys Hydra leaves out of a run folder's name (``hydra.job.config.override_dirname``):
     those already in its path, the execution groups, and every key outside a run's identity,
     each key of a non-identity group by name too (``device.threads=1`` names itself)."""
-    out = list(IN_FOLDER_PATH)
-    for name in non_identity_keys():
-        out.append(name)
-        if "." not in name:
-            out += [r["key"] for r in key_table() if r["key"].startswith(f"{name}.")]
-    return list(dict.fromkeys([*out, *EXECUTION_GROUPS]))
+    groups = non_identity_keys()
+    keys = [r["key"] for r in key_table() if not r["identity"]]
+    named = [n for k in keys for n in (k.partition(".")[0], k) if n == k or n in groups]
+    return list(dict.fromkeys([*IN_FOLDER_PATH, *named, *EXECUTION_GROUPS]))
 
 
 def run_subdir(model: str, activation: str, seed: Any, variant: str = "") -> str:

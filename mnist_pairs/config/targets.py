@@ -12,13 +12,13 @@ import types
 import typing
 from collections.abc import Callable, Iterator
 from types import ModuleType
-from typing import Any
+from typing import Any, NoReturn
 
 import torch
 from omegaconf import DictConfig, ListConfig
 from omegaconf.errors import OmegaConfBaseException
 
-from mnist_pairs.config.schema import BOOL, Rule, SettingError, is_int, is_number, one_of
+from mnist_pairs.config.schema import BOOL, Rule, fail, is_int, is_number, one_of
 
 ALLOWED_PACKAGES = ("mnist_pairs", "torch.nn", "torch.optim")
 ALLOWED = (
@@ -28,7 +28,7 @@ ALLOWED = (
 
 
 class _Refused(Exception):
-    """Why ``check_target`` refuses a dotted name (SettingError adds the key)."""
+    """Why ``_walk`` refuses a dotted name (``_located`` adds the key)."""
 
 
 def _walk(path: str) -> Any:
@@ -54,31 +54,31 @@ def _walk(path: str) -> Any:
     return obj
 
 
-def _located(name: Any, packages: tuple[str, ...], fits: Callable[[type], bool], unfit: str = "") -> type:
-    """The class the dotted ``name`` names when it lies in ``packages`` and ``fits``, else _Refused
-    saying why. Nothing outside ``packages`` is imported."""
+def _located(
+    key: str, name: Any, allowed: str, packages: tuple[str, ...], fits: Callable[[type], bool], unfit: str = ""
+) -> type:
+    """The class the dotted ``name`` (the value of ``key``) names when it lies in ``packages`` and
+    ``fits``, else a ConfigError saying it is not ``allowed`` and why. Nothing outside ``packages``
+    is imported."""
+
+    def refuse(why: object) -> NoReturn:
+        fail(key, name, f"{allowed}; {why}")
+
     if not isinstance(name, str):
-        raise _Refused("it must be a dotted name (a string)")
+        refuse("it must be a dotted name (a string)")
     if not _inside(name, packages):
-        raise _Refused(f"it is outside {', '.join(packages)}")
+        refuse(f"it is outside {', '.join(packages)}")
     try:
         obj = _walk(name)
     except ImportError:
-        raise _Refused(f"there is no {name}") from None
+        refuse(f"there is no {name}")
+    except _Refused as why:
+        refuse(why)
     if not isinstance(obj, type) or not fits(obj):
         module = getattr(obj, "__module__", None)
-        name = getattr(obj, "__qualname__", None) or type(obj).__name__
-        raise _Refused(f"it is {type(obj).__name__} {module + '.' if module else ''}{name}{unfit}")
+        qualname = getattr(obj, "__qualname__", None) or type(obj).__name__
+        refuse(f"it is {type(obj).__name__} {module + '.' if module else ''}{qualname}{unfit}")
     return obj
-
-
-def check_target(name: Any) -> type:
-    """The Module or Optimizer class ``name`` names, defined in ALLOWED_PACKAGES; else _Refused."""
-
-    def fits(obj: type) -> bool:
-        return issubclass(obj, (torch.nn.Module, torch.optim.Optimizer)) and _inside(obj.__module__, ALLOWED_PACKAGES)
-
-    return _located(name, ALLOWED_PACKAGES, fits, ", not a Module or Optimizer class defined there")
 
 
 def _inside(name: str, packages: tuple[str, ...]) -> bool:
@@ -106,22 +106,22 @@ def targets(node: Any, path: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
 def check_targets(config: dict[str, Any]) -> None:
     """No string of the resolved ``config`` (keys included) holds an interpolation (Hydra's
     instantiate would resolve it a second time, past every check), every ``_target_`` names an
-    allowed class, and every argument of its node fits that class's constructor. SettingError on
+    allowed class, and every argument of its node fits that class's constructor. ConfigError on
     the first that does not; all targets are checked before any argument."""
     for path, node in walk(config):
         keys = [(f"{path}.{k}" if path else str(k), k) for k in node] if isinstance(node, dict) else []
         for where, text in [(path, node), *keys]:
             if isinstance(text, str) and "${" in text:
-                raise SettingError(
-                    where, text, "a value without ${...}: it would be resolved a second time when the model is built"
-                )
+                fail(where, text, "a value without ${...}: it would be resolved a second time when the model is built")
+
+    def fits(obj: type) -> bool:  # a Module or Optimizer class defined in ALLOWED_PACKAGES
+        return issubclass(obj, (torch.nn.Module, torch.optim.Optimizer)) and _inside(obj.__module__, ALLOWED_PACKAGES)
+
+    unfit = ", not a Module or Optimizer class defined there"
     classes = []
     for path, node in targets(config):
-        try:
-            classes.append((check_target(node["_target_"]), node, path))
-        except _Refused as why:
-            key = f"{path}._target_" if path else "_target_"
-            raise SettingError(key, node["_target_"], f"{ALLOWED}; {why}") from None
+        key = f"{path}._target_" if path else "_target_"
+        classes.append((_located(key, node["_target_"], ALLOWED, ALLOWED_PACKAGES, fits, unfit), node, path))
     for cls, node, path in classes:
         _check_arguments(cls, node, path)
 
@@ -140,14 +140,14 @@ def _check_arguments(cls: type, node: dict[str, Any], path: str) -> None:
     for name, value in node.items():
         key, rule = f"{path}.{name}", INSTANTIATE_KEYS.get(name)
         if rule is not None and not rule.test(value):
-            raise SettingError(key, value, rule.allowed)
+            fail(key, value, rule.allowed)
         if rule is not None or key == "model.name":
             continue
         if name not in params and not takes_any:
             takes = ", ".join(n for n, p in params.items() if p.kind is not inspect.Parameter.VAR_POSITIONAL)
-            raise SettingError(key, value, f"{cls.__name__} takes no argument {name!r}; it takes {takes}")
+            fail(key, value, f"{cls.__name__} takes no argument {name!r}; it takes {takes}")
         if name in params and name in hints and not _matches(value, hints[name]):
-            raise SettingError(key, value, f"{_describe(hints[name])} ({cls.__name__}'s {name})")
+            fail(key, value, f"{_describe(hints[name])} ({cls.__name__}'s {name})")
 
 
 # Hydra's own keys of a node it instantiates: what each may hold.
@@ -223,16 +223,13 @@ def check_hydra_node(hydra: DictConfig) -> None:
     """Every ``_target_`` in the ``hydra`` node (callbacks, launcher, sweeper and what they nest)
     names a class of Hydra, of a Hydra plugin, a callback of ours or an Optuna sampler, and every
     ``class`` or ``()`` of the logging configs a logging class: Hydra instantiates these itself, as
-    it composes (logging) and right after (callbacks), before any check of a run. SettingError on
+    it composes (logging) and right after (callbacks), before any check of a run. ConfigError on
     the first that does not; nothing outside the checked names is imported."""
     for path, name, value in _hydra_leaves(hydra, "hydra"):
         logging = name in LOGGING_KEYS and path.split(".")[1] in ("job_logging", "hydra_logging")
         if name == "_target_" or logging:
             allowed, fits = (LOGGING_ALLOWED, _logging_class) if logging else (HYDRA_ALLOWED, _hydra_class)
-            try:
-                _located(value, HYDRA_PACKAGES, fits)
-            except _Refused as why:
-                raise SettingError(path, value, f"{allowed}; {why}") from None
+            _located(path, value, allowed, HYDRA_PACKAGES, fits)
 
 
 def _hydra_leaves(node: Any, path: str) -> Iterator[tuple[str, str, Any]]:
