@@ -56,11 +56,8 @@ from mnist_pairs.results.records import setting
 
 __all__ = ["MIN_SEEDS", "Question", "compare_cells", "findings", "pairwise", "planned", "ranking"]
 
-DATA_KEYS = (
-    "data.n_train",
-    "data.n_test",
-    "data.n_val",
-)  # with the seed, what fixes a run's pairs (records without test_pairs)
+# with the seed, what fixes a run's pairs (records without test_pairs)
+DATA_KEYS = ("data.n_train", "data.n_test", "data.n_val")
 MCNEMAR = "p_mcnemar_ignores_training_var"  # pooled test pairs: blind to the seed-to-seed variance of training
 FAMILIES = {
     "p_t": "p_t_holm",
@@ -224,10 +221,6 @@ def compare_cells(
     row.update(discordant(a, b, seeds, data))
     row.update(variance_split(row))
     return row
-
-
-def seeds_text(n: float) -> str:
-    return f"more than {MAX_SEEDS}" if math.isinf(n) else f"~{n:.0f}"
 
 
 def verdict(row: pd.Series) -> str:
@@ -469,14 +462,12 @@ def cd_matrix(ranks: pd.Series, p: pd.DataFrame) -> pd.DataFrame:
     passes over a cell a test separates from one of its members; cells not separated but with a
     separated cell between them are left unjoined (``not_separated_from`` in ranking.csv says so)."""
     cells = list(ranks.sort_values().index)
-    out = pd.DataFrame(0.0, index=cells, columns=cells)
+    out = pd.DataFrame(np.eye(len(cells)), index=cells, columns=cells)
     for i, j in combinations(cells, 2):
         low, high = sorted((ranks[i], ranks[j]))
         span = [c for c in cells if low <= ranks[c] <= high]
         if all(p.loc[x, y] >= ALPHA for x, y in combinations(span, 2)):
             out.loc[i, j] = out.loc[j, i] = 1.0
-    for c in cells:
-        out.loc[c, c] = 1.0
     return out
 
 
