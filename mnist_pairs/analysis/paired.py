@@ -297,9 +297,7 @@ def corrected(table: pd.DataFrame, family: str) -> pd.DataFrame:
     row was tested."""
     if table.empty:
         return table
-    for column in TESTED_COLUMNS:
-        if column not in table:
-            table[column] = math.nan
+    table = table.assign(**{column: math.nan for column in TESTED_COLUMNS if column not in table})
     for raw, adjusted in FAMILIES.items():
         if raw not in table:
             table[raw] = math.nan
@@ -341,20 +339,18 @@ def unknown_cells(questions: list[Question], cells: list[str]) -> str:
     return f"error: no cell {', '.join(map(repr, unknown))} in this folder; the cells are: {', '.join(cells)}"
 
 
+def asked(data: Collected, questions: list[tuple[str, str, str, float]], family: str) -> pd.DataFrame:
+    """One family of named questions, each (question, cell a, cell b, margin): Holm over those tested."""
+    scores = cell_scores(data.runs)
+    rows = [{"question": q, **compare_cells(a, b, scores, data, m)} for q, a, b, m in questions]
+    return corrected(pd.DataFrame(rows), family)
+
+
 def planned(data: Collected, questions: list[Question], margin: float = MARGIN) -> pd.DataFrame:
     """The comparisons the user planned, each with its own margin where given: their own family
     (Holm over the planned comparisons tested)."""
-    if not questions:
-        return pd.DataFrame()
-    scores = cell_scores(data.runs)
-    rows = [
-        {
-            "question": q.text or f"{q.a} vs {q.b}",
-            **compare_cells(q.a, q.b, scores, data, margin if q.margin is None else q.margin),
-        }
-        for q in questions
-    ]
-    return corrected(pd.DataFrame(rows), "planned")
+    named = [(q.text or f"{q.a} vs {q.b}", q.a, q.b, margin if q.margin is None else q.margin) for q in questions]
+    return asked(data, named, "planned")
 
 
 def compare_variants(data: Collected, summary: pd.DataFrame, margin: float = MARGIN) -> pd.DataFrame:
@@ -518,11 +514,7 @@ def finding_pairs(summary: pd.DataFrame, configs: dict[str, dict[str, Any]]) -> 
 
 def findings(data: Collected, summary: pd.DataFrame, margin: float = MARGIN) -> pd.DataFrame:
     """The report's questions answered: each a paired comparison of two cells, Holm over the findings."""
-    scores = cell_scores(data.runs)
-    rows = [
-        {"question": q, **compare_cells(a, b, scores, data, margin)} for q, a, b in finding_pairs(summary, data.configs)
-    ]
-    return corrected(pd.DataFrame(rows), "report")
+    return asked(data, [(q, a, b, margin) for q, a, b in finding_pairs(summary, data.configs)], "report")
 
 
 def differing_counts(table: pd.DataFrame) -> dict[str, int]:
