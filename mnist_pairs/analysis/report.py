@@ -195,21 +195,15 @@ def findings_section(a: Analysis) -> list[str]:
     return lines
 
 
-def with_code(summary: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
-    """``summary`` with a ``code`` column: per cell, the code labels of its runs (collect.code_label;
-    a runs table made without them, by hand, gets none)."""
-    if "code" not in runs:
-        return summary
-    codes = runs.groupby("cell")["code"].agg(lambda v: ", ".join(sorted(set(v))))
-    return summary.assign(code=summary["cell"].map(codes))
-
-
 def summary_section(a: Analysis) -> list[str]:
     s = a.summary
     drop = [c for c in ("variant", "experiment") if (s[c] == "").all() or s[c].nunique() == 1]
     shown = [*s.columns, "code"]
     if not (s["n_collapsed"] > 0).any():  # no run collapsed: the columns of modes say nothing
         drop += ["collapse_rate", "collapse_rate_low", "collapse_rate_high", "n_trained", "test_acc_mean_trained"]
+    runs = a.data.runs
+    if "code" in runs:  # per cell, the code labels of its runs (collect.code_label; a runs table made by hand has none)
+        s = s.assign(code=s["cell"].map(runs.groupby("cell")["code"].agg(lambda v: ", ".join(sorted(set(v))))))
     return section(
         "Summary",
         "Per cell: records (`n_runs`), finished (`n_ok`), failed, diverged (NaN loss) and collapsed (finished, one "
@@ -221,7 +215,7 @@ def summary_section(a: Analysis) -> list[str]:
         "training wall time of docs/protocol.md. `code`: the commit(s) that produced the cell's runs (`+dirty`: a "
         "modified checkout; `mnist_pairs <version>` outside a git checkout).",
         "",
-        markdown_table(present(with_code(s, a.data.runs).drop(columns=drop + ["model", "activation"]), shown)),
+        markdown_table(present(s.drop(columns=drop + ["model", "activation"]), shown)),
     )
 
 
