@@ -29,11 +29,6 @@ def _save(fig: plt.Figure, path: Path, dpi: int = 120) -> Path:
     return path
 
 
-def _hue_order(runs: pd.DataFrame) -> list[str]:
-    present = list(runs["activation"].unique())
-    return [a for a in ACTIVATION_ORDER if a in present] + sorted(set(present) - set(ACTIVATION_ORDER))
-
-
 def group_label(cell: str, activation: str) -> str:
     """A cell's label without its activation (the activation is the hue), one key per line."""
     return cell.replace(f"/{activation}", "", 1).replace(" ", "\n").replace(",", "\n")
@@ -49,7 +44,8 @@ def with_groups(table: pd.DataFrame, order: list[str]) -> tuple[pd.DataFrame, li
 def accuracy(runs: pd.DataFrame, order: list[str], path: Path) -> Path:
     """Every run's test accuracy (dots) with mean and 1 SD (diamonds), per model and activation."""
     runs, groups = with_groups(runs, order)
-    hue_order = _hue_order(runs)
+    present = list(runs["activation"].unique())
+    hue_order = [a for a in ACTIVATION_ORDER if a in present] + sorted(set(present) - set(ACTIVATION_ORDER))
     fig, ax = plt.subplots(figsize=(max(8, 0.95 * len(groups)), 5.5))
     common = dict(data=runs, x="group", y="test_acc", hue="activation", order=groups, hue_order=hue_order, ax=ax)
     sns.stripplot(**common, dodge=True, alpha=0.45, size=4, jitter=0.2, palette="deep")
