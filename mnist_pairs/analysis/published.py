@@ -218,9 +218,7 @@ def compare_with_published(
         pub_low, pub_high = accuracy_interval(r["test_acc_mean_pub"], r["test_acc_std"], int(r["n_pub"]))
         rows.append(
             {
-                "cell": r["cell"],
-                "model": r["model"],
-                "activation": r["activation"],
+                **{k: r[k] for k in ("cell", "model", "activation")},
                 "pub_activation_actual": r["activation_actual"],
                 "protocol": "; ".join(differs) if differs else "published",
                 "pub_n": int(r["n_pub"]),
@@ -228,11 +226,7 @@ def compare_with_published(
                 "pub_sd": r["test_acc_std"],
                 "pub_ci_low": pub_low,
                 "pub_ci_high": pub_high,
-                "n_runs": r["n_runs"],
-                "n_failed": r["n_failed"],
-                "n_diverged": r["n_diverged"],
-                "n_collapsed": r["n_collapsed"],
-                "n": r["n"],
+                **{k: r[k] for k in ("n_runs", "n_failed", "n_diverged", "n_collapsed", "n")},
                 "mean": r["test_acc_mean"],
                 "sd": r["test_acc_sd"],
                 "ci_low": r["test_acc_ci_low"],
