@@ -20,17 +20,13 @@ CHANCE = 0.55  # always answering class 1 (first <= second) is right on about 55
 BAND = (10, 90)  # the convergence figure's band: percentiles across seeds (positive, so a log axis shows it)
 
 
-def _save(fig: plt.Figure, path: Path) -> Path:
+def _save(fig: plt.Figure, path: Path, dpi: int = 120) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    if fig.get_layout_engine() is None:  # a figure made with layout="constrained" keeps it
+        fig.tight_layout()
+    fig.savefig(path, dpi=dpi)
     plt.close(fig)
     return path
-
-
-def _hue_order(runs: pd.DataFrame) -> list[str]:
-    present = list(runs["activation"].unique())
-    return [a for a in ACTIVATION_ORDER if a in present] + sorted(set(present) - set(ACTIVATION_ORDER))
 
 
 def group_label(cell: str, activation: str) -> str:
@@ -38,15 +34,18 @@ def group_label(cell: str, activation: str) -> str:
     return cell.replace(f"/{activation}", "", 1).replace(" ", "\n").replace(",", "\n")
 
 
-def with_group(table: pd.DataFrame) -> pd.DataFrame:
-    return table.assign(group=[group_label(c, a) for c, a in zip(table["cell"], table["activation"])])
+def with_groups(table: pd.DataFrame, order: list[str]) -> tuple[pd.DataFrame, list[str]]:
+    """``table`` with each cell's ``group`` label, and the groups in the order of ``order``'s cells."""
+    table = table.assign(group=[group_label(c, a) for c, a in zip(table["cell"], table["activation"])])
+    cells = [c for c in order if c in set(table["cell"])]
+    return table, list(dict.fromkeys(table.set_index("cell").loc[cells, "group"]))
 
 
 def accuracy(runs: pd.DataFrame, order: list[str], path: Path) -> Path:
     """Every run's test accuracy (dots) with mean and 1 SD (diamonds), per model and activation."""
-    runs = with_group(runs)
-    groups = list(dict.fromkeys(runs.set_index("cell").loc[[c for c in order if c in set(runs["cell"])], "group"]))
-    hue_order = _hue_order(runs)
+    runs, groups = with_groups(runs, order)
+    present = list(runs["activation"].unique())
+    hue_order = [a for a in ACTIVATION_ORDER if a in present] + sorted(set(present) - set(ACTIVATION_ORDER))
     fig, ax = plt.subplots(figsize=(max(8, 0.95 * len(groups)), 5.5))
     common = dict(data=runs, x="group", y="test_acc", hue="activation", order=groups, hue_order=hue_order, ax=ax)
     sns.stripplot(**common, dodge=True, alpha=0.45, size=4, jitter=0.2, palette="deep")
@@ -70,8 +69,7 @@ def accuracy(runs: pd.DataFrame, order: list[str], path: Path) -> Path:
 
 def training_time(runs: pd.DataFrame, order: list[str], path: Path) -> Path:
     """Training wall time per run (log scale), per model, all activations together."""
-    runs = with_group(runs)
-    groups = list(dict.fromkeys(runs.set_index("cell").loc[[c for c in order if c in set(runs["cell"])], "group"]))
+    runs, groups = with_groups(runs, order)
     fig, ax = plt.subplots(figsize=(max(8, 0.95 * len(groups)), 5))
     sns.boxplot(data=runs, x="group", y="train_time_s", order=groups, color="lightsteelblue", fliersize=0, ax=ax)
     sns.stripplot(data=runs, x="group", y="train_time_s", order=groups, color="black", alpha=0.35, size=3, ax=ax)
@@ -86,10 +84,7 @@ def convergence(history: pd.DataFrame, order: list[str], path: Path) -> Path:
     seeds per cell (ReLU cells when there are any, so that every model is shown with the same
     activation). Percentiles stay positive, so the log axis of the loss shows the whole band."""
     data = history[history["activation"] == "relu"] if (history["activation"] == "relu").any() else history
-    data = with_group(data)
-    groups = list(
-        dict.fromkeys(data.set_index("cell").loc[[c for c in order if c in set(data["cell"])], "group"].tolist())
-    )
+    data, groups = with_groups(data, order)
     palette = dict(zip(groups, sns.color_palette("tab20", len(groups))))
     fig, axes = plt.subplots(1, 2, figsize=(14, 5.5))
     for ax, column, label in ((axes[0], "test_acc", "test accuracy"), (axes[1], "train_loss", "training loss (log)")):
@@ -190,9 +185,8 @@ def error_heatmaps(by_pair: pd.DataFrame, cells: list[str], path: Path, columns:
     top = max(0.05, float(by_pair[by_pair["cell"].isin(cells)]["error_rate"].max()))
     for i, (ax, cell) in enumerate(zip(axes.flat, cells)):
         grid = by_pair[by_pair["cell"] == cell].pivot(index="d1", columns="d2", values="error_rate")
-        ax.imshow(
-            grid.to_numpy(), vmin=0, vmax=top, cmap="rocket_r"
-        )  # seaborn's heatmap draws each cell apart: 10x slower
+        # seaborn's heatmap draws each cell apart: 10x slower
+        ax.imshow(grid.to_numpy(), vmin=0, vmax=top, cmap="rocket_r")
         ax.set_xticks(range(10), grid.columns)
         ax.set_yticks(range(10), grid.index)
         ax.set_title(cell, fontsize=8)
@@ -206,10 +200,7 @@ def error_heatmaps(by_pair: pd.DataFrame, cells: list[str], path: Path, columns:
         plt.cm.ScalarMappable(norm=plt.Normalize(0, top), cmap="rocket_r"), ax=axes, shrink=0.5, label="error rate"
     )
     fig.suptitle("Test error rate by digit pair, test pairs pooled over seeds (equal digits: class 1)")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path, dpi=110)
 
 
 def pairwise_matrix(pairwise: pd.DataFrame, cells: list[str], path: Path) -> Path:
@@ -234,10 +225,7 @@ def pairwise_matrix(pairwise: pd.DataFrame, cells: list[str], path: Path) -> Pat
     ax.set_yticks(range(len(cells)), cells, fontsize=7)
     fig.colorbar(image, ax=ax, shrink=0.6, label="row minus column (points of test accuracy)")
     ax.set_title("Paired differences of every two cells; dot: differs (paired t, Holm)", fontsize=9)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def errors_by_difference(by_diff: pd.DataFrame, cells: list[str], path: Path) -> Path:

@@ -56,11 +56,8 @@ from mnist_pairs.results.records import setting
 
 __all__ = ["MIN_SEEDS", "Question", "compare_cells", "findings", "pairwise", "planned", "ranking"]
 
-DATA_KEYS = (
-    "data.n_train",
-    "data.n_test",
-    "data.n_val",
-)  # with the seed, what fixes a run's pairs (records without test_pairs)
+# with the seed, what fixes a run's pairs (records without test_pairs)
+DATA_KEYS = ("data.n_train", "data.n_test", "data.n_val")
 MCNEMAR = "p_mcnemar_ignores_training_var"  # pooled test pairs: blind to the seed-to-seed variance of training
 FAMILIES = {
     "p_t": "p_t_holm",
@@ -226,10 +223,6 @@ def compare_cells(
     return row
 
 
-def seeds_text(n: float) -> str:
-    return f"more than {MAX_SEEDS}" if math.isinf(n) else f"~{n:.0f}"
-
-
 def verdict(row: pd.Series) -> str:
     """What the paired tests of one row show, in words: the paired t-test decides (Holm over the
     row's family); equivalence needs the paired TOST (Holm) within the row's margin too; an
@@ -304,9 +297,7 @@ def corrected(table: pd.DataFrame, family: str) -> pd.DataFrame:
     row was tested."""
     if table.empty:
         return table
-    for column in TESTED_COLUMNS:
-        if column not in table:
-            table[column] = math.nan
+    table = table.assign(**{column: math.nan for column in TESTED_COLUMNS if column not in table})
     for raw, adjusted in FAMILIES.items():
         if raw not in table:
             table[raw] = math.nan
@@ -348,20 +339,18 @@ def unknown_cells(questions: list[Question], cells: list[str]) -> str:
     return f"error: no cell {', '.join(map(repr, unknown))} in this folder; the cells are: {', '.join(cells)}"
 
 
+def asked(data: Collected, questions: list[tuple[str, str, str, float]], family: str) -> pd.DataFrame:
+    """One family of named questions, each (question, cell a, cell b, margin): Holm over those tested."""
+    scores = cell_scores(data.runs)
+    rows = [{"question": q, **compare_cells(a, b, scores, data, m)} for q, a, b, m in questions]
+    return corrected(pd.DataFrame(rows), family)
+
+
 def planned(data: Collected, questions: list[Question], margin: float = MARGIN) -> pd.DataFrame:
     """The comparisons the user planned, each with its own margin where given: their own family
     (Holm over the planned comparisons tested)."""
-    if not questions:
-        return pd.DataFrame()
-    scores = cell_scores(data.runs)
-    rows = [
-        {
-            "question": q.text or f"{q.a} vs {q.b}",
-            **compare_cells(q.a, q.b, scores, data, margin if q.margin is None else q.margin),
-        }
-        for q in questions
-    ]
-    return corrected(pd.DataFrame(rows), "planned")
+    named = [(q.text or f"{q.a} vs {q.b}", q.a, q.b, margin if q.margin is None else q.margin) for q in questions]
+    return asked(data, named, "planned")
 
 
 def compare_variants(data: Collected, summary: pd.DataFrame, margin: float = MARGIN) -> pd.DataFrame:
@@ -469,14 +458,12 @@ def cd_matrix(ranks: pd.Series, p: pd.DataFrame) -> pd.DataFrame:
     passes over a cell a test separates from one of its members; cells not separated but with a
     separated cell between them are left unjoined (``not_separated_from`` in ranking.csv says so)."""
     cells = list(ranks.sort_values().index)
-    out = pd.DataFrame(0.0, index=cells, columns=cells)
+    out = pd.DataFrame(np.eye(len(cells)), index=cells, columns=cells)
     for i, j in combinations(cells, 2):
         low, high = sorted((ranks[i], ranks[j]))
         span = [c for c in cells if low <= ranks[c] <= high]
         if all(p.loc[x, y] >= ALPHA for x, y in combinations(span, 2)):
             out.loc[i, j] = out.loc[j, i] = 1.0
-    for c in cells:
-        out.loc[c, c] = 1.0
     return out
 
 
@@ -527,11 +514,7 @@ def finding_pairs(summary: pd.DataFrame, configs: dict[str, dict[str, Any]]) -> 
 
 def findings(data: Collected, summary: pd.DataFrame, margin: float = MARGIN) -> pd.DataFrame:
     """The report's questions answered: each a paired comparison of two cells, Holm over the findings."""
-    scores = cell_scores(data.runs)
-    rows = [
-        {"question": q, **compare_cells(a, b, scores, data, margin)} for q, a, b in finding_pairs(summary, data.configs)
-    ]
-    return corrected(pd.DataFrame(rows), "report")
+    return asked(data, [(q, a, b, margin) for q, a, b in finding_pairs(summary, data.configs)], "report")
 
 
 def differing_counts(table: pd.DataFrame) -> dict[str, int]:

@@ -213,15 +213,12 @@ def compare_with_published(
     rows = []
     for _, r in merged.iterrows():
         differs = protocol_differences(configs[r["cell"]], r["model"], source)
-        test = welch(
-            r["test_acc_mean"], r["test_acc_sd"], r["n"], r["test_acc_mean_pub"], r["test_acc_std"], r["n_pub"]
-        )
+        both = (r["test_acc_mean"], r["test_acc_sd"], r["n"], r["test_acc_mean_pub"], r["test_acc_std"], r["n_pub"])
+        test = welch(*both)
         pub_low, pub_high = accuracy_interval(r["test_acc_mean_pub"], r["test_acc_std"], int(r["n_pub"]))
         rows.append(
             {
-                "cell": r["cell"],
-                "model": r["model"],
-                "activation": r["activation"],
+                **{k: r[k] for k in ("cell", "model", "activation")},
                 "pub_activation_actual": r["activation_actual"],
                 "protocol": "; ".join(differs) if differs else "published",
                 "pub_n": int(r["n_pub"]),
@@ -229,25 +226,13 @@ def compare_with_published(
                 "pub_sd": r["test_acc_std"],
                 "pub_ci_low": pub_low,
                 "pub_ci_high": pub_high,
-                "n_runs": r["n_runs"],
-                "n_failed": r["n_failed"],
-                "n_diverged": r["n_diverged"],
-                "n_collapsed": r["n_collapsed"],
-                "n": r["n"],
+                **{k: r[k] for k in ("n_runs", "n_failed", "n_diverged", "n_collapsed", "n")},
                 "mean": r["test_acc_mean"],
                 "sd": r["test_acc_sd"],
                 "ci_low": r["test_acc_ci_low"],
                 "ci_high": r["test_acc_ci_high"],
                 **{k: test[k] for k in ("diff", "diff_ci_low", "diff_ci_high", "p")},
-                "p_tost": tost(
-                    r["test_acc_mean"],
-                    r["test_acc_sd"],
-                    r["n"],
-                    r["test_acc_mean_pub"],
-                    r["test_acc_std"],
-                    r["n_pub"],
-                    margin,
-                ),
+                "p_tost": tost(*both, margin),
                 "pub_time_s": r["time_mean_s_pub"],
                 "time_s": r["time_mean_s"],
             }
@@ -286,42 +271,13 @@ def beyond_table(summary: pd.DataFrame, reference: pd.DataFrame, report_models: 
     if ours.empty:
         return pd.DataFrame()
     rows = [
-        {
-            "source": "ours",
-            "model": r.cell,
-            "n": r.n,
-            "mean": r.test_acc_mean,
-            "sd": r.test_acc_sd,
-            "ci_low": r.test_acc_ci_low,
-            "ci_high": r.test_acc_ci_high,
-        }
+        ("ours", r.cell, r.n, r.test_acc_mean, r.test_acc_sd, r.test_acc_ci_low, r.test_acc_ci_high)
         for r in ours.itertuples()
     ]
     best = reference.loc[reference["test_acc_mean"].idxmax()]
     resnet = reference[(reference["model"] == "resnet") & (reference["activation"] == "relu")]
     for label, row in [("report (published best)", best), *[("report (published)", r) for _, r in resnet.iterrows()]]:
         low, high = accuracy_interval(row["test_acc_mean"], row["test_acc_std"], int(row["n"]))
-        rows.append(
-            {
-                "source": label,
-                "model": row["model"],
-                "n": int(row["n"]),
-                "mean": row["test_acc_mean"],
-                "sd": row["test_acc_std"],
-                "ci_low": low,
-                "ci_high": high,
-            }
-        )
-    for peer in PEERS.itertuples():
-        rows.append(
-            {
-                "source": peer.source,
-                "model": "",
-                "n": peer.n,
-                "mean": peer.mean,
-                "sd": peer.sd,
-                "ci_low": math.nan,
-                "ci_high": math.nan,
-            }
-        )
-    return pd.DataFrame(rows)
+        rows.append((label, row["model"], int(row["n"]), row["test_acc_mean"], row["test_acc_std"], low, high))
+    rows += [(peer.source, "", peer.n, peer.mean, peer.sd, math.nan, math.nan) for peer in PEERS.itertuples()]
+    return pd.DataFrame(rows, columns=["source", "model", "n", "mean", "sd", "ci_low", "ci_high"])

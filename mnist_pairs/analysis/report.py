@@ -59,6 +59,11 @@ def present(df: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     return df[[c for c in columns if c in df and df[c].notna().any()]]
 
 
+def section(title: str, *lines: str) -> list[str]:
+    """A report section: its heading, then ``lines``."""
+    return ["", f"## {title}", "", *lines]
+
+
 def header(a: Analysis) -> list[str]:
     runs = a.data.runs
     status = runs["status"].value_counts()
@@ -143,8 +148,7 @@ def columns_text(a: Analysis) -> str:
         "smallest margin the data show (the largest |bound| of the (1 - 2α') CI, α' = 0.05 / the family's tested rows, "
         f"Holm's strictest step); `mde_pts`: the smallest difference a paired t-test detects at α' with {POWER:.0%} "
         "power on these seeds, from the observed SD of the differences (statsmodels TTestPower); `seeds_needed`: for "
-        "an "
-        "inconclusive row, about how many seeds would decide it at α' and that power (a difference at the observed "
+        "an inconclusive row, about how many seeds would decide it at α' and that power (a difference at the observed "
         "effect, or equivalence within the margin at the observed difference, whichever needs fewer), assuming the SD "
         "stays as observed. `p_a_better`: the share of seeds on which the first cell won, with its Wilson 95% "
         "interval. " + PAIRING
@@ -154,32 +158,28 @@ def columns_text(a: Analysis) -> str:
 def planned_section(a: Analysis) -> list[str]:
     if a.planned.empty:
         return []
-    return [
-        "",
-        "## Your planned comparisons",
-        "",
+    return section(
+        "Your planned comparisons",
         f"The comparisons named before looking (`--compare`, `--questions`): their own family, Holm over the "
         f"{tested(a.planned)} tested of {len(a.planned)}, apart from the report's questions and the exploratory "
         f"every-two-cells table (`tables/findings.csv`, family `{a.planned['family'].iloc[0]}`). " + columns_text(a),
         "",
         markdown_table(present(compared_table(a.planned), COMPARED)),
-    ]
+    )
 
 
 def findings_section(a: Analysis) -> list[str]:
     if a.findings.empty:
         return []
-    lines = [
-        "",
-        "## Findings",
-        "",
+    lines = section(
+        "Findings",
         f"The report's questions, each a paired comparison of two cells: a family stated in advance, Holm over its "
         f"{tested(a.findings)} tested rows of {len(a.findings)} (`pairwise.csv` is the exploratory family of every two "
         "cells, corrected over all its tested pairs, so a pair may read differently there)."
         + ("" if not a.planned.empty else " " + columns_text(a)),
         "",
         markdown_table(present(compared_table(a.findings), COMPARED)),
-    ]
+    )
     counted = a.findings[a.findings["p_t"].notna()]
     if len(counted):
         verdicts = counted["verdict"]
@@ -195,51 +195,38 @@ def findings_section(a: Analysis) -> list[str]:
     return lines
 
 
-def with_code(summary: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
-    """``summary`` with a ``code`` column: per cell, the code labels of its runs (collect.code_label;
-    a runs table made without them, by hand, gets none)."""
-    if "code" not in runs:
-        return summary
-    codes = runs.groupby("cell")["code"].agg(lambda v: ", ".join(sorted(set(v))))
-    return summary.assign(code=summary["cell"].map(codes))
-
-
 def summary_section(a: Analysis) -> list[str]:
     s = a.summary
     drop = [c for c in ("variant", "experiment") if (s[c] == "").all() or s[c].nunique() == 1]
     shown = [*s.columns, "code"]
     if not (s["n_collapsed"] > 0).any():  # no run collapsed: the columns of modes say nothing
         drop += ["collapse_rate", "collapse_rate_low", "collapse_rate_high", "n_trained", "test_acc_mean_trained"]
-    return [
-        "",
-        "## Summary",
-        "",
+    runs = a.data.runs
+    if "code" in runs:  # per cell, the code labels of its runs (collect.code_label; a runs table made by hand has none)
+        s = s.assign(code=s["cell"].map(runs.groupby("cell")["code"].agg(lambda v: ", ".join(sorted(set(v))))))
+    return section(
+        "Summary",
         "Per cell: records (`n_runs`), finished (`n_ok`), failed, diverged (NaN loss) and collapsed (finished, one "
-        "class "
-        "for every test pair); test accuracy over the `n` finished runs that have one: mean, SD (n-1), 95% t CI "
-        "clipped "
-        "to [0, 1] (an accuracy cannot leave it; clipping keeps the coverage); `test_acc_sd_binomial` = "
+        "class for every test pair); test accuracy over the `n` finished runs that have one: mean, SD (n-1), 95% t CI "
+        "clipped to [0, 1] (an accuracy cannot leave it; clipping keeps the coverage); `test_acc_sd_binomial` = "
         "sqrt(p(1-p)/n_test), the SD that sampling the test pairs alone gives a run, beside the seed-to-seed SD "
         "`test_acc_sd`; `collapse_rate` (Wilson 95% interval) and `test_acc_mean_trained`, the mean of the runs that "
-        "did "
-        "not collapse: where runs split between collapse and training, the mean describes neither. Time is the "
-        "training "
-        "wall time of docs/protocol.md. `code`: the commit(s) that produced the cell's runs (`+dirty`: a modified "
-        "checkout; `mnist_pairs <version>` outside a git checkout).",
+        "did not collapse: where runs split between collapse and training, the mean describes neither. Time is the "
+        "training wall time of docs/protocol.md. `code`: the commit(s) that produced the cell's runs (`+dirty`: a "
+        "modified checkout; `mnist_pairs <version>` outside a git checkout).",
         "",
-        markdown_table(present(with_code(s, a.data.runs).drop(columns=drop + ["model", "activation"]), shown)),
-    ]
+        markdown_table(present(s.drop(columns=drop + ["model", "activation"]), shown)),
+    )
 
 
 def figures_section(a: Analysis, out: Path) -> list[str]:
-    return ["", "## Figures", "", *[f"![{k}]({p.relative_to(out)})" for k, p in a.figures.items()]]
+    return section("Figures", *[f"![{k}]({p.relative_to(out)})" for k, p in a.figures.items()])
 
 
 def ranking_section(a: Analysis) -> list[str]:
     info = a.ranking_info
-    lines = ["", "## Ranking", ""]
     if a.ranking.empty:
-        return lines + [f"No ranking: {info.get('note', 'no cells')}."]
+        return section("Ranking", f"No ranking: {info.get('note', 'no cells')}.")
     left = (
         f" Not ranked (other pairs or fewer than {MIN_SEEDS} runs): {', '.join(info['left_out'])}."
         if info["left_out"]
@@ -251,16 +238,16 @@ def ranking_section(a: Analysis) -> list[str]:
         if k >= 3
         else "Friedman's test needs 3 cells or more: not run"
     )
-    return lines + [
+    return section(
+        "Ranking",
         f"Per seed, the {k} cells ranked by test accuracy (1 = best, ties averaged) over the {info['blocks']} seeds "
-        "they "
-        f"all share; {friedman}. The figure's tests are paired t-tests among these {k} cells on the same "
+        f"they all share; {friedman}. The figure's tests are paired t-tests among these {k} cells on the same "
         f"{info['blocks']} seeds, Holm over their {k * (k - 1) // 2} pairs; a bar joins cells only where no test "
         "separates any two cells under it (no difference shown, which is not equality). Cells not separated but with "
         "a separated cell between them get no bar: `not_separated_from` lists them." + left,
         "",
         markdown_table(a.ranking),
-    ]
+    )
 
 
 def pairwise_section(a: Analysis) -> list[str]:
@@ -268,41 +255,40 @@ def pairwise_section(a: Analysis) -> list[str]:
         return []
     counts = differing_counts(a.pairwise)
     untested = a.pairwise[a.pairwise["p_t_holm"].isna()]
-    lines = ["", "## Every two cells", ""]
+    reasons = "; ".join(f"{n} pairs: {why}" for why, n in untested["note"].value_counts().items())
     if not counts["tested"]:
-        reasons = "; ".join(f"{n} pairs: {why}" for why, n in untested["note"].value_counts().items())
-        return lines + [f"`tables/pairwise.csv`: {len(a.pairwise)} pairs of cells, none tested ({reasons})."]
+        return section(
+            "Every two cells", f"`tables/pairwise.csv`: {len(a.pairwise)} pairs of cells, none tested ({reasons})."
+        )
     n_min = int(a.pairwise["n"][a.pairwise["p_t_holm"].notna()].min())
-    lines += [
+    lines = section(
+        "Every two cells",
         f"`tables/pairwise.csv`, the **exploratory** family: {len(a.pairwise)} pairs of cells, {counts['tested']} "
-        "tested "
-        f"on at least {MIN_SEEDS} common seeds, Holm over all of them, so one question among them needs far more "
-        "evidence than asked alone (ask it with `--compare`). "
+        f"tested on at least {MIN_SEEDS} common seeds, Holm over all of them, so one question among them needs far "
+        "more evidence than asked alone (ask it with `--compare`). "
         f"Differ at alpha {ALPHA}: paired t-test {counts['p_t_holm']} (it decides); McNemar's exact test on all common "
         f"test pairs pooled {counts[f'{MCNEMAR}_holm']} (`{MCNEMAR}`: it treats every test pair as independent and so "
         "ignores the seed-to-seed variance of training; a check, not a decision, and it may disagree with the paired t "
         f"by orders of magnitude); Wilcoxon {counts['p_wilcoxon_holm']} (its exact p cannot fall below 2/2^n, "
         f"{2 / 2 ** max(n_min, 1):.2g} for the smallest n here, so after Holm over many pairs it can reject little). "
         f"The unpaired Welch test on the same runs finds {counts['welch_p_holm']}: what pairing adds. Equivalent "
-        "within "
-        f"±{a.margin * 100:g} points (paired TOST, Holm): {counts['equivalent']}.",
-    ]
+        f"within ±{a.margin * 100:g} points (paired TOST, Holm): {counts['equivalent']}.",
+    )
     if len(untested):
-        reasons = untested["note"].value_counts()
-        lines += ["", "Not tested: " + "; ".join(f"{n} pairs: {why}" for why, n in reasons.items()) + "."]
+        lines += ["", f"Not tested: {reasons}."]
     return lines
 
 
 def published_section(a: Analysis) -> list[str]:
     c = a.comparison
-    lines = ["", "## Against the published numbers", ""]
     if c.empty:
-        return lines + ["No cell matches a published row."]
+        return section("Against the published numbers", "No cell matches a published row.")
     follows = c[c["protocol"] == "published"]
     n_tested = int(c["p_holm"].notna().sum())
     differs = int(c["verdict"].str.startswith("differs").sum())
     equivalent = int(c["verdict"].str.startswith("equivalent").sum())
-    lines += [
+    lines = section(
+        "Against the published numbers",
         "Published: the authors' aggregated GPU results (1 SD; the report's '±' is 2 SD). They come from the authors' "
         "code, which differs from the report's text (docs/protocol.md): under the report's protocol (our default) "
         "rows such as the plain CNNs are expected to differ; the `replication` experiment runs the authors' code's "
@@ -339,7 +325,7 @@ def published_section(a: Analysis) -> list[str]:
                 ]
             ]
         ),
-    ]
+    )
     if len(follows):
         lines += [
             "",
@@ -353,13 +339,10 @@ def published_section(a: Analysis) -> list[str]:
 def variants_section(a: Analysis) -> list[str]:
     if a.variants.empty:
         return []
-    return [
-        "",
-        "## Variants against their base runs",
-        "",
+    return section(
+        "Variants against their base runs",
         "Each variant (overridden keys) against the cell of the same model and activation without them, paired on "
-        "their "
-        "common seeds: difference (variant minus base) with its 95% CI (unadjusted), the paired t-test's p "
+        "their common seeds: difference (variant minus base) with its 95% CI (unadjusted), the paired t-test's p "
         "Holm-corrected over "
         + (
             f"the {tested(a.variants)} variants tested of {len(a.variants)} (it decides)"
@@ -387,27 +370,27 @@ def variants_section(a: Analysis) -> list[str]:
                 ],
             )
         ),
-    ]
+    )
 
 
 def errors_section(a: Analysis) -> list[str]:
     ok = a.data.runs[a.data.runs["status"] == "ok"]
     missing, collapsed = int((~ok["has_pairs"]).sum()), int((ok["has_pairs"] & ok["collapsed"]).sum())
-    lines = ["", "## Where the models err", ""]
     if a.near_equal.empty:
-        return lines + [
+        return section(
+            "Where the models err",
             f"No usable per-pair predictions: {missing} finished runs have none (records before schema 2), {collapsed} "
-            "collapsed."
-        ]
-    lines += [
+            "collapsed.",
+        )
+    lines = section(
+        "Where the models err",
         "Errors pooled over each cell's test pairs (`tables/errors_by_digit_pair.csv`, "
-        "`tables/errors_by_difference.csv`), "
-        f"collapsed runs left out ({collapsed}: they predict one class and would only show the collapse). Share of a "
-        "cell's "
-        "errors on pairs whose digits differ by at most 1, against the share of such pairs:",
+        f"`tables/errors_by_difference.csv`), collapsed runs left out ({collapsed}: they predict one class and would "
+        "only show the collapse). Share of a cell's errors on pairs whose digits differ by at most 1, against the "
+        "share of such pairs:",
         "",
         markdown_table(a.near_equal),
-    ]
+    )
     if missing:
         lines += [
             "",
@@ -420,33 +403,28 @@ def errors_section(a: Analysis) -> list[str]:
 def beyond_section(a: Analysis) -> list[str]:
     if a.beyond.empty:
         return []
-    return [
-        "",
-        "## Beyond the report",
-        "",
+    return section(
+        "Beyond the report",
         "Models the report does not have and tuned configs (`tuned=<name>`, chosen by experiment=tune on validation "
-        "pairs held "
-        "out of the training pairs; the test pairs took no part in any choice), next to the report's published numbers "
-        "(1 SD, 95% t CI) and the claims of other public reports on this task (docs/protocol.md; their n is mostly "
-        "not given).",
+        "pairs held out of the training pairs; the test pairs took no part in any choice), next to the report's "
+        "published numbers (1 SD, 95% t CI) and the claims of other public reports on this task (docs/protocol.md; "
+        "their n is mostly not given).",
         "",
         markdown_table(a.beyond),
-    ]
+    )
 
 
 def looks_section(a: Analysis) -> list[str]:
     if not a.looks:
         return []
     grown = "; ".join(f"{cell}: n {' -> '.join(map(str, n))}" for cell, n in a.looks.items())
-    return [
-        "",
-        "## Aggregated again after seeds were added",
-        "",
+    return section(
+        "Aggregated again after seeds were added",
         f"The folder's aggregation ledger (`aggregations.jsonl`) shows earlier looks with fewer seeds: {grown}. The "
         "p-values here are those of a test run once on these n; re-aggregating as seeds are added and stopping at the "
         "first p < 0.05 inflates the false-positive rate (looks at 5, 10, 15 and 20 seeds: about 13 % instead of 5 %). "
         "Fix the number of seeds in advance, or use a sequential procedure made for repeated looks.",
-    ]
+    )
 
 
 def problems_section(a: Analysis) -> list[str]:
@@ -455,8 +433,7 @@ def problems_section(a: Analysis) -> list[str]:
     listed = (a.data.corrupt, a.data.incomplete, a.data.duplicates, a.data.warnings, a.data.interrupted)
     if not (len(problems) or any(listed)):
         return []
-    lines = ["", "## Runs that did not finish, and warnings", ""]
-    lines += [f"- warning: {w}" for w in a.data.warnings]
+    lines = section("Runs that did not finish, and warnings", *[f"- warning: {w}" for w in a.data.warnings])
     lines += [f"- `{r.path}`: {r.status}: {r.error}" for r in problems.itertuples()]
     lines += [f"- {line} (the same command resumes it)" for line in a.data.interrupted]
     lines += [f"- corrupt record: {c}" for c in a.data.corrupt]
