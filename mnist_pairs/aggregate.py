@@ -81,13 +81,6 @@ def analyse(
     )
 
 
-def findings_table(a: Analysis) -> pd.DataFrame:
-    """The planned comparisons first, then the report's questions, each its own Holm family
-    (``family``); ``question`` names each row."""
-    parts = [t for t in (a.planned, a.findings) if not t.empty]
-    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
-
-
 def write_tables(a: Analysis, tables: Path) -> None:
     """Every non-empty table as CSV."""
     tables.mkdir(parents=True, exist_ok=True)
@@ -95,7 +88,10 @@ def write_tables(a: Analysis, tables: Path) -> None:
         "runs": a.data.runs,
         "history": a.data.history,
         "summary": a.summary,
-        "findings": findings_table(a),
+        # the planned comparisons first, then the report's questions, each its own Holm family (``family``)
+        "findings": pd.concat(
+            [t for t in (a.planned, a.findings) if not t.empty] or [pd.DataFrame()], ignore_index=True
+        ),
         "decisions": a.decisions,
         "pairwise": a.pairwise,
         "ranking": a.ranking,
@@ -141,10 +137,8 @@ def draw_figures(a: Analysis, folder: Path) -> dict[str, Path]:
     if not a.errors_by_digit_pair.empty:
         with_pairs = [c for c in a.order if c in set(a.errors_by_digit_pair["cell"])]
         cells = a.summary.set_index("cell").loc[with_pairs]
-        shown = [
-            c for c in with_pairs if cells.loc[c, "activation"] == "relu" and cells.loc[c, "variant"] == ""
-        ] or with_pairs
-        shown = shown[:HEATMAP_CELLS]
+        base_relu = cells.index[(cells["activation"] == "relu") & (cells["variant"] == "")]
+        shown = (list(base_relu) or with_pairs)[:HEATMAP_CELLS]
         figs["errors by digit pair"] = figures.error_heatmaps(
             a.errors_by_digit_pair, shown, folder / "errors_by_digit_pair.png"
         )
@@ -153,9 +147,8 @@ def draw_figures(a: Analysis, folder: Path) -> dict[str, Path]:
         )
     if ok["digit_acc"].notna().any():
         figs["aux digits"] = figures.aux_digits(ok, folder / "aux_digits.png")
-    for stale in set(FIGURE_FILES) - {
-        p.name for p in figs.values()
-    }:  # an earlier aggregation's figure would no longer be true
+    # an earlier aggregation's figure would no longer be true
+    for stale in set(FIGURE_FILES) - {p.name for p in figs.values()}:
         (folder / stale).unlink(missing_ok=True)
     return figs
 
