@@ -251,12 +251,9 @@ def collect(results_dir: Path) -> Collected:
             }
         )
     with_record = {p.parent for p in record_paths}
-    started = {d.parent for d in results_dir.rglob(".hydra")} | {
-        m.parent for m in results_dir.rglob(records.STARTED_FILE)
-    }
-    incomplete = sorted(
-        str(d.relative_to(results_dir)) for d in started - with_record
-    )  # killed or running (every seed of a batch)
+    started = {p.parent for name in (".hydra", records.STARTED_FILE) for p in results_dir.rglob(name)}
+    # killed or running (every seed of a batch)
+    incomplete = sorted(str(d.relative_to(results_dir)) for d in started - with_record)
     labels = unique_labels(cells)
     warnings = mixed_sources(rows, labels) if rows else []
     runs = pd.DataFrame(rows, columns=[*(c for c in RUN_COLUMNS if c != "cell"), "finished_at", "_key"])
