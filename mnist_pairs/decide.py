@@ -242,6 +242,7 @@ def decide(questions: list[Question], options: dict[str, Any]) -> dict[str, str]
     shared = list(options["overrides"])
     alpha = float(options["alpha"]) / len(questions)
     sides: dict[str, tuple[Side, Side]] = {}
+    plans: dict[str, Plan] = {}
     folder = None
     for q in questions:
         (a, where_a), (b, where_b) = side(q.a, shared), side(q.b, shared)
@@ -251,11 +252,8 @@ def decide(questions: list[Question], options: dict[str, Any]) -> dict[str, str]
             raise DecideError(f"{q.name}: the questions' runs must share one results folder ({where_a}, {where_b})")
         folder = where_a
         sides[q.name] = (a, b)
+        plans[q.name] = Plan(alpha, q.margin, options["step"], options["max_seeds"], spending=options["spending"])
     assert folder is not None
-    plans = {
-        q.name: Plan(alpha, q.margin, options["step"], options["max_seeds"], spending=options["spending"])
-        for q in questions
-    }
     for q in questions:
         check_plan(decision_file(folder, q.name), q, plans[q.name], *sides[q.name])
     verdicts: dict[str, str] = {}
@@ -282,8 +280,7 @@ def decide(questions: list[Question], options: dict[str, Any]) -> dict[str, str]
                 wanted[s.overrides] = max(wanted.get(s.overrides, 0), need)
         if len(verdicts) == len(questions):
             return verdicts
-        stuck = [o for o, n in wanted.items() if launched.get(o, 0) >= n]
-        if stuck:  # asked for these seeds already and still short: runs failed
+        if any(launched.get(o, 0) >= n for o, n in wanted.items()):  # asked for these seeds already: runs failed
             for q in questions:
                 if q.name not in verdicts:
                     verdicts[q.name] = "undecided"
