@@ -199,7 +199,7 @@ def collect(results_dir: Path) -> Collected:
     counts) are listed, not fatal."""
     rows, history, corrupt, interrupted = [], {}, [], []
     cells: dict[str, dict[str, Any]] = {}
-    outcomes: dict[int, PairOutcomes] = {}
+    outcomes: dict[int, PairOutcomes | None] = {}
     configs: dict[str, dict[str, Any]] = {}
     record_paths = sorted(results_dir.rglob(records.RECORD_FILE))
     for path in record_paths:
@@ -219,19 +219,14 @@ def collect(results_dir: Path) -> Collected:
         cell = records.cell_hash(config)
         version = str(rec["versions"].get("mnist_pairs", "?"))
         key = f"{cell}:{version}"  # one config run by two code versions: two cells
-        ident = {
-            "model": rec["model"],
-            "activation": rec["activation"],
-            "variant": rec["variant"],
-            "experiment": str(config.get("experiment_name", "")),
-        }
+        ident = {k: rec[k] for k in ("model", "activation", "variant")}
+        ident["experiment"] = str(config.get("experiment_name", ""))
         cell_info = cells.setdefault(key, {**ident, "folder_model": rec["model"], "version": version})
         if (named := folder_model(path.parent, rec)) != rec["model"]:  # a cell's runs in folders of both layouts
             cell_info["folder_model"] = named
         configs.setdefault(key, {k: v for k, v in config.items() if k != "seed"})
         metrics = rec["metrics"] or {}
-        if pairs is not None:
-            outcomes[len(rows)] = pairs
+        outcomes[len(rows)] = pairs
         history[len(rows)] = history_rows(rec, {**ident, "cell_hash": cell, "_key": key, "seed": rec["seed"]})
         rows.append(
             {
@@ -280,5 +275,5 @@ def collect(results_dir: Path) -> Collected:
         warnings=warnings,
         interrupted=interrupted,
         configs={labels[c]: v for c, v in configs.items()},
-        pairs={(labels[rows[i]["_key"]], rows[i]["seed"]): outcomes[i] for i in kept if i in outcomes},
+        pairs={(labels[rows[i]["_key"]], rows[i]["seed"]): outcomes[i] for i in kept if outcomes[i] is not None},
     )
