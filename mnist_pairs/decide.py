@@ -198,11 +198,9 @@ def decision_file(results_dir: Path, name: str) -> Path:
 def check_plan(path: Path, q: Question, plan: Plan, a: Side, b: Side) -> None:
     """A question asked again must keep its design: looks already taken under one design cannot be
     re-read under another without voiding the error control."""
-    if not path.is_file():
-        return
     try:
         stored = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
+    except (OSError, json.JSONDecodeError):  # none yet (or unreadable): nothing to keep
         return
     now = {**asdict(plan), "a": a.cell, "b": b.cell}
     then = {**(stored.get("plan") or {}), "a": stored.get("a", {}).get("cell"), "b": stored.get("b", {}).get("cell")}
