@@ -207,8 +207,7 @@ def aggregate(
             + (f"; {len(data.interrupted)} interrupted (the same command resumes them)" if data.interrupted else "")
             + (f"; corrupt: {data.corrupt}" if data.corrupt else "")
         )
-    problem = paired.unknown_cells(questions or [], sorted(data.runs["cell"].unique()))
-    if problem:
+    if problem := paired.unknown_cells(questions or [], sorted(data.runs["cell"].unique())):
         raise SystemExit(problem)
     analysis = analyse(results_dir, data, source, margin, questions)
     ok = data.runs[(data.runs["status"] == "ok") & data.runs["test_acc"].notna()]
