@@ -108,21 +108,13 @@ def paired(
     sd = float(d.std(ddof=1))
     out["p_wilcoxon"] = wilcoxon(d if counts is None else np.asarray(counts))
     if sd < 1e-12:  # every seed gives the same difference (up to float rounding): t is 0 or infinite
-        return {
-            **out,
-            "diff_ci_low": out["diff"],
-            "diff_ci_high": out["diff"],
-            "p_t": 1.0 if abs(out["diff"]) < 1e-12 else 0.0,
-        }
+        out["diff_ci_low"] = out["diff_ci_high"] = out["diff"]
+        out["p_t"] = 1.0 if abs(out["diff"]) < 1e-12 else 0.0
+        return out
     result = stats.ttest_rel(a, b)
     ci = result.confidence_interval(level)
-    return {
-        **out,
-        "diff_ci_low": float(ci.low),
-        "diff_ci_high": float(ci.high),
-        "p_t": float(result.pvalue),
-        "d_z": out["diff"] / sd,
-    }
+    out.update(diff_ci_low=float(ci.low), diff_ci_high=float(ci.high), p_t=float(result.pvalue), d_z=out["diff"] / sd)
+    return out
 
 
 def paired_tost(a: Sequence[float], b: Sequence[float], margin: float) -> float:
