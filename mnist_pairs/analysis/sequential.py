@@ -158,8 +158,7 @@ class Plan:
 
     def looks(self) -> list[int]:
         """The planned looks: first, first + step, ... and always the budget itself."""
-        points = list(range(self.first, self.max_seeds, self.step))
-        return [*points, self.max_seeds] if not points or points[-1] != self.max_seeds else points
+        return [*range(self.first, self.max_seeds, self.step), self.max_seeds]  # range stops below the budget
 
     def boundaries(self, looks: Sequence[int]) -> tuple[list[float], list[float]]:
         c = boundaries(looks, self.max_seeds, self.alpha, two_sided=True, spending=self.spending)
