@@ -185,10 +185,9 @@ def mixed_sources(rows: list[dict[str, Any]], labels: dict[str, str]) -> list[st
         for key, v in table.groupby("_key")["code"].unique().items()
         if len(v) > 1
     ]
-    roots = table.groupby("_key")["data_root"].unique()
     return out + [
         f"{labels[key]}: runs from {len(v)} data roots ({', '.join(map(str, v))})"
-        for key, v in roots.items()
+        for key, v in table.groupby("_key")["data_root"].unique().items()
         if len(v) > 1
     ]
 
