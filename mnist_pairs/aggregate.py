@@ -165,8 +165,7 @@ def read_questions(path: Path) -> list[Question]:
     out = []
     for i, entry in enumerate(entries):
         entry = {"compare": entry} if isinstance(entry, list) else entry
-        pair = entry.get("compare") if isinstance(entry, dict) else None
-        margin = entry.get("margin") if isinstance(entry, dict) else None
+        pair, margin = (entry.get("compare"), entry.get("margin")) if isinstance(entry, dict) else (None, None)
         unknown = set(entry) - {"compare", "margin", "question"} if isinstance(entry, dict) else set()
         if not (isinstance(pair, list) and len(pair) == 2 and all(isinstance(c, str) for c in pair)) or unknown:
             raise SystemExit(
