@@ -81,13 +81,6 @@ def analyse(
     )
 
 
-def findings_table(a: Analysis) -> pd.DataFrame:
-    """The planned comparisons first, then the report's questions, each its own Holm family
-    (``family``); ``question`` names each row."""
-    parts = [t for t in (a.planned, a.findings) if not t.empty]
-    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
-
-
 def write_tables(a: Analysis, tables: Path) -> None:
     """Every non-empty table as CSV."""
     tables.mkdir(parents=True, exist_ok=True)
@@ -95,7 +88,10 @@ def write_tables(a: Analysis, tables: Path) -> None:
         "runs": a.data.runs,
         "history": a.data.history,
         "summary": a.summary,
-        "findings": findings_table(a),
+        # the planned comparisons first, then the report's questions, each its own Holm family (``family``)
+        "findings": pd.concat(
+            [t for t in (a.planned, a.findings) if not t.empty] or [pd.DataFrame()], ignore_index=True
+        ),
         "decisions": a.decisions,
         "pairwise": a.pairwise,
         "ranking": a.ranking,
@@ -141,10 +137,8 @@ def draw_figures(a: Analysis, folder: Path) -> dict[str, Path]:
     if not a.errors_by_digit_pair.empty:
         with_pairs = [c for c in a.order if c in set(a.errors_by_digit_pair["cell"])]
         cells = a.summary.set_index("cell").loc[with_pairs]
-        shown = [
-            c for c in with_pairs if cells.loc[c, "activation"] == "relu" and cells.loc[c, "variant"] == ""
-        ] or with_pairs
-        shown = shown[:HEATMAP_CELLS]
+        base_relu = cells.index[(cells["activation"] == "relu") & (cells["variant"] == "")]
+        shown = (list(base_relu) or with_pairs)[:HEATMAP_CELLS]
         figs["errors by digit pair"] = figures.error_heatmaps(
             a.errors_by_digit_pair, shown, folder / "errors_by_digit_pair.png"
         )
@@ -153,9 +147,8 @@ def draw_figures(a: Analysis, folder: Path) -> dict[str, Path]:
         )
     if ok["digit_acc"].notna().any():
         figs["aux digits"] = figures.aux_digits(ok, folder / "aux_digits.png")
-    for stale in set(FIGURE_FILES) - {
-        p.name for p in figs.values()
-    }:  # an earlier aggregation's figure would no longer be true
+    # an earlier aggregation's figure would no longer be true
+    for stale in set(FIGURE_FILES) - {p.name for p in figs.values()}:
         (folder / stale).unlink(missing_ok=True)
     return figs
 
@@ -172,8 +165,7 @@ def read_questions(path: Path) -> list[Question]:
     out = []
     for i, entry in enumerate(entries):
         entry = {"compare": entry} if isinstance(entry, list) else entry
-        pair = entry.get("compare") if isinstance(entry, dict) else None
-        margin = entry.get("margin") if isinstance(entry, dict) else None
+        pair, margin = (entry.get("compare"), entry.get("margin")) if isinstance(entry, dict) else (None, None)
         unknown = set(entry) - {"compare", "margin", "question"} if isinstance(entry, dict) else set()
         if not (isinstance(pair, list) and len(pair) == 2 and all(isinstance(c, str) for c in pair)) or unknown:
             raise SystemExit(
@@ -214,8 +206,7 @@ def aggregate(
             + (f"; {len(data.interrupted)} interrupted (the same command resumes them)" if data.interrupted else "")
             + (f"; corrupt: {data.corrupt}" if data.corrupt else "")
         )
-    problem = paired.unknown_cells(questions or [], sorted(data.runs["cell"].unique()))
-    if problem:
+    if problem := paired.unknown_cells(questions or [], sorted(data.runs["cell"].unique())):
         raise SystemExit(problem)
     analysis = analyse(results_dir, data, source, margin, questions)
     ok = data.runs[(data.runs["status"] == "ok") & data.runs["test_acc"].notna()]

@@ -29,14 +29,16 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from statsmodels.stats.power import TTestPower
 
 from mnist_pairs.analysis.sequential import SPENDING, Look, Plan, run_looks
+from mnist_pairs.analysis.stats import detectable_dz
 from mnist_pairs.results import records
 
 NAME = re.compile(r"^[A-Za-z0-9_.-]{1,80}$")
 MAX_SEEDS = 200
-MARGIN = 1.0  # points: the smallest difference the report's questions care about (its effects: 0.5-5 points)
+# margin, in points: the smallest difference the report's questions care about (its effects: 0.5-5 points);
+# the --help texts repeat these
+DEFAULTS = {"alpha": 0.05, "margin": 1.0, "step": 5, "max_seeds": 40, "spending": "obrien_fleming"}
 
 
 class DecideError(ValueError):
@@ -90,14 +92,8 @@ def questions_from(args: argparse.Namespace) -> tuple[list[Question], dict[str, 
             raise DecideError(f"--questions={path} is not allowed: a mapping with a non-empty list 'questions'")
     elif not (args.a and args.b):
         raise DecideError("--a and --b (the two cells' overrides) or --questions FILE are needed")
-    options = {
-        "alpha": args.alpha if args.alpha is not None else spec.get("alpha", 0.05),
-        "margin": args.margin if args.margin is not None else spec.get("margin", MARGIN),
-        "step": args.step if args.step is not None else spec.get("step", 5),
-        "max_seeds": args.max_seeds if args.max_seeds is not None else spec.get("max_seeds", 40),
-        "spending": args.spending or spec.get("spending", "obrien_fleming"),
-        "overrides": [*spec.get("overrides", []), *args.overrides],
-    }
+    options = {k: spec.get(k, v) if getattr(args, k) is None else getattr(args, k) for k, v in DEFAULTS.items()}
+    options["overrides"] = [*spec.get("overrides", []), *args.overrides]
     alpha = positive(options["alpha"], "alpha")
     if alpha >= 0.5:
         raise DecideError(f"alpha={alpha} is not allowed: a number in (0, 0.5)")
@@ -173,13 +169,6 @@ def seeds_for_next_look(plan: Plan, paired: list[int], a: dict[int, float], b: d
     return n
 
 
-def mde(n: int, sd: float, alpha: float) -> float:
-    """The smallest difference (points) a fixed design of n seeds detects with 80 % power at alpha."""
-    if n < 2 or not sd > 0:
-        return float("nan")
-    return float(TTestPower().solve_power(nobs=n, alpha=alpha, power=0.8, alternative="two-sided")) * sd
-
-
 def verdict_line(q: Question, a: Side, b: Side, looks: list[Look], plan: Plan, n: int) -> tuple[str, str]:
     """(verdict, one line saying it and why the question stopped or goes on)."""
     last = looks[-1] if looks else None
@@ -192,9 +181,11 @@ def verdict_line(q: Question, a: Side, b: Side, looks: list[Look], plan: Plan, n
         ci = f"repeated {100 * (1 - plan.alpha):g}% CI {last.ci_low:+.2f} to {last.ci_high:+.2f}"
         return last.verdict, f"{q.name}: {a.label} vs {b.label}: {what} at {last.n} seeds ({ci}); decided"
     if last and last.n >= plan.max_seeds:
+        # the smallest difference a fixed design of n seeds detects with 80 % power at alpha
+        mde = detectable_dz(last.n, plan.alpha) * last.sd if last.sd > 0 else math.nan
         return "undecided", (
             f"{q.name}: {a.label} vs {b.label}: undecided at {last.n} seeds ({last.mean:+.2f} pts, "
-            f"MDE {mde(last.n, last.sd, plan.alpha):.2f} pts at 80% power); seed budget reached"
+            f"MDE {mde:.2f} pts at 80% power); seed budget reached"
         )
     where = f"{last.mean:+.2f} pts at {last.n} seeds, |t| {abs(last.t):.2f} < {last.c:.2f}" if last else "no look yet"
     return "open", f"{q.name}: {a.label} vs {b.label}: {where} ({n} paired seeds so far); more seeds"
@@ -207,11 +198,9 @@ def decision_file(results_dir: Path, name: str) -> Path:
 def check_plan(path: Path, q: Question, plan: Plan, a: Side, b: Side) -> None:
     """A question asked again must keep its design: looks already taken under one design cannot be
     re-read under another without voiding the error control."""
-    if not path.is_file():
-        return
     try:
         stored = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
+    except (OSError, json.JSONDecodeError):  # none yet (or unreadable): nothing to keep
         return
     now = {**asdict(plan), "a": a.cell, "b": b.cell}
     then = {**(stored.get("plan") or {}), "a": stored.get("a", {}).get("cell"), "b": stored.get("b", {}).get("cell")}
@@ -251,6 +240,7 @@ def decide(questions: list[Question], options: dict[str, Any]) -> dict[str, str]
     shared = list(options["overrides"])
     alpha = float(options["alpha"]) / len(questions)
     sides: dict[str, tuple[Side, Side]] = {}
+    plans: dict[str, Plan] = {}
     folder = None
     for q in questions:
         (a, where_a), (b, where_b) = side(q.a, shared), side(q.b, shared)
@@ -260,11 +250,8 @@ def decide(questions: list[Question], options: dict[str, Any]) -> dict[str, str]
             raise DecideError(f"{q.name}: the questions' runs must share one results folder ({where_a}, {where_b})")
         folder = where_a
         sides[q.name] = (a, b)
+        plans[q.name] = Plan(alpha, q.margin, options["step"], options["max_seeds"], spending=options["spending"])
     assert folder is not None
-    plans = {
-        q.name: Plan(alpha, q.margin, options["step"], options["max_seeds"], spending=options["spending"])
-        for q in questions
-    }
     for q in questions:
         check_plan(decision_file(folder, q.name), q, plans[q.name], *sides[q.name])
     verdicts: dict[str, str] = {}
@@ -291,8 +278,7 @@ def decide(questions: list[Question], options: dict[str, Any]) -> dict[str, str]
                 wanted[s.overrides] = max(wanted.get(s.overrides, 0), need)
         if len(verdicts) == len(questions):
             return verdicts
-        stuck = [o for o, n in wanted.items() if launched.get(o, 0) >= n]
-        if stuck:  # asked for these seeds already and still short: runs failed
+        if any(launched.get(o, 0) >= n for o, n in wanted.items()):  # asked for these seeds already: runs failed
             for q in questions:
                 if q.name not in verdicts:
                     verdicts[q.name] = "undecided"
@@ -312,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--name", help="the question's name (default: from the overrides)")
     parser.add_argument("--questions", help="a YAML file of questions (name, a, b, margin) and options")
     parser.add_argument(
-        "--margin", type=float, help=f"the smallest difference that matters, in points ({MARGIN}; 0: no equivalence)"
+        "--margin", type=float, help="the smallest difference that matters, in points (1.0; 0: no equivalence)"
     )
     parser.add_argument("--alpha", type=float, help="family-wise error rate over looks and questions (0.05)")
     parser.add_argument("--step", type=int, help="seeds added between looks (5)")

@@ -185,10 +185,9 @@ def mixed_sources(rows: list[dict[str, Any]], labels: dict[str, str]) -> list[st
         for key, v in table.groupby("_key")["code"].unique().items()
         if len(v) > 1
     ]
-    roots = table.groupby("_key")["data_root"].unique()
     return out + [
         f"{labels[key]}: runs from {len(v)} data roots ({', '.join(map(str, v))})"
-        for key, v in roots.items()
+        for key, v in table.groupby("_key")["data_root"].unique().items()
         if len(v) > 1
     ]
 
@@ -199,7 +198,7 @@ def collect(results_dir: Path) -> Collected:
     counts) are listed, not fatal."""
     rows, history, corrupt, interrupted = [], {}, [], []
     cells: dict[str, dict[str, Any]] = {}
-    outcomes: dict[int, PairOutcomes] = {}
+    outcomes: dict[int, PairOutcomes | None] = {}
     configs: dict[str, dict[str, Any]] = {}
     record_paths = sorted(results_dir.rglob(records.RECORD_FILE))
     for path in record_paths:
@@ -219,19 +218,14 @@ def collect(results_dir: Path) -> Collected:
         cell = records.cell_hash(config)
         version = str(rec["versions"].get("mnist_pairs", "?"))
         key = f"{cell}:{version}"  # one config run by two code versions: two cells
-        ident = {
-            "model": rec["model"],
-            "activation": rec["activation"],
-            "variant": rec["variant"],
-            "experiment": str(config.get("experiment_name", "")),
-        }
+        ident = {k: rec[k] for k in ("model", "activation", "variant")}
+        ident["experiment"] = str(config.get("experiment_name", ""))
         cell_info = cells.setdefault(key, {**ident, "folder_model": rec["model"], "version": version})
         if (named := folder_model(path.parent, rec)) != rec["model"]:  # a cell's runs in folders of both layouts
             cell_info["folder_model"] = named
         configs.setdefault(key, {k: v for k, v in config.items() if k != "seed"})
         metrics = rec["metrics"] or {}
-        if pairs is not None:
-            outcomes[len(rows)] = pairs
+        outcomes[len(rows)] = pairs
         history[len(rows)] = history_rows(rec, {**ident, "cell_hash": cell, "_key": key, "seed": rec["seed"]})
         rows.append(
             {
@@ -251,12 +245,9 @@ def collect(results_dir: Path) -> Collected:
             }
         )
     with_record = {p.parent for p in record_paths}
-    started = {d.parent for d in results_dir.rglob(".hydra")} | {
-        m.parent for m in results_dir.rglob(records.STARTED_FILE)
-    }
-    incomplete = sorted(
-        str(d.relative_to(results_dir)) for d in started - with_record
-    )  # killed or running (every seed of a batch)
+    started = {p.parent for name in (".hydra", records.STARTED_FILE) for p in results_dir.rglob(name)}
+    # killed or running (every seed of a batch)
+    incomplete = sorted(str(d.relative_to(results_dir)) for d in started - with_record)
     labels = unique_labels(cells)
     warnings = mixed_sources(rows, labels) if rows else []
     runs = pd.DataFrame(rows, columns=[*(c for c in RUN_COLUMNS if c != "cell"), "finished_at", "_key"])
@@ -283,5 +274,5 @@ def collect(results_dir: Path) -> Collected:
         warnings=warnings,
         interrupted=interrupted,
         configs={labels[c]: v for c, v in configs.items()},
-        pairs={(labels[rows[i]["_key"]], rows[i]["seed"]): outcomes[i] for i in kept if i in outcomes},
+        pairs={(labels[rows[i]["_key"]], rows[i]["seed"]): outcomes[i] for i in kept if outcomes[i] is not None},
     )

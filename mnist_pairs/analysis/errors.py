@@ -11,24 +11,16 @@ import pandas as pd
 from mnist_pairs.analysis.collect import Collected
 
 
-def pooled_outcomes(data: Collected, cell: str) -> tuple[np.ndarray, np.ndarray] | None:
-    """(digits [N, 2], correct [N]) of every test pair of the cell's finished, not collapsed runs, or None."""
-    ok = data.runs[(data.runs["cell"] == cell) & (data.runs["status"] == "ok") & ~data.runs["collapsed"].astype(bool)]
-    parts = [data.pairs[(cell, s)] for s in ok["seed"] if (cell, s) in data.pairs]
-    if not parts:
-        return None
-    return np.concatenate([p.digits for p in parts]), np.concatenate([p.correct for p in parts])
-
-
 def error_tables(data: Collected, order: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(errors by digit pair: cell, d1, d2, n, errors, error_rate; errors by difference: cell,
     d2 - d1, n, errors, error_rate), test pairs pooled over each cell's runs."""
     by_pair, by_diff = [], []
-    for cell in order:
-        pooled = pooled_outcomes(data, cell)
-        if pooled is None:
+    ok = data.runs[(data.runs["status"] == "ok") & ~data.runs["collapsed"].astype(bool)]
+    for cell in order:  # every test pair of the cell's finished, not collapsed runs
+        parts = [data.pairs[(cell, s)] for s in ok.loc[ok["cell"] == cell, "seed"] if (cell, s) in data.pairs]
+        if not parts:
             continue
-        digits, correct = pooled
+        digits, correct = np.concatenate([p.digits for p in parts]), np.concatenate([p.correct for p in parts])
         wrong = (~correct).astype(float)
         index = digits[:, 0].astype(int) * 10 + digits[:, 1]
         n, errors = np.bincount(index, minlength=100), np.bincount(index, weights=wrong, minlength=100)

@@ -129,17 +129,16 @@ def look(differences: np.ndarray, c: float, e: float, margin: float | None) -> L
     se = sd / np.sqrt(n)
     if se == 0.0:  # every difference alike: no doubt left about their mean
         t = 0.0 if mean == 0.0 else float(np.copysign(np.inf, mean))
-        lower_tost = upper_tost = np.inf if margin is not None and abs(mean) < margin else -np.inf
+        tost = np.inf if margin is not None and abs(mean) < margin else -np.inf
     else:
         t = mean / se
-        lower_tost = (mean + margin) / se if margin is not None else -np.inf
-        upper_tost = (margin - mean) / se if margin is not None else -np.inf
+        tost = min(mean + margin, margin - mean) / se if margin is not None else -np.inf  # the smaller one-sided t
     verdict = ""
     if t >= c:
         verdict = "higher"
     elif t <= -c:
         verdict = "lower"
-    elif margin is not None and min(lower_tost, upper_tost) >= e:
+    elif margin is not None and tost >= e:
         verdict = "equivalent"
     half = c * se if np.isfinite(c) else float("inf")
     return Look(n, mean, sd, float(t), c, e, mean - half, mean + half, verdict)
@@ -159,8 +158,7 @@ class Plan:
 
     def looks(self) -> list[int]:
         """The planned looks: first, first + step, ... and always the budget itself."""
-        points = list(range(self.first, self.max_seeds, self.step))
-        return [*points, self.max_seeds] if not points or points[-1] != self.max_seeds else points
+        return [*range(self.first, self.max_seeds, self.step), self.max_seeds]  # range stops below the budget
 
     def boundaries(self, looks: Sequence[int]) -> tuple[list[float], list[float]]:
         c = boundaries(looks, self.max_seeds, self.alpha, two_sided=True, spending=self.spending)

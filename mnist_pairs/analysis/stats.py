@@ -66,34 +66,27 @@ def tost(mean1: float, sd1: float, n1: int, mean2: float, sd2: float, n2: int, m
     return float(max(above, below))
 
 
-def signed_rank_null(doubled_ranks: np.ndarray) -> np.ndarray:
-    """The exact null distribution of T+ (the sum of the ranks of the positive differences) over
-    the 2^n equally likely sign flips, indexed by 2·T+ (average ranks of ties are multiples of 1/2,
-    so doubled ranks are integers): the product of (1 + x^r) over the ranks, by convolution."""
-    dist = np.zeros(int(doubled_ranks.sum()) + 1)
-    dist[0] = 1.0
-    for r in doubled_ranks:
-        shifted = np.zeros_like(dist)
-        shifted[r:] = dist[: len(dist) - r]
-        dist = (dist + shifted) / 2
-    return dist
-
-
 def wilcoxon(d: np.ndarray) -> float:
     """Wilcoxon's signed-rank two-sided p of differences ``d``, exact for every n: T+ against its
-    distribution over all 2^n sign flips (``signed_rank_null``), ties given average ranks and zero
-    differences ranked but never signed (Pratt's method). This is the permutation distribution
-    that scipy's ``wilcoxon(method=PermutationMethod())`` enumerates for n <= 13; scipy's
-    ``method="exact"`` table holds only for untied, non-zero differences and its normal
-    approximation gives p below the exact floor 2/2^n. Pass integer differences (counts of correct
-    test pairs): ties are then exact, not float equality."""
+    distribution over all 2^n sign flips, ties given average ranks and zero differences ranked but
+    never signed (Pratt's method). This is the permutation distribution that scipy's
+    ``wilcoxon(method=PermutationMethod())`` enumerates for n <= 13; scipy's ``method="exact"``
+    table holds only for untied, non-zero differences and its normal approximation gives p below
+    the exact floor 2/2^n. Pass integer differences (counts of correct test pairs): ties are then
+    exact, not float equality."""
     d = np.asarray(d, dtype=float)
     if not np.any(d != 0):
         return 1.0
     ranks = stats.rankdata(np.abs(d))
-    doubled = np.rint(2 * ranks[d != 0]).astype(int)
     t_plus = int(np.rint(2 * ranks[d > 0].sum()))
-    dist = signed_rank_null(doubled)
+    # the null distribution of T+ over the sign flips, indexed by 2·T+ (average ranks of ties are multiples
+    # of 1/2, so doubled ranks are integers): the product of (1 + x^r) / 2 over the non-zero ranks r
+    doubled = np.rint(2 * ranks[d != 0]).astype(int)
+    dist = np.zeros(doubled.sum() + 1)
+    dist[0] = 1.0
+    for r in doubled:
+        dist[r:] += dist[: len(dist) - r]  # numpy copies the overlapping input first
+        dist /= 2
     low, high = dist[: t_plus + 1].sum(), dist[t_plus:].sum()
     return float(min(1.0, 2 * min(low, high)))
 
@@ -108,35 +101,20 @@ def paired(
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     d = a - b
     n = len(d)
-    out = {
-        "n": n,
-        "diff": float(d.mean()) if n else NAN,
-        "diff_ci_low": NAN,
-        "diff_ci_high": NAN,
-        "p_t": NAN,
-        "p_wilcoxon": NAN,
-        "d_z": NAN,
-    }
+    out = {"n": n, "diff": float(d.mean()) if n else NAN}
+    out |= dict.fromkeys(("diff_ci_low", "diff_ci_high", "p_t", "p_wilcoxon", "d_z"), NAN)
     if n < 2:
         return out
     sd = float(d.std(ddof=1))
     out["p_wilcoxon"] = wilcoxon(d if counts is None else np.asarray(counts))
     if sd < 1e-12:  # every seed gives the same difference (up to float rounding): t is 0 or infinite
-        return {
-            **out,
-            "diff_ci_low": out["diff"],
-            "diff_ci_high": out["diff"],
-            "p_t": 1.0 if abs(out["diff"]) < 1e-12 else 0.0,
-        }
+        out["diff_ci_low"] = out["diff_ci_high"] = out["diff"]
+        out["p_t"] = 1.0 if abs(out["diff"]) < 1e-12 else 0.0
+        return out
     result = stats.ttest_rel(a, b)
     ci = result.confidence_interval(level)
-    return {
-        **out,
-        "diff_ci_low": float(ci.low),
-        "diff_ci_high": float(ci.high),
-        "p_t": float(result.pvalue),
-        "d_z": out["diff"] / sd,
-    }
+    out.update(diff_ci_low=float(ci.low), diff_ci_high=float(ci.high), p_t=float(result.pvalue), d_z=out["diff"] / sd)
+    return out
 
 
 def paired_tost(a: Sequence[float], b: Sequence[float], margin: float) -> float:
@@ -209,10 +187,9 @@ def _fewest_seeds(power_at: Callable[[float], float], power: float) -> float:
     n: bisection on integers), inf where MAX_SEEDS does not."""
     if power_at(MAX_SEEDS) < power:
         return math.inf
-    low, high = 1, MAX_SEEDS  # power_at(high) >= power; low is below the answer
     if power_at(2) >= power:
         return 2.0
-    low = 2
+    low, high = 2, MAX_SEEDS  # power_at(high) >= power; low is below the answer
     while high - low > 1:
         mid = (low + high) // 2
         low, high = (low, mid) if power_at(mid) >= power else (mid, high)

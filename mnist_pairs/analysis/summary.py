@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from mnist_pairs.analysis.stats import accuracy_interval, proportion_interval
@@ -31,34 +32,23 @@ REPORT_ORDER = [
 ACTIVATION_ORDER = ["relu", "tanh", "leakyrelu"]
 
 
-def model_order(models: pd.Series) -> list[str]:
-    """The report's order, then any other model alphabetically."""
-    present = set(models)
-    return [m for m in REPORT_ORDER if m in present] + sorted(present - set(REPORT_ORDER))
-
-
 def cell_order(runs: pd.DataFrame) -> list[str]:
-    """Cells in the report's model order, then by activation (ReLU, tanh, LeakyReLU), each model's
-    variants after its base runs."""
-    rank = {m: i for i, m in enumerate(model_order(runs["model"]))}
+    """Cells in the report's model order (any other model after them, alphabetically), then by
+    activation (ReLU, tanh, LeakyReLU), each model's variants after its base runs."""
+    rank = {m: i for i, m in enumerate([*REPORT_ORDER, *sorted(set(runs["model"]) - set(REPORT_ORDER))])}
     act = {a: i for i, a in enumerate(ACTIVATION_ORDER)}
-    cells = runs.drop_duplicates("cell")
     key = [
         (rank[r.model], act.get(r.activation, len(act)), r.activation, r.variant, r.experiment, r.cell)
-        for r in cells.itertuples()
+        for r in runs.drop_duplicates("cell").itertuples()
     ]
     return [k[-1] for k in sorted(key)]
 
 
 def seeds_text(seeds: pd.Series) -> str:
     """Seeds as ranges: 0-9,12."""
-    values, parts = sorted(int(s) for s in set(seeds)), []
-    for s in values:
-        if parts and s == parts[-1][1] + 1:
-            parts[-1][1] = s
-        else:
-            parts.append([s, s])
-    return ",".join(f"{a}-{b}" if b > a else f"{a}" for a, b in parts)
+    values = np.unique(seeds.astype(int))
+    runs = np.split(values, np.flatnonzero(np.diff(values) != 1) + 1)  # split after a gap
+    return ",".join(f"{r[0]}-{r[-1]}" if len(r) > 1 else f"{r[0]}" for r in runs)
 
 
 def binomial_sd(p: float, n_test: Any) -> float:
@@ -99,14 +89,10 @@ def summarize(runs: pd.DataFrame, configs: dict[str, dict[str, Any]] | None = No
         test = ok["test_acc"].dropna()
         mean, sd = test.mean(), test.std(ddof=1)
         low, high = accuracy_interval(mean, sd, len(test))
-        first = group.iloc[0]
         out.append(
             {
                 "cell": cell,
-                "model": first["model"],
-                "activation": first["activation"],
-                "variant": first["variant"],
-                "experiment": first["experiment"],
+                **group.iloc[0][["model", "activation", "variant", "experiment"]].to_dict(),
                 "seeds": seeds_text(group["seed"]),
                 "n_runs": len(group),
                 "n_ok": len(ok),
