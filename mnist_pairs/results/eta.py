@@ -94,14 +94,6 @@ class Costs:
         return run.work * seconds / work if work > 0 else run.work
 
 
-def job_starts(n_jobs: int, job_ends: Sequence[float], workers: int, start: float) -> list[float | None]:
-    """When each job (in launch order) started, for a launcher that hands job ``i`` to the worker
-    freed by the ``i - workers``-th job to end: the first ``workers`` jobs at ``start``, later
-    ones at an end time, None for jobs not started yet."""
-    ends = sorted(job_ends)
-    return [start if i < workers else (ends[i - workers] if i - workers < len(ends) else None) for i in range(n_jobs)]
-
-
 def remaining_seconds(
     jobs: Sequence[Sequence[Run]],
     finished: Mapping[str, Finished],
@@ -114,17 +106,19 @@ def remaining_seconds(
     ``start``) ends, given the runs ``finished`` by ``now`` and ``costs`` learned from them."""
     workers = max(1, workers)
     done = [all(r.key in finished for r in job) for job in jobs]
-    job_ends = [max(finished[r.key].end for r in job) for job, d in zip(jobs, done) if d and job]
+    # when each job started: the launcher hands job i to the worker freed by the (i - workers)-th
+    # job to end, the first ``workers`` jobs at ``start``; a job past the list has not started
+    began = [start] * workers + sorted(max(finished[r.key].end for r in job) for job, d in zip(jobs, done) if d and job)
     free: list[float] = []  # when each worker is free, as seconds from now
     pending: list[Sequence[Run]] = []
-    for job, is_done, began in zip(jobs, done, job_starts(len(jobs), job_ends, workers, start)):
+    for i, (job, is_done) in enumerate(zip(jobs, done)):
         if is_done:
             continue
-        if began is None:
+        if i >= len(began):
             pending.append(job)
             continue
         ended = [finished[r.key].end for r in job if r.key in finished]
-        busy_since = max([began, *ended])
+        busy_since = max([began[i], *ended])
         left = (0.0 if ended else costs.job_overhead()) + sum(costs.predict(r) for r in job if r.key not in finished)
         free.append(max(0.0, left - (now - busy_since)))
     free = sorted(free)[-workers:] + [0.0] * max(0, workers - len(free))
