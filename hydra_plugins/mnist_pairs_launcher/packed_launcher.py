@@ -94,25 +94,22 @@ class PackedSubmititLauncher(BaseSubmititLauncher):
         """Waits for every job; raises UnfinishedJobsError naming the jobs without results. Ctrl-C
         or SIGTERM while waiting cancels the jobs not done (else they would run on unwatched, and
         the same command, which resumes the sweep, would start their runs a second time)."""
+        results: list[JobReturn] = []
+        unfinished: list[str] = []
         try:
-            return self.wait(jobs, packs)
+            for job, pack in zip(jobs, packs):
+                try:
+                    results.extend(job.results()[0])
+                except Exception as error:  # submitit's UncompletedJobError / FailedJobError
+                    runs = "; ".join(" ".join(filter_overrides(p[0])) for p in pack)
+                    first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+                    unfinished.append(f"job {job.job_id} ({job.state}): {runs}: {first_line}")
         except KeyboardInterrupt:
             cancelled = [job for job in jobs if not job.done()]
             for job in cancelled:
                 job.cancel(check=False)
             log.warning("cancelled %d of %d jobs that were queued or running", len(cancelled), len(jobs))
             raise
-
-    def wait(self, jobs: Sequence[Any], packs: Sequence[Sequence[JobParams]]) -> list[JobReturn]:
-        results: list[JobReturn] = []
-        unfinished: list[str] = []
-        for job, pack in zip(jobs, packs):
-            try:
-                results.extend(job.results()[0])
-            except Exception as error:  # submitit's UncompletedJobError / FailedJobError
-                runs = "; ".join(" ".join(filter_overrides(p[0])) for p in pack)
-                first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-                unfinished.append(f"job {job.job_id} ({job.state}): {runs}: {first_line}")
         if unfinished:
             for line in unfinished:
                 log.error("no results from %s", line)
