@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from mnist_pairs.results import records
 from mnist_pairs.results.eta import Costs, Finished, Run, remaining_seconds
 
 PROGRESS_DIR = ".progress"
@@ -34,8 +35,6 @@ def start_session(
     """Record a new sweep session of these ``runs``, launched as ``jobs`` (lists of run keys, in
     launch order) on ``workers`` workers; ``history``: measured seconds of earlier runs of this
     sweep's cells. Returns the session."""
-    folder = sweep_dir / PROGRESS_DIR
-    folder.mkdir(parents=True, exist_ok=True)
     session = {
         "id": uuid.uuid4().hex[:12],
         "runs": {r.key: [r.cell, r.model, r.work] for r in runs},
@@ -44,9 +43,7 @@ def start_session(
         "history": [[r.cell, r.model, r.work, seconds] for r, seconds in history or []],
         "started": time.time(),
     }
-    tmp = folder / "session.json.tmp"
-    tmp.write_text(json.dumps(session))
-    os.replace(tmp, folder / "session.json")
+    records.write_atomically(sweep_dir / PROGRESS_DIR / "session.json", lambda f: f.write(json.dumps(session).encode()))
     return session
 
 
