@@ -41,13 +41,6 @@ class PackedSubmititLauncher(BaseSubmititLauncher):
         self.runs_per_job = runs_per_job
         self.jobs = jobs
 
-    def packs(self, params: list[JobParams]) -> list[list[JobParams]]:
-        """Consecutive runs, ``runs_per_job`` to a job; or, with ``jobs``, the runs dealt round-robin
-        into that many jobs (balanced: sweeps list their slow runs first)."""
-        if self.jobs:
-            return [params[i :: self.jobs] for i in range(min(self.jobs, len(params)))]
-        return [params[i : i + self.runs_per_job] for i in range(0, len(params), self.runs_per_job)]
-
     def run_pack(self, pack: Sequence[JobParams]) -> list[JobReturn]:
         """Runs one job's share of the sweep, one after another, in this process."""
         return [self(*params) for params in pack]
@@ -81,9 +74,13 @@ class PackedSubmititLauncher(BaseSubmititLauncher):
         for idx, overrides in enumerate(job_overrides, start=initial_job_idx):
             log.info(f"\t#{idx} : {' '.join(filter_overrides(overrides))}")
             params.append((list(overrides), "hydra.sweep.dir", idx, f"job_id_for_{idx}", Singleton.get_state()))
-        packs = self.packs(params)
-        executor = self.make_executor()
-        jobs = executor.map_array(self.run_pack, packs)
+        # consecutive runs, runs_per_job to a job; or, with jobs, the runs dealt round-robin into
+        # that many jobs (balanced: sweeps list their slow runs first)
+        if self.jobs:
+            packs = [params[i :: self.jobs] for i in range(min(self.jobs, len(params)))]
+        else:
+            packs = [params[i : i + self.runs_per_job] for i in range(0, len(params), self.runs_per_job)]
+        jobs = self.make_executor().map_array(self.run_pack, packs)
         log.info(
             f"Submitit '{self._EXECUTOR}': {len(params)} runs in {len(jobs)} jobs ({jobs[0].job_id.split('_')[0]}), "
             f"results in {sweep_dir}"

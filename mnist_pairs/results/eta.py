@@ -143,11 +143,10 @@ class TimedRun:
 def replay(timed: Sequence[TimedRun], workers: int, fractions: Sequence[float]) -> list[tuple[int, float, float]]:
     """(runs finished, predicted seconds left, actual seconds left) at the moment the given
     ``fractions`` of a past sweep's runs had finished, the estimator knowing only those runs."""
-    by_job: dict[int, list[Run]] = {}
+    by_job: dict[int, list[TimedRun]] = {}
     for t in sorted(timed, key=lambda t: (t.job, t.start)):
-        by_job.setdefault(t.job, []).append(t.run)
-    first_start = {job: min(t.start for t in timed if t.job == job) for job in by_job}
-    jobs = [by_job[job] for job in sorted(by_job, key=lambda j: (first_start[j], j))]
+        by_job.setdefault(t.job, []).append(t)
+    jobs = [[t.run for t in job] for job in sorted(by_job.values(), key=lambda job: (job[0].start, job[0].job))]
     ends = sorted(timed, key=lambda t: t.end)
     start, last = min(t.start for t in timed), ends[-1].end
     spans = worker_spans(ends)

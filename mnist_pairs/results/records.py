@@ -207,9 +207,8 @@ def code_provenance() -> Code:
         return code
     commit = git(package.parent, "rev-parse", "HEAD")
     status = git(package.parent, "status", "--porcelain", "--untracked-files=normal")
-    if commit is None or status is None:
-        return code
-    code.update(commit=commit.strip(), dirty=is_dirty(status))
+    if commit is not None and status is not None:
+        code.update(commit=commit.strip(), dirty=is_dirty(status))
     return code
 
 
