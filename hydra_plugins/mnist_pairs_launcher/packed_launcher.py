@@ -41,13 +41,6 @@ class PackedSubmititLauncher(BaseSubmititLauncher):
         self.runs_per_job = runs_per_job
         self.jobs = jobs
 
-    def packs(self, params: list[JobParams]) -> list[list[JobParams]]:
-        """Consecutive runs, ``runs_per_job`` to a job; or, with ``jobs``, the runs dealt round-robin
-        into that many jobs (balanced: sweeps list their slow runs first)."""
-        if self.jobs:
-            return [params[i :: self.jobs] for i in range(min(self.jobs, len(params)))]
-        return [params[i : i + self.runs_per_job] for i in range(0, len(params), self.runs_per_job)]
-
     def run_pack(self, pack: Sequence[JobParams]) -> list[JobReturn]:
         """Runs one job's share of the sweep, one after another, in this process."""
         return [self(*params) for params in pack]
@@ -81,9 +74,13 @@ class PackedSubmititLauncher(BaseSubmititLauncher):
         for idx, overrides in enumerate(job_overrides, start=initial_job_idx):
             log.info(f"\t#{idx} : {' '.join(filter_overrides(overrides))}")
             params.append((list(overrides), "hydra.sweep.dir", idx, f"job_id_for_{idx}", Singleton.get_state()))
-        packs = self.packs(params)
-        executor = self.make_executor()
-        jobs = executor.map_array(self.run_pack, packs)
+        # consecutive runs, runs_per_job to a job; or, with jobs, the runs dealt round-robin into
+        # that many jobs (balanced: sweeps list their slow runs first)
+        if self.jobs:
+            packs = [params[i :: self.jobs] for i in range(min(self.jobs, len(params)))]
+        else:
+            packs = [params[i : i + self.runs_per_job] for i in range(0, len(params), self.runs_per_job)]
+        jobs = self.make_executor().map_array(self.run_pack, packs)
         log.info(
             f"Submitit '{self._EXECUTOR}': {len(params)} runs in {len(jobs)} jobs ({jobs[0].job_id.split('_')[0]}), "
             f"results in {sweep_dir}"
@@ -94,25 +91,22 @@ class PackedSubmititLauncher(BaseSubmititLauncher):
         """Waits for every job; raises UnfinishedJobsError naming the jobs without results. Ctrl-C
         or SIGTERM while waiting cancels the jobs not done (else they would run on unwatched, and
         the same command, which resumes the sweep, would start their runs a second time)."""
+        results: list[JobReturn] = []
+        unfinished: list[str] = []
         try:
-            return self.wait(jobs, packs)
+            for job, pack in zip(jobs, packs):
+                try:
+                    results.extend(job.results()[0])
+                except Exception as error:  # submitit's UncompletedJobError / FailedJobError
+                    runs = "; ".join(" ".join(filter_overrides(p[0])) for p in pack)
+                    first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+                    unfinished.append(f"job {job.job_id} ({job.state}): {runs}: {first_line}")
         except KeyboardInterrupt:
             cancelled = [job for job in jobs if not job.done()]
             for job in cancelled:
                 job.cancel(check=False)
             log.warning("cancelled %d of %d jobs that were queued or running", len(cancelled), len(jobs))
             raise
-
-    def wait(self, jobs: Sequence[Any], packs: Sequence[Sequence[JobParams]]) -> list[JobReturn]:
-        results: list[JobReturn] = []
-        unfinished: list[str] = []
-        for job, pack in zip(jobs, packs):
-            try:
-                results.extend(job.results()[0])
-            except Exception as error:  # submitit's UncompletedJobError / FailedJobError
-                runs = "; ".join(" ".join(filter_overrides(p[0])) for p in pack)
-                first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-                unfinished.append(f"job {job.job_id} ({job.state}): {runs}: {first_line}")
         if unfinished:
             for line in unfinished:
                 log.error("no results from %s", line)

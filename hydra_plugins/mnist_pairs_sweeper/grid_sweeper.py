@@ -87,18 +87,18 @@ class GridSweeper(BasicSweeper):
             cfg.seed = yaml.safe_load(seed)
         return cfg
 
-    def validate_jobs(self, jobs: Sequence[Sequence[str]]) -> list[int]:
+    def validate_sweep(self, jobs: Sequence[Sequence[str]]) -> list[int]:
         """Compose every job and pass it through the validation pipeline as a single run is
         checked before Hydra makes its folder (mnist_pairs.config.checks.validate: the whole
         pipeline once per composition, the seed, data and run folder for each of its jobs); exit
-        with one line naming the first bad value. Returns how many of its seeds one job takes, for
-        every job."""
+        with one line naming the first bad value; log the time it took. Returns how many of its
+        seeds one job takes, for every job."""
         from mnist_pairs.config.callbacks import one_line
         from mnist_pairs.config.checks import STAGES, seeds_per_job, validate
         from mnist_pairs.config.schema import ConfigError
         from mnist_pairs.training.data import DataError
 
-        per_job: list[int] = []
+        tic, per_job = time.perf_counter(), []
         with self.hydra_config() as set_config:
             for overrides in jobs:
                 cfg = self.compose(overrides)
@@ -113,6 +113,7 @@ class GridSweeper(BasicSweeper):
                     sys.exit(f"error: {one_line(error)} (while checking job: {' '.join(overrides)})")
                 assert checked is not None
                 per_job.append(seeds_per_job(checked.device))
+        log.info("sweep of %d runs validated in %.1f s", len(jobs), time.perf_counter() - tic)
         return per_job
 
     @contextlib.contextmanager
@@ -148,12 +149,12 @@ class GridSweeper(BasicSweeper):
         return planned
 
     @staticmethod
-    def pack_seeds(jobs: Sequence[Sequence[str]], per_job: Sequence[int]) -> list[list[int]]:
-        """Jobs that differ only in their seed, packed K at a time (K = ``per_job``, 1 keeps each
-        job alone): the indices of each packed job's members, in launch order."""
+    def pack_seeds(jobs: Sequence[Sequence[str]], per_job: Sequence[int], todo: Sequence[int]) -> list[list[int]]:
+        """The jobs ``todo`` that differ only in their seed, packed K at a time (K = ``per_job``, 1
+        keeps each job alone): the indices of each packed job's members, in launch order."""
         groups: dict[tuple, list[int]] = {}
-        for i, overrides in enumerate(jobs):
-            rest, seed = split_seed(overrides)
+        for i in todo:
+            rest, seed = split_seed(jobs[i])
             groups.setdefault(rest if seed is not None else (i,), []).append(i)
         packed: list[list[int]] = []
         for members in groups.values():
@@ -171,13 +172,6 @@ class GridSweeper(BasicSweeper):
         seeds = ",".join(str(split_seed(jobs[i])[1]) for i in members)
         return [*jobs[members[0]], f"device.seed_batch=[{seeds}]"]
 
-    def validate_sweep(self, jobs: Sequence[Sequence[str]]) -> list[int]:
-        """``validate_jobs`` for the whole sweep, timed."""
-        tic = time.perf_counter()
-        per_job = self.validate_jobs(jobs)
-        log.info("sweep of %d runs validated in %.1f s", len(jobs), time.perf_counter() - tic)
-        return per_job
-
     def sweep(self, arguments: list[str]) -> Any:
         from mnist_pairs.results.session import interruptible_sweep, sweep_session
 
@@ -194,10 +188,7 @@ class GridSweeper(BasicSweeper):
                     len(jobs),
                 )
             todo = [i for i, r in enumerate(runs) if not r.done]
-            packed = [
-                [todo[i] for i in members]
-                for members in self.pack_seeds([jobs[i] for i in todo], [per_job[i] for i in todo])
-            ]
+            packed = self.pack_seeds(jobs, per_job, todo)
             if len(packed) < len(todo):
                 log.info(
                     "%d runs in %d jobs of several seeds each (device.vectorize, device.seeds_per_job)",

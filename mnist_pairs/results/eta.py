@@ -94,14 +94,6 @@ class Costs:
         return run.work * seconds / work if work > 0 else run.work
 
 
-def job_starts(n_jobs: int, job_ends: Sequence[float], workers: int, start: float) -> list[float | None]:
-    """When each job (in launch order) started, for a launcher that hands job ``i`` to the worker
-    freed by the ``i - workers``-th job to end: the first ``workers`` jobs at ``start``, later
-    ones at an end time, None for jobs not started yet."""
-    ends = sorted(job_ends)
-    return [start if i < workers else (ends[i - workers] if i - workers < len(ends) else None) for i in range(n_jobs)]
-
-
 def remaining_seconds(
     jobs: Sequence[Sequence[Run]],
     finished: Mapping[str, Finished],
@@ -114,17 +106,19 @@ def remaining_seconds(
     ``start``) ends, given the runs ``finished`` by ``now`` and ``costs`` learned from them."""
     workers = max(1, workers)
     done = [all(r.key in finished for r in job) for job in jobs]
-    job_ends = [max(finished[r.key].end for r in job) for job, d in zip(jobs, done) if d and job]
+    # when each job started: the launcher hands job i to the worker freed by the (i - workers)-th
+    # job to end, the first ``workers`` jobs at ``start``; a job past the list has not started
+    began = [start] * workers + sorted(max(finished[r.key].end for r in job) for job, d in zip(jobs, done) if d and job)
     free: list[float] = []  # when each worker is free, as seconds from now
     pending: list[Sequence[Run]] = []
-    for job, is_done, began in zip(jobs, done, job_starts(len(jobs), job_ends, workers, start)):
+    for i, (job, is_done) in enumerate(zip(jobs, done)):
         if is_done:
             continue
-        if began is None:
+        if i >= len(began):
             pending.append(job)
             continue
         ended = [finished[r.key].end for r in job if r.key in finished]
-        busy_since = max([began, *ended])
+        busy_since = max([began[i], *ended])
         left = (0.0 if ended else costs.job_overhead()) + sum(costs.predict(r) for r in job if r.key not in finished)
         free.append(max(0.0, left - (now - busy_since)))
     free = sorted(free)[-workers:] + [0.0] * max(0, workers - len(free))
@@ -149,11 +143,10 @@ class TimedRun:
 def replay(timed: Sequence[TimedRun], workers: int, fractions: Sequence[float]) -> list[tuple[int, float, float]]:
     """(runs finished, predicted seconds left, actual seconds left) at the moment the given
     ``fractions`` of a past sweep's runs had finished, the estimator knowing only those runs."""
-    by_job: dict[int, list[Run]] = {}
+    by_job: dict[int, list[TimedRun]] = {}
     for t in sorted(timed, key=lambda t: (t.job, t.start)):
-        by_job.setdefault(t.job, []).append(t.run)
-    first_start = {job: min(t.start for t in timed if t.job == job) for job in by_job}
-    jobs = [by_job[job] for job in sorted(by_job, key=lambda j: (first_start[j], j))]
+        by_job.setdefault(t.job, []).append(t)
+    jobs = [[t.run for t in job] for job in sorted(by_job.values(), key=lambda job: (job[0].start, job[0].job))]
     ends = sorted(timed, key=lambda t: t.end)
     start, last = min(t.start for t in timed), ends[-1].end
     spans = worker_spans(ends)

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from mnist_pairs.results import records
 from mnist_pairs.results.eta import Costs, Finished, Run, remaining_seconds
 
 PROGRESS_DIR = ".progress"
@@ -30,12 +31,10 @@ def start_session(
     jobs: list[list[str]],
     workers: int = 1,
     history: list[tuple[Run, float]] | None = None,
-) -> str:
+) -> dict[str, Any]:
     """Record a new sweep session of these ``runs``, launched as ``jobs`` (lists of run keys, in
     launch order) on ``workers`` workers; ``history``: measured seconds of earlier runs of this
-    sweep's cells. Returns the session's id."""
-    folder = sweep_dir / PROGRESS_DIR
-    folder.mkdir(parents=True, exist_ok=True)
+    sweep's cells. Returns the session."""
     session = {
         "id": uuid.uuid4().hex[:12],
         "runs": {r.key: [r.cell, r.model, r.work] for r in runs},
@@ -44,10 +43,8 @@ def start_session(
         "history": [[r.cell, r.model, r.work, seconds] for r, seconds in history or []],
         "started": time.time(),
     }
-    tmp = folder / "session.json.tmp"
-    tmp.write_text(json.dumps(session))
-    os.replace(tmp, folder / "session.json")
-    return session["id"]
+    records.write_atomically(sweep_dir / PROGRESS_DIR / "session.json", lambda f: f.write(json.dumps(session).encode()))
+    return session
 
 
 def fmt_seconds(seconds: float) -> str:
@@ -68,15 +65,6 @@ def read_session(sweep_dir: Path) -> dict[str, Any] | None:
     return session
 
 
-def read_log(sweep_dir: Path, session: dict[str, Any]) -> list[tuple[str, float, float, float | None, str]]:
-    """(outcome, seconds, end, job overhead or None, run key) of every run logged so far."""
-    path = sweep_dir / PROGRESS_DIR / f"{session['id']}.log"
-    if not path.is_file():
-        return []
-    lines = (line.split(" ", 4) for line in path.read_text().splitlines() if line)
-    return [(o, float(s), float(e), None if h == "-" else float(h), key) for o, s, e, h, key in lines]
-
-
 def session_eta(
     session: dict[str, Any], logged: list[tuple[str, float, float, float | None, str]], now: float
 ) -> float:
@@ -94,16 +82,6 @@ def session_eta(
             costs.learn_overhead(overhead)
     jobs = [[runs[key] for key in job if key in runs] for job in session["jobs"]]
     return remaining_seconds(jobs, finished, costs, session["workers"], session["started"], now)
-
-
-def progress_line(session: dict[str, Any], logged: list[tuple[str, float, float, float | None, str]]) -> str:
-    now = time.time()
-    counts = Counter(entry[0] for entry in logged)
-    return (
-        f"sweep {len(logged)}/{len(session['runs'])} ({counts['ok']} ok, {counts['failed']} failed, "
-        f"{counts['diverged']} diverged, {counts['skipped']} already done) "
-        f"elapsed {fmt_seconds(now - session['started'])} ETA {fmt_seconds(session_eta(session, logged, now))}"
-    )
 
 
 _last_end: dict[str, float] = {}  # session id -> when this process last logged a job's end
@@ -129,12 +107,21 @@ def record_outcomes(sweep_dir: Path, outcomes: Sequence[tuple[str, Path | str]],
         f"{outcome} {share:.3f} {now:.3f} {overhead if i == 0 else '-'} {run_key(sweep_dir, run_dir)}\n"
         for i, (outcome, run_dir) in enumerate(outcomes)
     ]
-    fd = os.open(sweep_dir / PROGRESS_DIR / f"{session['id']}.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    path = sweep_dir / PROGRESS_DIR / f"{session['id']}.log"
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         os.write(fd, "".join(lines).encode())
     finally:
         os.close(fd)
-    return progress_line(session, read_log(sweep_dir, session))
+    # (outcome, seconds, end, job overhead or None, run key) of every run logged so far, by any job
+    entries = (line.split(" ", 4) for line in path.read_text().splitlines() if line)
+    logged = [(o, float(s), float(e), None if h == "-" else float(h), key) for o, s, e, h, key in entries]
+    counts = Counter(entry[0] for entry in logged)
+    return (
+        f"sweep {len(logged)}/{len(session['runs'])} ({counts['ok']} ok, {counts['failed']} failed, "
+        f"{counts['diverged']} diverged, {counts['skipped']} already done) "
+        f"elapsed {fmt_seconds(now - session['started'])} ETA {fmt_seconds(session_eta(session, logged, now))}"
+    )
 
 
 def run_key(sweep_dir: Path, run_dir: Path | str) -> str:

@@ -5,6 +5,7 @@ A record is the single source of truth about a run; aggregation reads nothing el
 import contextlib
 import functools
 import hashlib
+import itertools
 import json
 import os
 import platform
@@ -41,9 +42,8 @@ class Metrics(TypedDict):
     test_loss: NotRequired[float]
     val_acc: NotRequired[float]  # with data.n_val > 0: the held-out training pairs, for model selection
     val_loss: NotRequired[float]
-    digit_acc: NotRequired[
-        float
-    ]  # models trained with the auxiliary loss: their branch's digit accuracy on the 2n test images
+    # models trained with the auxiliary loss: their branch's digit accuracy on the 2n test images
+    digit_acc: NotRequired[float]
 
 
 class TestPairs(TypedDict):
@@ -108,9 +108,8 @@ class RunRecord(TypedDict):
     host: NotRequired[str]
     pid: NotRequired[int]
     slurm_job: NotRequired[str]
-    weights: NotRequired[
-        str
-    ]  # with train.save_model: the file of the trained weights beside the record (mnist_pairs.results.runs)
+    # with train.save_model: the file of the trained weights beside the record (mnist_pairs.results.runs)
+    weights: NotRequired[str]
     traceback: NotRequired[str]
     code: NotRequired[Code]  # the code that ran it (``code_provenance``); older records lack it
 
@@ -190,11 +189,8 @@ def git(checkout: Path, *args: str) -> str | None:
 def is_dirty(porcelain: str) -> bool:
     """Whether ``git status --porcelain`` output shows a tracked file changed, or an untracked
     file in the code's folders (notes, outputs or data elsewhere in the checkout do not count)."""
-    for line in porcelain.splitlines():
-        path = line[3:].strip('"')
-        if not line.startswith("??") or path.startswith(CODE_FOLDERS):
-            return True
-    return False
+    lines = porcelain.splitlines()
+    return any(not line.startswith("??") or line[3:].strip('"').startswith(CODE_FOLDERS) for line in lines)
 
 
 @functools.cache
@@ -211,9 +207,8 @@ def code_provenance() -> Code:
         return code
     commit = git(package.parent, "rev-parse", "HEAD")
     status = git(package.parent, "status", "--porcelain", "--untracked-files=normal")
-    if commit is None or status is None:
-        return code
-    code.update(commit=commit.strip(), dirty=is_dirty(status))
+    if commit is not None and status is not None:
+        code.update(commit=commit.strip(), dirty=is_dirty(status))
     return code
 
 
@@ -288,21 +283,16 @@ def current_umask() -> int:
     return mask
 
 
-def plain_file_mode() -> int:
-    """The mode ``open(path, "w")`` gives a new file: 0o666 less the umask (mkstemp's files are
-    0o600 whatever the umask, which would hide records and weights from a shared group)."""
-    return 0o666 & ~current_umask()
-
-
 def write_atomically(path: Path, write: Callable[[IO[bytes]], None]) -> Path:
     """Write ``path`` through ``write`` atomically: a temporary file in the same folder, fsync,
     rename, fsync of the folder. A reader sees the old file or the new one, never a torn file; the
-    file gets the mode a plain ``open`` would give (``plain_file_mode``)."""
+    file gets the mode a plain ``open`` would give, 0o666 less the umask (mkstemp's files are 0o600
+    whatever the umask, which would hide records and weights from a shared group)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=".tmp", dir=path.parent)
     try:
         with contextlib.suppress(OSError):  # a file system without modes (some network mounts) keeps mkstemp's
-            os.fchmod(fd, plain_file_mode())
+            os.fchmod(fd, 0o666 & ~current_umask())
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
@@ -319,10 +309,10 @@ def write_atomically(path: Path, write: Callable[[IO[bytes]], None]) -> Path:
     return path
 
 
-def write_record(run_dir: Path, record: RunRecord) -> Path:
-    """Write ``record.json`` atomically (``write_atomically``)."""
+def write_record(run_dir: Path, record: RunRecord, name: str = RECORD_FILE) -> Path:
+    """Write ``record.json`` (or another ``name``) atomically (``write_atomically``)."""
     text = json.dumps(record, indent=1, sort_keys=True, allow_nan=True).encode()
-    return write_atomically(run_dir / RECORD_FILE, lambda f: f.write(text))
+    return write_atomically(run_dir / name, lambda f: f.write(text))
 
 
 def mark_started(run_dir: Path, seeds: Sequence[int]) -> None:
@@ -369,25 +359,20 @@ def set_aside(run_dir: Path, old_hash: str) -> Path:
     if weights is not None and weights.parent == run_dir and weights.is_file():
         kept = f"{weights.stem}.superseded-{suffix}{weights.suffix}"
         os.replace(weights, run_dir / kept)
-        write_atomically(
-            target,
-            lambda f: f.write(json.dumps({**old, "weights": kept}, indent=1, sort_keys=True, allow_nan=True).encode()),
-        )
+        write_record(run_dir, {**old, "weights": kept}, target.name)
         (run_dir / RECORD_FILE).unlink()
     else:
         os.replace(run_dir / RECORD_FILE, target)
     return target
 
 
-def finished_record(run_dir: Path) -> RunRecord | None:
-    """The run's record if the run finished (status ok, or diverged: a NaN loss is a result that
-    the same seed reproduces), else None (missing, failed or corrupt: redone on resume)."""
-    path = run_dir / RECORD_FILE
-    if not path.is_file():
-        return None
+def finished_record(run_dir: Path, name: str = RECORD_FILE) -> RunRecord | None:
+    """The run's record (or the record ``name`` in its folder) if the run finished (status ok, or
+    diverged: a NaN loss is a result that the same seed reproduces), else None (missing, failed or
+    corrupt: redone on resume)."""
     try:
-        record = read_record(path)
-    except CorruptRecordError:
+        record = read_record(run_dir / name)
+    except CorruptRecordError:  # missing too
         return None
     return record if record["status"] in ("ok", "diverged") else None
 
@@ -400,18 +385,11 @@ def find_finished(ident: str, run_dir: Path, legacy_dir: Path | None = None) -> 
     ``config_hash``; None when none holds it. The one lookup of the grid sweeper (which jobs to
     launch) and of a run (skip when done)."""
     folders = [f for f in (run_dir, legacy_dir) if f is not None]
-    for folder in folders:
-        record = finished_record(folder)
+    aside = (path for f in folders for path in sorted(f.glob(f"record.superseded-{ident}*.json")))
+    for path in itertools.chain((f / RECORD_FILE for f in folders), aside):
+        record = finished_record(path.parent, path.name)
         if record is not None and record["config_hash"] == ident:
-            return folder / RECORD_FILE, record
-    for folder in folders:
-        for path in sorted(folder.glob(f"record.superseded-{ident}*.json")):
-            try:
-                record = read_record(path)
-            except CorruptRecordError:
-                continue
-            if record["config_hash"] == ident and record["status"] in ("ok", "diverged"):
-                return path, record
+            return path, record
     return None
 
 

@@ -61,8 +61,10 @@ class LoadedRun:
         return pairs.channels_last() if self.channels_last else pairs
 
 
-def read_finished(run_dir: Path) -> records.RunRecord:
-    """The run's record, which must be finished (status ok) and name its weights file."""
+def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> LoadedRun:
+    """The finished run of ``run_dir`` with its trained model, rebuilt from the config of its
+    weights file and loaded with its weights; raises RunLoadError when that is not possible."""
+    run_dir = Path(run_dir)
     if not (run_dir / records.RECORD_FILE).is_file():
         raise RunLoadError(
             f"{run_dir}: no {records.RECORD_FILE} there (a run's folder, e.g. "
@@ -78,14 +80,6 @@ def read_finished(run_dir: Path) -> records.RunRecord:
         raise RunLoadError(
             f"{run_dir}: the run saved no weights (train.save_model=true saves them; force=true redoes a finished run)"
         )
-    return record
-
-
-def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> LoadedRun:
-    """The finished run of ``run_dir`` with its trained model, rebuilt from the config of its
-    weights file and loaded with its weights; raises RunLoadError when that is not possible."""
-    run_dir = Path(run_dir)
-    record = read_finished(run_dir)
     path = run_dir / record["weights"]
     try:
         payload = torch.load(path, map_location=device, weights_only=True)

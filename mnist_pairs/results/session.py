@@ -26,7 +26,7 @@ from omegaconf import DictConfig
 
 from mnist_pairs.results import records
 from mnist_pairs.results.eta import Run
-from mnist_pairs.results.progress import fmt_seconds, record_outcomes, run_key, start_session
+from mnist_pairs.results.progress import fmt_seconds, record_outcomes, run_key, session_eta, start_session
 
 log = logging.getLogger(__name__)
 
@@ -135,19 +135,11 @@ def step_seconds(model_json: str, batch: int, threads: int, channels_last: str |
         torch.set_num_threads(before)
 
 
-def record_seconds(record: dict[str, Any]) -> float | None:
-    """A finished record's share of wall time: ``finished_at - started_at``, over K for a run
-    trained with K-1 other seeds at once (``device.vectorize``); None when it has no times."""
-    try:
-        wall = datetime.fromisoformat(record["finished_at"]) - datetime.fromisoformat(record["started_at"])
-        return wall.total_seconds() / max(1, int(records.setting(record["config"], "device.vectorize", 1) or 1))
-    except (KeyError, TypeError, ValueError):
-        return None
-
-
 def measured_history(sweep_dir: Path, runs: Sequence[Run]) -> list[tuple[Run, float]]:
     """(run, seconds) of every finished record under the sweep's folder whose cell is one of
-    ``runs``' cells (any seed); records of other configs are left out."""
+    ``runs``' cells (any seed); records of other configs, or without times, are left out. A
+    record's seconds are its share of wall time: ``finished_at - started_at``, over K for a run
+    trained with K-1 other seeds at once (``device.vectorize``)."""
     cells = {r.cell: r for r in runs}
     history: list[tuple[Run, float]] = []
     for path in sweep_dir.rglob(records.RECORD_FILE):
@@ -155,8 +147,12 @@ def measured_history(sweep_dir: Path, runs: Sequence[Run]) -> list[tuple[Run, fl
         if record is None or not isinstance(record.get("config"), dict):
             continue
         cell = records.cell_hash(record["config"])
-        seconds = record_seconds(record)
-        if cell in cells and seconds is not None and seconds > 0:
+        try:
+            wall = datetime.fromisoformat(record["finished_at"]) - datetime.fromisoformat(record["started_at"])
+            seconds = wall.total_seconds() / max(1, int(records.setting(record["config"], "device.vectorize", 1) or 1))
+        except (KeyError, TypeError, ValueError):
+            continue
+        if cell in cells and seconds > 0:
             history.append((cells[cell], seconds))
     return history
 
@@ -201,7 +197,7 @@ def sweep_session(
             raise
         # SIGINT or SIGTERM, whatever error it became; the records written stay
         code = exit_code(stopped)
-        finished = sum(finished_now(r) for r in replan(runs))
+        finished = sum(r.record is not None for r in replan(runs))
         name = signal.Signals(code - 128).name
         print(
             f"sweep interrupted ({name}): {finished} of {len(runs)} runs finished, {len(runs) - finished} not; "
@@ -216,24 +212,15 @@ def sweep_session(
 def start_progress(sweep_dir: Path, runs: Sequence[PlannedRun], jobs: Sequence[Sequence[int]], workers: int) -> None:
     """The progress session of the launched ``jobs``, with the measured seconds of finished runs
     of the same cells; the runs already done are logged as such, and the predicted time is logged."""
-    from mnist_pairs.results.eta import Costs, remaining_seconds
-
     history = measured_history(sweep_dir, [r.run for r in runs])
-    start_session(sweep_dir, [r.run for r in runs], [[runs[i].run.key for i in job] for job in jobs], workers, history)
+    launched = [[runs[i].run.key for i in job] for job in jobs]
+    session = start_session(sweep_dir, [r.run for r in runs], launched, workers, history)
     line = record_outcomes(sweep_dir, [("skipped", r.run_dir) for r in runs if r.done], 0.0)
     if line:
         log.info(line)
     if jobs:
-        costs = Costs()
-        for run, seconds in history:
-            costs.learn(run, seconds)
-        launched = [[runs[i].run for i in job] for job in jobs]
-        log.info(
-            "sweep of %d jobs on %d workers: predicted %s",
-            len(jobs),
-            workers,
-            fmt_seconds(remaining_seconds(launched, {}, costs, workers, 0.0, 0.0)),
-        )
+        predicted = fmt_seconds(session_eta(session, [], session["started"]))
+        log.info("sweep of %d jobs on %d workers: predicted %s", len(jobs), workers, predicted)
 
 
 def replan(runs: Sequence[PlannedRun]) -> list[PlannedRun]:
@@ -245,7 +232,7 @@ def report_unfinished(runs: Sequence[PlannedRun]) -> None:
     """After the launch: each run without a finished record of its config (it failed, or its
     process died) is named with its error, and the sweep exits non-zero; the others have finished.
     Their records say why; the same command redoes exactly them."""
-    unfinished = [f"{r.run_dir}: {why_unfinished(r)}" for r in replan(runs) if not finished_now(r)]
+    unfinished = [f"{r.run_dir}: {why_unfinished(r)}" for r in replan(runs) if r.record is None]
     if unfinished:
         for line in unfinished:
             log.error("run failed: %s", line)
@@ -253,10 +240,6 @@ def report_unfinished(runs: Sequence[PlannedRun]) -> None:
             f"error: {len(unfinished)} of {len(runs)} runs of this sweep failed (listed above, with the error their "
             "record.json holds); the others finished. The same command redoes only the failed ones."
         )
-
-
-def finished_now(run: PlannedRun) -> bool:
-    return run.record is not None
 
 
 def why_unfinished(run: PlannedRun) -> str:

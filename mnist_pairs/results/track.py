@@ -83,12 +83,6 @@ class Target:
         prefix = "sqlite:///"
         return Path(self.uri[len(prefix) :]) if self.uri.startswith(prefix) and ":memory:" not in self.uri else None
 
-    @property
-    def artifact_location(self) -> str | None:
-        """Where a new experiment keeps its artifacts: beside a SQLite file; a server's own choice."""
-        db = self.sqlite_file
-        return (db.parent / ARTIFACTS_DIR / self.experiment).resolve().as_uri() if db is not None else None
-
 
 def default_uri(output_root: str | Path) -> str:
     """The embedded store of an output root: a SQLite file, no server."""
@@ -117,15 +111,17 @@ def session(where: Target) -> Iterator[tuple[MlflowClient, str]]:
     from mlflow.exceptions import MlflowException
 
     db = where.sqlite_file
+    artifacts = None  # a new experiment's artifacts: beside a SQLite file; a server's own choice
     if db is not None:
         db.parent.mkdir(parents=True, exist_ok=True)
+        artifacts = (db.parent / ARTIFACTS_DIR / where.experiment).resolve().as_uri()
     with open(f"{db}.lock", "a") if db is not None else nullcontext() as lock:
         if lock is not None:
             fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
         client = MlflowClient(where.uri)
         if client.get_experiment_by_name(where.experiment) is None:
             try:
-                client.create_experiment(where.experiment, artifact_location=where.artifact_location)
+                client.create_experiment(where.experiment, artifact_location=artifacts)
             except MlflowException as error:  # another process created it meanwhile
                 if error.error_code != "RESOURCE_ALREADY_EXISTS":
                     raise
@@ -144,15 +140,6 @@ def search(client: MlflowClient, experiment_id: str, query: str = "") -> list[Ru
         page = client.search_runs([experiment_id], query, ViewType.ACTIVE_ONLY, max_results=1000, page_token=token)
         found, token = found + list(page), page.token or ""
     return sorted(found, key=lambda r: (r.info.start_time or 0, r.info.run_id))
-
-
-def runs_of(client: MlflowClient, experiment_id: str, ident: str | None = None) -> dict[str, list[Run]]:
-    """Active seed runs of the experiment by identity tag (only ``ident``'s when given)."""
-    found: dict[str, list[Run]] = {}
-    for run in search(client, experiment_id, f"tags.{IDENTITY_TAG} = '{ident}'" if ident else ""):
-        if IDENTITY_TAG in run.data.tags:
-            found.setdefault(run.data.tags[IDENTITY_TAG], []).append(run)
-    return found
 
 
 def is_complete(run: Run, record: records.RunRecord) -> bool:
@@ -191,44 +178,6 @@ def log_batch(client: MlflowClient, run_id: str, config: dict[str, Any] | None =
     params = [Param(k, v) for k, v in flat_params(config or {}).items()]
     for i in range(0, max(len(params), len(metrics)), MAX_BATCH):
         client.log_batch(run_id, metrics=metrics[i : i + MAX_BATCH], params=params[i : i + MAX_BATCH])
-
-
-def run_tags(record: records.RunRecord, rel_dir: str) -> dict[str, str]:
-    config = record["config"]
-    tags = {
-        IDENTITY_TAG: record["config_hash"],
-        RECORD_TAG: record["finished_at"],
-        KIND_TAG: "seed",
-        "model": record["model"],
-        "activation": record["activation"],
-        "variant": record["variant"] or "-",
-        "seed": str(record["seed"]),
-        "experiment": str(config.get("experiment_name", "")),
-        CELL_TAG: records.cell_hash(config),  # the seeds of one cell share it: group by it
-        "status": record["status"],
-        "run_dir": rel_dir,
-        "device": record["device_name"],
-        "host": record.get("host", ""),
-    }
-    optional = {"slurm_job": record.get("slurm_job"), "error": (record["error"] or "")[:5000]}
-    return {**tags, **{k: v for k, v in optional.items() if v}}
-
-
-def run_metrics(record: records.RunRecord) -> list:
-    """The per-epoch history (step = epoch, from 1) and the final numbers, stamped with the
-    record's end (deterministic: a run logged twice logs the same values)."""
-    from mlflow.entities import Metric
-
-    stamp = millis(record["finished_at"])
-    out = [
-        Metric(f"history/{key}", float(value), stamp, epoch)
-        for key, values in (record["history"] or {}).items()
-        for epoch, value in enumerate(values, 1)
-        if value is not None
-    ]
-    final = {**(record["metrics"] or {}), "n_params": record["n_params"]}
-    final.update({k: record[k] for k in ("train_time_s", "best_epoch") if record.get(k) is not None})
-    return out + [Metric(key, float(value), stamp, 0) for key, value in final.items()]
 
 
 def cell_summaries(folder: Path, cell: str | None = None) -> dict[str, dict[str, Any]]:
@@ -290,17 +239,46 @@ def create_run(
 ) -> str:
     """One MLflow run holding the whole record, under its cell's parent; terminated last, so a
     run still RUNNING is one whose logging was cut short."""
+    from mlflow.entities import Metric
+
+    tags = {
+        IDENTITY_TAG: record["config_hash"],
+        RECORD_TAG: record["finished_at"],
+        KIND_TAG: "seed",
+        PARENT_TAG: parent_id,
+        "model": record["model"],
+        "activation": record["activation"],
+        "variant": record["variant"] or "-",
+        "seed": str(record["seed"]),
+        "experiment": str(record["config"].get("experiment_name", "")),
+        CELL_TAG: records.cell_hash(record["config"]),  # the seeds of one cell share it: group by it
+        "status": record["status"],
+        "run_dir": rel_dir,
+        "device": record["device_name"],
+        "host": record.get("host", ""),
+    }
+    optional = {"slurm_job": record.get("slurm_job"), "error": (record["error"] or "")[:5000]}
+    tags.update({k: v for k, v in optional.items() if v})
     run_id = client.create_run(
-        experiment_id,
-        start_time=millis(record["started_at"]),
-        tags={**run_tags(record, rel_dir), PARENT_TAG: parent_id},
-        run_name=run_name(record),
+        experiment_id, start_time=millis(record["started_at"]), tags=tags, run_name=run_name(record)
     ).info.run_id
-    log_batch(client, run_id, record["config"], run_metrics(record))
+    # the per-epoch history (step = epoch, from 1) and the final numbers, stamped with the record's
+    # end (deterministic: a run logged twice logs the same values)
+    stamp = millis(record["finished_at"])
+    metrics = [
+        Metric(f"history/{key}", float(value), stamp, epoch)
+        for key, values in (record["history"] or {}).items()
+        for epoch, value in enumerate(values, 1)
+        if value is not None
+    ]
+    final = {**(record["metrics"] or {}), "n_params": record["n_params"]}
+    final.update({k: record[k] for k in ("train_time_s", "best_epoch") if record.get(k) is not None})
+    metrics += [Metric(key, float(value), stamp, 0) for key, value in final.items()]
+    log_batch(client, run_id, record["config"], metrics)
     client.log_artifact(run_id, str(run_dir / records.RECORD_FILE))
     if "weights" in record:
         client.log_artifact(run_id, str(run_dir / record["weights"]))
-    client.set_terminated(run_id, TRACKED[record["status"]], end_time=millis(record["finished_at"]))
+    client.set_terminated(run_id, TRACKED[record["status"]], end_time=stamp)
     return run_id
 
 
@@ -310,8 +288,8 @@ def log_record(
     """Make the experiment hold this finished record exactly once, under ``parent_id``. Returns
     what was done: ``present`` (already there; nested if it was not), ``logged`` or ``replaced``
     (a half-logged run, or one of an older record of the same identity, was deleted first)."""
-    ident = record["config_hash"]
-    existing = runs_of(client, experiment_id, ident).get(ident, [])
+    query = f"tags.{IDENTITY_TAG} = '{record['config_hash']}'"
+    existing = search(client, experiment_id, query)
     keep = [r for r in existing if is_complete(r, record)][:1]
     for run in existing:
         if run not in keep:
@@ -321,7 +299,7 @@ def log_record(
         return "present"
     create_run(client, experiment_id, record, run_dir, rel_dir, parent_id)
     # another process (against a server: no lock) may have logged the same record meanwhile
-    for run in [r for r in runs_of(client, experiment_id, ident).get(ident, []) if is_complete(r, record)][1:]:
+    for run in [r for r in search(client, experiment_id, query) if is_complete(r, record)][1:]:
         client.delete_run(run.info.run_id)
     return "replaced" if existing else "logged"
 
@@ -346,7 +324,8 @@ def log_run(cfg: DictConfig, run_dir: Path, record: records.RunRecord) -> None:
                     done = log_record(client, experiment_id, record, run_dir, rel_dir, parent_id)
                 break
             except Exception as error:
-                if attempt == ATTEMPTS or not lost_race(error):
+                lost_race = "IntegrityError" in str(error) or "database is locked" in str(error)
+                if attempt == ATTEMPTS or not lost_race:  # a write that lost a race with another process
                     raise
                 time.sleep(random.uniform(0.2, 1.0) * attempt)
         log.info("tracking: %s %s in experiment %r of %s", run_name(record), done, where.experiment, where.uri)
@@ -361,11 +340,6 @@ def log_run(cfg: DictConfig, run_dir: Path, record: records.RunRecord) -> None:
         )
 
 
-def lost_race(error: Exception) -> bool:
-    """Whether ``error`` is a write that lost a race with another process (worth a retry)."""
-    return "IntegrityError" in str(error) or "database is locked" in str(error)
-
-
 def finished_runs(results_dir: Path) -> dict[Path, records.RunRecord]:
     """Run folder -> finished record (ok or diverged) of every run under ``results_dir``."""
     found = {path.parent: records.finished_record(path.parent) for path in results_dir.rglob(records.RECORD_FILE)}
@@ -374,16 +348,20 @@ def finished_runs(results_dir: Path) -> dict[Path, records.RunRecord]:
 
 def export(results_dir: Path, where: Target, found: dict[Path, records.RunRecord] | None = None) -> Counter:
     """Log every cell and every finished run of ``results_dir`` (or those ``found`` there) that the
-    target's experiment does not hold yet (two queries list the cells and seed runs it holds), in
+    target's experiment does not hold yet (one query lists the cells and seed runs it holds), in
     one session: a job logging into the store meanwhile waits. Returns the count of each outcome
     of ``log_record``, ``nested`` for runs put under their cell, and ``failed`` for runs not
     logged (each warned about; the others go on)."""
     found = finished_runs(results_dir) if found is None else found
     summaries, counts, parents = cell_summaries(results_dir), Counter(), {}
     with session(where) as (client, experiment_id):
-        held, cells = runs_of(client, experiment_id), {}
-        for run in search(client, experiment_id, f"tags.{KIND_TAG} = 'cell'"):
-            cells.setdefault(run.data.tags[CELL_TAG], []).append(run)
+        held, cells = {}, {}  # seed runs by identity, cells' parent runs by cell hash
+        for run in search(client, experiment_id):
+            tags = run.data.tags
+            if tags.get(KIND_TAG) == "cell":
+                cells.setdefault(tags[CELL_TAG], []).append(run)
+            elif IDENTITY_TAG in tags:
+                held.setdefault(tags[IDENTITY_TAG], []).append(run)
         for run_dir, record in found.items():
             cell, runs = records.cell_hash(record["config"]), held.get(record["config_hash"], [])
             try:
