@@ -24,7 +24,7 @@ from mnist_pairs.results import records
 from mnist_pairs.results.progress import record_outcomes
 from mnist_pairs.training.batch import run_seed_batch
 from mnist_pairs.training.data import DataError
-from mnist_pairs.training.interrupt import exit_code, handle_stop_signals
+from mnist_pairs.training.interrupt import exit_code, handle_stop_signals, quiet_unraisable_interrupts
 from mnist_pairs.training.run import run
 from mnist_pairs.tune import mean_objective
 
@@ -54,6 +54,7 @@ def interrupted_line(error: BaseException, cfg: DictConfig, dirs: dict[int, Path
 def main(cfg: DictConfig) -> float | None:
     """One job: one run, or a batch of seeds (at once or in turn); returns the tuning objective
     (validation accuracy, the mean over the job's seeds) for sweepers that optimise."""
+    quiet_unraisable_interrupts()  # a worker's Ctrl-C, too, prints no traceback
     started, tic = records.now(), time.perf_counter()
     hc = HydraConfig.get()
     multirun = hc.mode == RunMode.MULTIRUN

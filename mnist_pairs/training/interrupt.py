@@ -7,8 +7,10 @@ shell's code for the signal (130 for SIGINT, 143 for SIGTERM)."""
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 from types import FrameType
+from typing import Any
 
 
 class Interrupted(KeyboardInterrupt):
@@ -34,9 +36,27 @@ def stop_requested() -> Interrupted | None:
     return Interrupted(_received[0]) if _received else None
 
 
+def quiet_unraisable_interrupts() -> None:
+    """No traceback for a stop signal that lands where Python cannot raise it (a weakref callback
+    of the import system, a ``__del__``): the interpreter would print "Exception ignored in ...
+    KeyboardInterrupt" in the middle of the sweep's one line. Other unraisable errors still reach
+    the hook that was there before. A sweep's workers install it per job (``train.main``)."""
+    previous = sys.unraisablehook
+    if getattr(previous, "quiets_interrupts", False):
+        return
+
+    def hook(unraisable: Any) -> None:
+        if not isinstance(unraisable.exc_value, KeyboardInterrupt):
+            previous(unraisable)
+
+    hook.quiets_interrupts = True  # type: ignore[attr-defined]
+    sys.unraisablehook = hook
+
+
 def handle_stop_signals() -> None:
     """SIGINT and SIGTERM raise ``Interrupted`` (signal handlers can only be set in the main thread;
-    elsewhere this does nothing)."""
+    elsewhere this does nothing), and none of them prints a traceback from where it cannot be raised."""
+    quiet_unraisable_interrupts()
     if threading.current_thread() is threading.main_thread():
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, _raise_interrupted)
