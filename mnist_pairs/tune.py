@@ -99,12 +99,8 @@ def export(sweep_dir: Path, name: str | None = None, out_dir: Path = CONF_DIR / 
     nested = OmegaConf.to_yaml(
         OmegaConf.from_dotlist([f"{k}={v!r}" if isinstance(v, str) else f"{k}={v}" for k, v in values.items()])
     )
-    path = out_dir / f"{name}.yaml"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(f"# @package _global_\n{header}{nested}")
-    tmp.replace(path)
-    return path
+    text = f"# @package _global_\n{header}{nested}".encode()
+    return records.write_atomically(out_dir / f"{name}.yaml", lambda f: f.write(text))
 
 
 def main(argv: list[str] | None = None) -> None:
